@@ -1,0 +1,61 @@
+"""The forecast data contract (GAIA_SPEC section 3): variables, levels, grid and time steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+SURFACE_VARIABLES: tuple[str, ...] = ("2t", "10u", "10v", "msl")
+LEVEL_VARIABLES: tuple[str, ...] = ("t", "u", "v", "q", "z")
+ALL_VARIABLES: tuple[str, ...] = SURFACE_VARIABLES + LEVEL_VARIABLES
+PRESSURE_LEVELS: tuple[int, ...] = (50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000)
+UNITS: dict[str, str] = {
+    "2t": "K", "10u": "m s**-1", "10v": "m s**-1", "msl": "Pa",
+    "t": "K", "u": "m s**-1", "v": "m s**-1", "q": "kg kg**-1", "z": "m**2 s**-2",
+}
+
+STEP_HOURS = 6
+N_STEPS = 40
+FORECAST_LEAD_HOURS: tuple[int, ...] = tuple(STEP_HOURS * (i + 1) for i in range(N_STEPS))
+DAY1_LEAD_HOURS: tuple[int, ...] = (12,)
+ERA5_LEAD_HOURS: tuple[int, ...] = tuple(range(24, 241, 24))
+PREVIOUS_STEP = timedelta(hours=6)
+
+CONTRACT_RESOLUTION = 0.25
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A regular lat/lon grid: lat 90 -> -90 descending, lon 0 -> 360 - resolution ascending."""
+
+    resolution: float = CONTRACT_RESOLUTION
+
+    @property
+    def lat(self) -> np.ndarray:
+        n = int(round(180.0 / self.resolution)) + 1
+        return np.linspace(90.0, -90.0, n)
+
+    @property
+    def lon(self) -> np.ndarray:
+        n = int(round(360.0 / self.resolution))
+        return np.arange(n) * self.resolution
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.lat.size, self.lon.size)
+
+
+def valid_times(init_time: datetime, lead_hours: tuple[int, ...] = FORECAST_LEAD_HOURS) -> list[datetime]:
+    """Valid times T0 + h for each lead h (T0 itself is not part of a forecast)."""
+    return [init_time + timedelta(hours=h) for h in lead_hours]
+
+
+def variable_dims(variable: str) -> tuple[str, ...]:
+    """Dims of a contract variable in a forecast store: surface (time, lat, lon), else with level."""
+    if variable in SURFACE_VARIABLES:
+        return ("time", "lat", "lon")
+    if variable in LEVEL_VARIABLES:
+        return ("time", "pressure_level", "lat", "lon")
+    raise KeyError(f"{variable!r} is not a contract variable")
