@@ -1,0 +1,82 @@
+"""The run and miner-response state machines (requirement: weather-pipeline-refactor, section 5).
+
+Exactly the statuses and valid transitions of the refactor plan. Terminal states have no exit.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class RunStatus(str, Enum):
+    """Status of a daily run (one row per GFS init time T0)."""
+
+    CREATED = "created"
+    GFS_DOWNLOADING = "gfs_downloading"
+    GFS_READY = "gfs_ready"
+    QUERYING_MINERS = "querying_miners"
+    SCORING_DAY1 = "scoring_day1"
+    AWAITING_ERA5 = "awaiting_era5"
+    SCORING_ERA5 = "scoring_era5"
+    COMPLETED = "completed"
+    ERROR = "error"
+
+
+class ResponseStatus(str, Enum):
+    """Status of one miner's response to one run."""
+
+    CREATED = "created"
+    FETCH_INITIATED = "fetch_initiated"
+    INFERENCE_RUNNING = "inference_running"
+    FORECAST_READY = "forecast_ready"
+    DAY1_SCORING = "day1_scoring"
+    DAY1_SCORED = "day1_scored"
+    ERA5_SCORING = "era5_scoring"
+    ERA5_SCORED = "era5_scored"
+    FAILED = "failed"
+
+
+RESPONSE_TRANSITIONS: dict[str, frozenset[str]] = {
+    "created": frozenset({"fetch_initiated", "failed"}),
+    "fetch_initiated": frozenset({"inference_running", "failed"}),
+    "inference_running": frozenset({"forecast_ready", "failed"}),
+    "forecast_ready": frozenset({"day1_scoring", "failed"}),
+    "day1_scoring": frozenset({"day1_scored", "failed"}),
+    "day1_scored": frozenset({"era5_scoring"}),
+    "era5_scoring": frozenset({"era5_scored", "failed"}),
+    "era5_scored": frozenset(),
+    "failed": frozenset(),
+}
+
+# The plan lists the run statuses in pipeline order; a run moves forward along it (stages may be
+# skipped when there is nothing to do, e.g. no miner delivered), or to error from any live state.
+_RUN_ORDER = [s.value for s in RunStatus if s is not RunStatus.ERROR]
+RUN_TRANSITIONS: dict[str, frozenset[str]] = {
+    status: frozenset(_RUN_ORDER[i + 1:]) | ({"error"} if status != "completed" else set())
+    for i, status in enumerate(_RUN_ORDER)
+}
+RUN_TRANSITIONS["error"] = frozenset()
+
+IN_FLIGHT_RESPONSE_STATUSES = frozenset({"fetch_initiated", "inference_running"})
+TERMINAL_RESPONSE_STATUSES = frozenset({"era5_scored", "failed"})
+
+
+class InvalidTransition(ValueError):
+    """A transition the state machine does not allow."""
+
+
+def check_transition(table: dict[str, frozenset[str]], current: str, new: str, what: str) -> None:
+    """Refuse a transition that is not in the machine's table (rule: strict state machine)."""
+    if current not in table:
+        raise InvalidTransition(f"{what}: unknown status {current!r}")
+    if new not in table[current]:
+        allowed = ", ".join(sorted(table[current])) or "none (terminal)"
+        raise InvalidTransition(f"{what}: {current} -> {new} is not a valid transition (allowed: {allowed})")
+
+
+def response_path(current: str, target: str) -> list[str]:
+    """The forward steps from ``current`` to ``target`` along the response machine's main line."""
+    line = [s.value for s in ResponseStatus if s is not ResponseStatus.FAILED]
+    if current not in line or target not in line or line.index(target) < line.index(current):
+        raise InvalidTransition(f"no forward path from {current} to {target}")
+    return line[line.index(current) + 1: line.index(target) + 1]
