@@ -59,3 +59,47 @@ def variable_dims(variable: str) -> tuple[str, ...]:
     if variable in LEVEL_VARIABLES:
         return ("time", "pressure_level", "lat", "lon")
     raise KeyError(f"{variable!r} is not a contract variable")
+
+
+def contract_problems(dataset, grid: Grid, init_time: datetime) -> list[str]:  # noqa: ANN001
+    """Every way a forecast dataset breaks the contract (empty when it conforms).
+
+    Checked: each contract variable present with its dims; the 40 valid times T0+6h..T0+240h;
+    the 13 pressure levels; lat/lon equal to the truth grid (regridding is not offered yet, so a
+    different grid is refused with the shapes named).
+    """
+    problems: list[str] = []
+    for variable in ALL_VARIABLES:
+        if variable not in dataset.data_vars:
+            problems.append(f"variable {variable} is missing")
+        elif tuple(dataset[variable].dims) != variable_dims(variable):
+            problems.append(f"variable {variable} has dims {tuple(dataset[variable].dims)}, "
+                            f"expected {variable_dims(variable)}")
+    if "time" in dataset.coords:
+        expected = np.array([np.datetime64(t.replace(tzinfo=None), "ns") for t in valid_times(init_time)])
+        got = dataset["time"].values.astype("datetime64[ns]")
+        if got.shape != expected.shape or not (got == expected).all():
+            problems.append(f"time holds {got.size} steps from {got[:1]} to {got[-1:]}, expected the 40 "
+                            f"steps {expected[0]}..{expected[-1]}")
+    else:
+        problems.append("time coordinate is missing")
+    if "pressure_level" in dataset.coords:
+        levels = tuple(int(v) for v in dataset["pressure_level"].values)
+        if levels != PRESSURE_LEVELS:
+            problems.append(f"pressure levels are {levels}, expected {PRESSURE_LEVELS}")
+    for name, want in (("lat", grid.lat), ("lon", grid.lon)):
+        if name not in dataset.coords:
+            problems.append(f"{name} coordinate is missing")
+            continue
+        got = np.asarray(dataset[name].values, dtype=float)
+        if got.shape != want.shape or not np.allclose(got, want, atol=1e-6):
+            problems.append(f"{name} has {got.size} points ({got[:1]}..{got[-1:]}), expected {want.size} "
+                            f"({want[0]}..{want[-1]}) on the {grid.resolution} degree grid")
+    return problems
+
+
+def time_index(lead_hours: int) -> int:
+    """Index of a lead in the forecast's time axis (T0+6h is index 0)."""
+    if lead_hours % STEP_HOURS or not STEP_HOURS <= lead_hours <= STEP_HOURS * N_STEPS:
+        raise ValueError(f"lead {lead_hours} h is not a forecast step")
+    return lead_hours // STEP_HOURS - 1

@@ -245,6 +245,15 @@ class ValidatorRepository:
             if result.rowcount != 1:
                 raise LostTransition(f"response {response_id}: not in status {expected!r} any more")
 
+    def claim_attempt(self, response_id: int, stage: str, status: str, attempts: int, **fields: Any) -> bool:
+        """Atomically take attempt ``attempts + 1`` of a stage: exactly one of racing workers wins."""
+        column = getattr(MinerResponse, f"{stage}_attempts")
+        with self.session() as s, s.begin():
+            result = s.execute(update(MinerResponse).where(and_(
+                MinerResponse.id == response_id, MinerResponse.status == status, column == attempts,
+            )).values({column.key: attempts + 1, "updated_at": now_utc(), **fields}))
+            return result.rowcount == 1
+
     def _compare_and_set(self, model, entity: str, table: dict, row_id: int, expected: str, new: str,  # noqa: ANN001
                          dagster_run_id: str | None, fields: dict[str, Any]) -> None:
         """One ``UPDATE ... WHERE id = :id AND status = :expected``; refusals are audited too."""

@@ -1,0 +1,26 @@
+# The two quick-start commands: `make demo` (set up, then run one simulated day) and
+# `make test` (set up, then run the test suite). Everything is installed into .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+DATE ?= 2026-10-20
+MINERS ?= 8
+
+.PHONY: setup demo test ui
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/gaia-dagster demo --miners $(MINERS) --date $(DATE)
+
+test: setup
+	$(BIN)/pytest -q
+
+ui: setup
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(BIN)/dagster dev -w workspace.yaml

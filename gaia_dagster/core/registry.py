@@ -1,0 +1,63 @@
+"""Normalising the miner registry (requirement: dedup-defense-in-depth, layer 1: input).
+
+A registry may list a hotkey twice, or two hotkeys on one endpoint. Duplicates never enter the
+pipeline: the first entry of a hotkey wins, and a second hotkey on an endpoint already taken is
+set aside. Every duplicate is reported so it can be warned about and counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    hotkey: str
+    base_url: str
+    uid: int | None = None
+
+
+@dataclass(frozen=True)
+class RegistryDuplicate:
+    kind: str  # "hotkey" | "endpoint"
+    entry: RegistryEntry
+    kept: RegistryEntry
+
+    def describe(self) -> str:
+        if self.kind == "hotkey":
+            return f"hotkey {self.entry.hotkey} listed twice ({self.entry.base_url}); kept {self.kept.base_url}"
+        return (f"endpoint {self.entry.base_url} listed for {self.entry.hotkey} and {self.kept.hotkey}; "
+                f"kept {self.kept.hotkey}")
+
+
+FORBIDDEN_KEY_CHARS = set("|,[]")
+
+
+def endpoint_key(base_url: str) -> str:
+    """Scheme, host and port of an endpoint, lower-cased: two URLs naming one server are equal."""
+    parts = urlsplit(base_url.strip())
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+
+
+def normalise_registry(entries: list[RegistryEntry]) -> tuple[list[RegistryEntry], list[RegistryDuplicate]]:
+    """Unique miners in registry order, and the duplicates set aside (first entry wins)."""
+    by_hotkey: dict[str, RegistryEntry] = {}
+    by_endpoint: dict[str, RegistryEntry] = {}
+    kept: list[RegistryEntry] = []
+    duplicates: list[RegistryDuplicate] = []
+    for entry in entries:
+        hotkey = entry.hotkey.strip()
+        if not hotkey or FORBIDDEN_KEY_CHARS & set(hotkey):
+            raise ValueError(f"miner registry entry has an invalid hotkey {entry.hotkey!r}")
+        entry = RegistryEntry(hotkey, entry.base_url.strip().rstrip("/"), entry.uid)
+        endpoint = endpoint_key(entry.base_url)
+        if hotkey in by_hotkey:
+            duplicates.append(RegistryDuplicate("hotkey", entry, by_hotkey[hotkey]))
+        elif endpoint in by_endpoint:
+            duplicates.append(RegistryDuplicate("endpoint", entry, by_endpoint[endpoint]))
+        else:
+            by_hotkey[hotkey] = by_endpoint[endpoint] = entry
+            kept.append(entry)
+    return kept, duplicates
