@@ -1,0 +1,43 @@
+"""``era5_truth[date]`` and ``era5_score[date|miner]``: ERA5 scoring once the reanalysis covers the run."""
+
+from __future__ import annotations
+
+from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from gaia_dagster.assets.miner_forecast import _response, run_stage, stage_retry_policy
+from gaia_dagster.assets.partitions import daily_partitions, date_miner_partitions, gfs_init_time, to_date
+from gaia_dagster.assets.plots import markdown_table, metrics_table
+from gaia_dagster.resources.miner import MinerAccess
+from gaia_dagster.resources.sources import WeatherSources
+from gaia_dagster.resources.validator_db import ValidatorDB
+from gaia_dagster.stages.scoring import score_era5_stage, seed_era5
+
+
+@asset(partitions_def=daily_partitions, group_name="gaia", kinds={"python", "zarr"},
+       description="ERA5 at the run's scored valid times (T0+24h..T0+240h), cached once available. "
+                   "The ERA5 availability sensor materializes it when the reanalysis reaches T0+240h.")
+def era5_truth(context: AssetExecutionContext, sources: WeatherSources) -> MaterializeResult:
+    t0 = gfs_init_time(context.partition_key)
+    paths = seed_era5(sources, t0)
+    return MaterializeResult(metadata={
+        "gfs_init_time": t0.isoformat(), "valid_times": len(paths),
+        "cached": MetadataValue.json({str(k): str(v) for k, v in paths.items()}),
+    })
+
+
+@asset(partitions_def=date_miner_partitions, group_name="gaia", kinds={"python"},
+       deps=["miner_forecast", AssetDep("era5_truth", partition_mapping=to_date)],
+       retry_policy=stage_retry_policy,
+       description="ERA5 score (GAIA_SPEC 5): every variable and level at leads 24..240 h against ERA5.")
+def era5_score(context: AssetExecutionContext, validator_db: ValidatorDB, miner_access: MinerAccess,
+               sources: WeatherSources) -> MaterializeResult:
+    repo, row = _response(validator_db, context.partition_key)
+    result = run_stage(context, repo, row, "era5_scoring",
+                       lambda: score_era5_stage(repo, miner_access.client(), sources, row, context.run_id))
+    repo.advance_run(row.run_id, "scoring_era5", context.run_id)
+    leads = [{"lead_hours": lead, "score": score} for lead, score in sorted(result.lead_scores.items())]
+    return MaterializeResult(metadata={
+        "outcome": result.outcome, "era5_score": result.score,
+        "lead_scores": markdown_table(leads, ["lead_hours", "score"]),
+        "metrics": metrics_table(result.rows),
+    })

@@ -1,0 +1,35 @@
+"""``forecast_request[date|miner]``: initiate-fetch under the deterministic job ID, once."""
+
+from __future__ import annotations
+
+from dagster import AssetDep, AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+
+from gaia_dagster.assets.partitions import date_miner_partitions, gfs_init_time, split_key, to_date
+from gaia_dagster.resources.miner import MinerAccess
+from gaia_dagster.resources.validator_db import ValidatorDB
+from gaia_dagster.stages.request import request_forecast
+
+
+@asset(partitions_def=date_miner_partitions, group_name="gaia", kinds={"python"},
+       deps=[AssetDep("gfs_seed", partition_mapping=to_date)],
+       description="The miner's forecast job for the day: created once under its deterministic ID and "
+                   "requested once. A rerun finds the job and is skipped as duplicate_skipped.")
+def forecast_request(context: AssetExecutionContext, validator_db: ValidatorDB, miner_access: MinerAccess) -> MaterializeResult:
+    repo = validator_db.repo
+    date_key, hotkey = split_key(context.partition_key)
+    miner = repo.miner(hotkey)
+    if miner is None:
+        raise Failure(f"miner {hotkey} is not in the validator's registry; run the miner registry sensor first")
+    outcome = request_forecast(repo, miner_access.client(), miner, gfs_init_time(date_key),
+                               miner_access.validator_hotkey(), miner_access.retry("query"), context.run_id)
+    row = outcome.response
+    repo.advance_run(row.run_id, "querying_miners", context.run_id)
+    metadata = {
+        "outcome": outcome.outcome, "job_id": row.job_id, "status": row.status,
+        "query_attempts": row.query_attempts, "detail": MetadataValue.text(outcome.detail or ""),
+        "miner_url": MetadataValue.url(row.miner_base_url),
+    }
+    if outcome.outcome in ("failed", "retry_scheduled"):
+        raise Failure(description=f"miner {hotkey}, run {date_key}: {outcome.detail}", metadata=metadata)
+    context.log.info(f"miner {hotkey}: {outcome.outcome} (job {row.job_id})")
+    return MaterializeResult(metadata=metadata)

@@ -1,0 +1,30 @@
+"""``miner_scores[date]``: overall score per miner, the leaderboard and the weights."""
+
+from __future__ import annotations
+
+from dagster import AssetExecutionContext, MaterializeResult, asset
+
+from gaia_dagster.assets.partitions import daily_partitions, gfs_init_time, to_date
+from gaia_dagster.assets.plots import markdown_table
+from gaia_dagster.resources.validator_db import ValidatorDB
+from gaia_dagster.stages.scoring import leaderboard
+from dagster import AssetDep
+
+
+@asset(partitions_def=daily_partitions, group_name="gaia", kinds={"python"},
+       deps=[AssetDep("era5_score", partition_mapping=to_date), AssetDep("day1_score", partition_mapping=to_date)],
+       description="Overall = 0.95 * ERA5 + 0.05 * [Day1 >= 0.1] per miner (GAIA_SPEC 5), the day's "
+                   "leaderboard and the weights it implies.")
+def miner_scores(context: AssetExecutionContext, validator_db: ValidatorDB) -> MaterializeResult:
+    repo = validator_db.repo
+    run = repo.run_for_init_time(gfs_init_time(context.partition_key))
+    if run is None:
+        raise ValueError(f"run {context.partition_key}: no run exists for this date")
+    board = leaderboard(repo, run.id, context.run_id)
+    rows = [e.as_row() for e in board]
+    return MaterializeResult(metadata={
+        "miners": len(rows), "scored": sum(1 for e in board if e.status == "era5_scored"),
+        "best_overall": max((e.overall_score for e in board), default=0.0),
+        "leaderboard": markdown_table(rows, ["rank", "hotkey", "status", "day1_score", "era5_score",
+                                             "overall_score", "weight", "error"]),
+    })

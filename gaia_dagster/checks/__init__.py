@@ -1,0 +1,1 @@
+"""Asset checks: global invariants of the validator DB."""

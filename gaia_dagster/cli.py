@@ -1,0 +1,64 @@
+"""``gaia-dagster``: demo, miner serve, db upgrade."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gaia_dagster.demo import run_demo
+
+    return run_demo(miners=args.miners, date=args.date, as_json=args.json, resolution=args.resolution,
+                    timeout_s=args.timeout)
+
+
+def _miner_serve(args: argparse.Namespace, rest: list[str]) -> int:
+    from gaia_dagster.miner.serve import main as serve_main
+
+    return serve_main(rest) or 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from gaia_dagster.db.repository import ValidatorRepository, default_db_url
+    from gaia_dagster.resources.settings import dagster_home
+
+    url = args.url or default_db_url(dagster_home())
+    ValidatorRepository(url).create_schema()
+    print(f"validator DB ready at {url}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gaia-dagster", description="The Gaia weather validator on Dagster.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run one simulated day end to end against a fleet of loopback miners")
+    demo.add_argument("--miners", type=int, default=6)
+    demo.add_argument("--date", required=True, help="the day to run, YYYY-MM-DD")
+    demo.add_argument("--json", action="store_true", help="end with one JSON line of results")
+    demo.add_argument("--resolution", type=float, default=1.5, help="grid spacing in degrees")
+    demo.add_argument("--timeout", type=float, default=540.0, help="give up on the day after this many seconds")
+    miner = sub.add_parser("miner", help="the reference miner")
+    miner_sub = miner.add_subparsers(dest="miner_command", required=True)
+    miner_sub.add_parser("serve", help="serve one reference miner (see --help after serve)", add_help=False)
+    db = sub.add_parser("db", help="the validator DB")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="create or upgrade the validator DB schema")
+    upgrade.add_argument("--url", default="", help="SQLAlchemy URL (default: GAIA_DB_URL or the instance's SQLite)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["miner", "serve"]:
+        return _miner_serve(argparse.Namespace(), argv[2:])
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        return _demo(args)
+    if args.command == "db":
+        return _db_upgrade(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The gaia-dagster code location: assets, checks, schedules, sensors, resources. Nothing else."""
+
+from __future__ import annotations
+
+import os
+
+from dagster import Definitions
+
+from gaia_dagster.assets.era5 import era5_score, era5_truth
+from gaia_dagster.assets.forecast_request import forecast_request
+from gaia_dagster.assets.gfs_seed import gfs_seed
+from gaia_dagster.assets.miner_forecast import day1_score, miner_forecast
+from gaia_dagster.assets.miner_scores import miner_scores
+from gaia_dagster.checks.integrity import job_ids_deterministic, no_duplicate_jobs
+from gaia_dagster.resources.miner import MinerAccess
+from gaia_dagster.resources.registry import MinerRegistry
+from gaia_dagster.resources.sources import WeatherSources
+from gaia_dagster.resources.validator_db import ValidatorDB
+from gaia_dagster.jobs import ALL_JOBS
+from gaia_dagster.schedules import daily_forecast_schedule
+from gaia_dagster.sensors.era5 import era5_availability_sensor
+from gaia_dagster.sensors.orchestrate import miner_orchestration_sensor
+from gaia_dagster.sensors.poll import forecast_poll_sensor
+from gaia_dagster.sensors.registry import miner_registry_sensor
+
+
+def default_resources() -> dict[str, object]:
+    """Resources of the embedded default, tunable through ``GAIA_*`` environment variables."""
+    return {
+        "validator_db": ValidatorDB(url=os.environ.get("GAIA_DB_URL", "")),
+        "miner_registry": MinerRegistry(path=os.environ.get("GAIA_REGISTRY", "")),
+        "miner_access": MinerAccess(retry_scale=float(os.environ.get("GAIA_RETRY_SCALE", "1.0")),
+                                    read_timeout_s=float(os.environ.get("GAIA_MINER_TIMEOUT_S", "30"))),
+        "sources": WeatherSources(resolution=float(os.environ.get("GAIA_RESOLUTION", "1.5"))),
+    }
+
+
+def build_definitions(resources: dict[str, object] | None = None) -> Definitions:
+    return Definitions(
+        assets=[gfs_seed, forecast_request, miner_forecast, day1_score, era5_truth, era5_score, miner_scores],
+        asset_checks=[no_duplicate_jobs, job_ids_deterministic],
+        jobs=ALL_JOBS,
+        schedules=[daily_forecast_schedule],
+        sensors=[miner_registry_sensor, miner_orchestration_sensor, forecast_poll_sensor,
+                 era5_availability_sensor],
+        resources=resources or default_resources(),
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,118 @@
+"""A fleet of reference miners on loopback, each its own process (the demo and the tests use it)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gaia_dagster.core.registry import RegistryEntry
+
+FLEET_PROFILES = ("good", "persistence", "climatology", "clone", "nan", "offline")
+
+
+def profile_for(index: int) -> str:
+    """Profiles in the order good, persistence, climatology, clone, nan, offline, then repeating."""
+    return FLEET_PROFILES[index % len(FLEET_PROFILES)]
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class FleetMiner:
+    index: int
+    profile: str
+    hotkey_uri: str
+    hotkey: str
+    port: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Fleet:
+    """Reference miners started as subprocesses; ``stop()`` ends them all (also from ``with``)."""
+
+    miners: list[FleetMiner] = field(default_factory=list)
+
+    def registry_entries(self) -> list[RegistryEntry]:
+        return [RegistryEntry(m.hotkey, m.base_url, m.index) for m in self.miners]
+
+    def stop(self) -> None:
+        for m in self.miners:
+            if m.process and m.process.poll() is None:
+                m.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for m in self.miners:
+            if m.process is None:
+                continue
+            try:
+                m.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                m.process.kill()
+                m.process.wait()
+
+    def __enter__(self) -> "Fleet":
+        return self
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        self.stop()
+
+
+def start_fleet(count: int, data_dir: Path, resolution: float = 1.5, profiles: list[str] | None = None,
+                name: str = "gaia-demo-miner", inference_delay_s: float = 0.0, ready_timeout_s: float = 60.0) -> Fleet:
+    """Start ``count`` miners (profiles cycle as in the demo unless given) and wait until they listen."""
+    from gaia_dagster.resources.miner import hotkey_for_uri
+
+    fleet = Fleet()
+    try:
+        for i in range(count):
+            profile = profiles[i] if profiles else profile_for(i)
+            uri = f"//{name}-{i}"
+            miner = FleetMiner(i, profile, uri, hotkey_for_uri(uri), free_port())
+            data_dir.mkdir(parents=True, exist_ok=True)
+            log = open(data_dir / f"miner-{i}.log", "ab")
+            miner.process = subprocess.Popen(
+                [sys.executable, "-m", "gaia_dagster.miner", "--host", "127.0.0.1", "--port", str(miner.port),
+                 "--profile", profile, "--hotkey-uri", uri, "--data-dir", str(data_dir / f"miner-{i}"),
+                 "--resolution", str(resolution), "--inference-delay", str(inference_delay_s)],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            fleet.miners.append(miner)
+        _wait_listening(fleet, ready_timeout_s)
+    except BaseException:
+        fleet.stop()
+        raise
+    return fleet
+
+
+def _wait_listening(fleet: Fleet, timeout_s: float) -> None:
+    """Wait until every miner accepts TCP connections (an offline miner accepts but never answers)."""
+    deadline = time.monotonic() + timeout_s
+    pending = list(fleet.miners)
+    while pending:
+        for m in list(pending):
+            if m.process and m.process.poll() is not None:
+                raise RuntimeError(f"miner {m.index} ({m.profile}) exited with {m.process.returncode} on start")
+            try:
+                with socket.create_connection(("127.0.0.1", m.port), timeout=0.5):
+                    pending.remove(m)
+            except OSError:
+                pass
+        if pending and time.monotonic() > deadline:
+            raise RuntimeError(f"miners {[m.index for m in pending]} did not start within {timeout_s} s")
+        if pending:
+            time.sleep(0.2)

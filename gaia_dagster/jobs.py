@@ -1,0 +1,27 @@
+"""Asset jobs, one per stage. A Dagster job's assets share one partitions definition, so the
+daily stages and the per-miner stages are separate jobs; sensors and the schedule target them."""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, define_asset_job
+
+from gaia_dagster.assets.partitions import daily_partitions, date_miner_partitions
+
+daily_seed_job = define_asset_job("daily_seed_job", selection=AssetSelection.assets("gfs_seed"),
+                                  partitions_def=daily_partitions,
+                                  description="Singleton stage: the day's run row and GFS fields.")
+forecast_request_job = define_asset_job(
+    "forecast_request_job", selection=AssetSelection.assets("forecast_request"), partitions_def=date_miner_partitions,
+    description="Per-miner stage: initiate-fetch under the deterministic job ID.")
+forecast_job = define_asset_job(
+    "forecast_job", selection=AssetSelection.assets("miner_forecast", "day1_score"),
+    partitions_def=date_miner_partitions,
+    description="Per-miner stages: verify the completed forecast and score day-1 in the same run.")
+era5_truth_job = define_asset_job("era5_truth_job", selection=AssetSelection.assets("era5_truth"),
+                                  partitions_def=daily_partitions, description="Cache the day's ERA5 truth.")
+era5_score_job = define_asset_job("era5_score_job", selection=AssetSelection.assets("era5_score"),
+                                  partitions_def=date_miner_partitions, description="Per-miner ERA5 score.")
+miner_scores_job = define_asset_job("miner_scores_job", selection=AssetSelection.assets("miner_scores"),
+                                    partitions_def=daily_partitions, description="The day's leaderboard and weights.")
+
+ALL_JOBS = [daily_seed_job, forecast_request_job, forecast_job, era5_truth_job, era5_score_job, miner_scores_job]

@@ -1,0 +1,82 @@
+"""The data sources (GFS, ERA5, climatology) as one configurable resource, with an on-disk cache.
+
+``kind="world"`` is the embedded default: the deterministic synthetic atmosphere, no network.
+Whatever the kind, the pipeline sees only the protocols of ``core.sources``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import xarray as xr
+from dagster import ConfigurableResource
+
+from gaia_dagster.resources.settings import gaia_home
+
+
+class WeatherSources(ConfigurableResource):
+    """Which data the validator scores against, and where it caches what it read."""
+
+    kind: str = "world"
+    resolution: float = 1.5
+    seed: int = 0
+    cache_dir: str = ""
+
+    def _atmosphere(self):
+        from gaia_dagster.world.atmosphere import SyntheticAtmosphere
+
+        if self.kind != "world":
+            raise ValueError(f"unknown weather source kind {self.kind!r} (expected 'world')")
+        return SyntheticAtmosphere(resolution=self.resolution, seed=self.seed)
+
+    def gfs(self):
+        from gaia_dagster.world.sources import WorldGFSSource
+
+        return WorldGFSSource(self._atmosphere())
+
+    def era5(self, now: Callable[[], datetime] | None = None):
+        from gaia_dagster.world.sources import WorldERA5Source
+
+        return WorldERA5Source(self._atmosphere(), now=now or (lambda: datetime.now(timezone.utc)))
+
+    def climatology(self):
+        from gaia_dagster.world.sources import WorldClimatologySource
+
+        return WorldClimatologySource(self._atmosphere())
+
+    def cache_root(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else gaia_home() / "cache"
+
+
+def cache_path(root: Path, kind: str, moment: datetime, name: str) -> Path:
+    """Cache layout: ``{root}/{kind}/{YYYYmmddHH}/{name}.zarr``."""
+    return root / kind / moment.strftime("%Y%m%d%H") / f"{name}.zarr"
+
+
+def write_cached(path: Path, dataset: xr.Dataset) -> Path:
+    """Write a dataset to the cache atomically (a half-written entry never looks complete)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    dataset.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+    return path
+
+
+def read_cached(path: Path) -> xr.Dataset:
+    """Read a cached dataset fully into memory."""
+    with xr.open_zarr(path, consolidated=True) as ds:
+        return ds.load()
+
+
+def cached(path: Path, produce: Callable[[], xr.Dataset]) -> xr.Dataset:
+    """The cached dataset at ``path``, produced and written on first use."""
+    if not path.exists():
+        write_cached(path, produce())
+    return read_cached(path)

@@ -1,0 +1,1 @@
+"""Sensors: miner registry, forecast poll, ERA5 availability."""

@@ -1,0 +1,69 @@
+"""Forecast poll: poll in-flight jobs and launch verification + day-1 for completed ones.
+
+Run keys are built from (date, miner, stage, attempt): Dagster never reuses a run key, so a failed
+run is retried under the next attempt's key, never under its own.
+"""
+
+from __future__ import annotations
+
+from dagster import (
+    DagsterRunStatus, DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluationContext, SensorResult,
+    SkipReason, sensor,
+)
+
+from gaia_dagster.assets.partitions import date_miner_key
+from gaia_dagster.db.repository import ResponseRecord, now_utc
+from gaia_dagster.jobs import forecast_job, forecast_request_job
+from gaia_dagster.resources.miner import MinerAccess
+from gaia_dagster.resources.validator_db import ValidatorDB
+from gaia_dagster.stages.poll import poll_in_flight
+
+ACTIVE_RUN_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+                       DagsterRunStatus.STARTED]
+
+
+def partition_busy(context: SensorEvaluationContext, partition_key: str) -> bool:
+    """True when a run for this partition is queued or running (do not launch a second)."""
+    runs = context.instance.get_runs(filters=RunsFilter(tags={"dagster/partition": partition_key},
+                                                        statuses=ACTIVE_RUN_STATUSES), limit=1)
+    return bool(runs)
+
+
+def stage_run_request(row: ResponseRecord, stage: str, attempt: int, job_name: str) -> RunRequest:
+    """A run for one (date, miner) stage, keyed by its attempt."""
+    date_key = f"{row.gfs_init_time:%Y-%m-%d}"
+    return RunRequest(
+        run_key=f"{date_key}|{row.miner_hotkey}|{stage}|{attempt}",
+        partition_key=date_miner_key(date_key, row.miner_hotkey),
+        job_name=job_name,
+        tags={"gaia/stage": stage, "gaia/miner": row.miner_hotkey, "gaia/job_id": row.job_id},
+    )
+
+
+def query_retries_due(rows: list[ResponseRecord], now) -> list[ResponseRecord]:  # noqa: ANN001
+    """Jobs whose initiate-fetch failed and whose next attempt has come."""
+    return [r for r in rows if r.status == "created" and r.query_attempts > 0
+            and r.next_attempt_at is not None and r.next_attempt_at <= now]
+
+
+@sensor(name="forecast_poll_sensor", minimum_interval_seconds=30, jobs=[forecast_job, forecast_request_job], default_status=DefaultSensorStatus.RUNNING,
+        description="Polls every in-flight forecast job concurrently; launches miner_forecast + day1_score "
+                    "for completed ones and the next initiate-fetch attempt when one is due.")
+def forecast_poll_sensor(context: SensorEvaluationContext, validator_db: ValidatorDB,
+                         miner_access: MinerAccess) -> SensorResult | SkipReason:
+    repo = validator_db.repo
+    now = now_utc()
+    decisions = poll_in_flight(repo, miner_access.client(), miner_access.retry("poll"), None, now,
+                               miner_access.poll_concurrency)
+    requests = []
+    for decision in decisions:
+        context.log.info(f"{decision.response.miner_hotkey}: {decision.action} {decision.detail}")
+        row = decision.response
+        if decision.action == "ready" and not partition_busy(context, str(date_miner_key(
+                f"{row.gfs_init_time:%Y-%m-%d}", row.miner_hotkey))):
+            requests.append(stage_run_request(row, "forecast", row.poll_attempts, forecast_job.name))
+    for row in query_retries_due(repo.responses(statuses=["created"]), now):
+        requests.append(stage_run_request(row, "query", row.query_attempts + 1, forecast_request_job.name))
+    if not requests and not decisions:
+        return SkipReason("no job in flight")
+    return SensorResult(run_requests=requests)

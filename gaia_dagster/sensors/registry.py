@@ -1,0 +1,36 @@
+"""Miner registry -> the ``miners`` dynamic partitions and the validator DB.
+
+Adds, never deletes: deleting a dynamic partition would drop that miner from every date. A miner
+that leaves is kept in the validator DB (inactive), not removed from the partitions.
+"""
+
+from __future__ import annotations
+
+from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, SkipReason, sensor
+
+from gaia_dagster.assets.partitions import miner_partitions
+from gaia_dagster.core.registry import normalise_registry
+from gaia_dagster.resources.registry import MinerRegistry
+from gaia_dagster.resources.validator_db import ValidatorDB
+
+
+@sensor(name="miner_registry_sensor", minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
+        description="Reads the miner registry, drops duplicate hotkeys and endpoints (warned and counted), "
+                    "registers miners in the validator DB and adds their dynamic partitions.")
+def miner_registry_sensor(context: SensorEvaluationContext, miner_registry: MinerRegistry,
+                          validator_db: ValidatorDB) -> SensorResult | SkipReason:
+    entries, duplicates = normalise_registry(miner_registry.entries())
+    repo = validator_db.repo
+    for dup in duplicates:
+        context.log.warning(f"miner registry: {dup.describe()}")
+        repo.record_duplicate("registry", f"{dup.kind}:{dup.entry.hotkey}", detail=dup.describe())
+    new_in_db = [e.hotkey for e in entries if repo.upsert_miner(e.hotkey, e.base_url, e.uid)]
+    known = set(context.instance.get_dynamic_partitions(miner_partitions.name))
+    to_add = [e.hotkey for e in entries if e.hotkey not in known]
+    if to_add:
+        context.instance.add_dynamic_partitions(miner_partitions.name, to_add)
+    if not to_add and not new_in_db and not duplicates:
+        return SkipReason(f"{len(entries)} miners, nothing new")
+    context.log.info(f"registry: {len(entries)} miners, {len(to_add)} new partitions, "
+                     f"{len(duplicates)} duplicates set aside")
+    return SensorResult(run_requests=[])

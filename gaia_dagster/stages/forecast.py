@@ -1,0 +1,76 @@
+"""Stage ``forecast``: fetch the token and manifest, verify them, check the store's contract.
+
+Verification order (GAIA_SPEC 2): manifest hash, signer, signature, then every chunk read is
+re-hashed against the manifest. A forecast that fails any of it fails the miner with the reason;
+a network error is left to the stage's retries.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import xarray as xr
+
+from gaia_dagster.core.contract import Grid, contract_problems
+from gaia_dagster.core.manifest import ManifestError
+from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
+from gaia_dagster.resources.miner_client import MinerClient
+
+
+class ForecastRejected(Exception):
+    """The miner's forecast is invalid: fail the job, do not retry."""
+
+
+@dataclass(frozen=True)
+class VerifiedForecast:
+    response: ResponseRecord
+    manifest_hash: str
+    files_fetched: int
+    bytes_fetched: int
+    outcome: str  # verified | already_verified
+
+
+def who(row: ResponseRecord) -> str:
+    """How errors name a job: the miner and the run."""
+    return f"miner {row.miner_hotkey}, run T0={row.gfs_init_time:%Y-%m-%dT%HZ}, job {row.job_id}"
+
+
+def mirror_dir(root: Path, row: ResponseRecord, part: str) -> Path:
+    """Where the verified copy of a miner's store is kept: one folder per job and purpose."""
+    return root / "forecasts" / f"{row.gfs_init_time:%Y%m%d%H}" / row.miner_hotkey / part
+
+
+def fetch_fields(client: MinerClient, row: ResponseRecord, root: Path, part: str,
+                 time_indices: Sequence[int]) -> tuple[xr.Dataset, object]:
+    """Mirror the chunks of ``time_indices`` (each verified against the manifest) and open them."""
+    dest = mirror_dir(root, row, part)
+    if dest.exists():
+        shutil.rmtree(dest)
+    try:
+        store = client.fetch_verified_store(row.miner_base_url, row.miner_hotkey, row.job_id, dest,
+                                            time_indices=list(time_indices))
+    except ManifestError as exc:
+        raise ForecastRejected(f"{who(row)}: {exc}") from exc
+    return xr.open_zarr(dest, consolidated=True), store
+
+
+def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: ResponseRecord, root: Path,
+                    grid: Grid, dagster_run_id: str | None = None) -> VerifiedForecast:
+    """Verify the miner's store and move the job to ``forecast_ready`` (idempotent)."""
+    if row.status != "inference_running":
+        return VerifiedForecast(row, row.verification_hash_computed or "", 0, 0, "already_verified")
+    try:
+        dataset, store = fetch_fields(client, row, root, "metadata", [])
+        problems = contract_problems(dataset, grid, row.gfs_init_time)
+        if problems:
+            raise ForecastRejected(f"{who(row)}: the store breaks the data contract: " + "; ".join(problems))
+    except ForecastRejected as exc:
+        repo.transition_response(row.id, "inference_running", "failed", dagster_run_id, error=str(exc))
+        raise
+    repo.transition_response(row.id, "inference_running", "forecast_ready", dagster_run_id,
+                             verification_hash_computed=store.manifest_hash, error=None)
+    return VerifiedForecast(repo.response_by_id(row.id), store.manifest_hash, store.files_fetched,
+                            store.bytes_fetched, "verified")

@@ -1,0 +1,234 @@
+"""Stages ``day1`` and ``era5`` and the leaderboard: score the forecast the miner served.
+
+Fields are streamed one (variable, level, lead) at a time from the verified local mirror of the
+miner's store, so memory stays at a few fields whatever the forecast size. Truth, reference and
+climatology come from the source protocols, cached on disk once per run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from gaia_dagster.core.contract import (
+    ALL_VARIABLES, DAY1_LEAD_HOURS, ERA5_LEAD_HOURS, LEVEL_VARIABLES, PRESSURE_LEVELS, time_index,
+)
+from gaia_dagster.core.scoring.aggregate import overall_score
+from gaia_dagster.core.scoring.day1 import DAY1_VARIABLES, Day1Field, score_day1
+from gaia_dagster.core.scoring.era5 import (
+    Era5Field, era5_coverage_failure, era5_field_metrics, era5_score_from_metrics, verification_failure,
+)
+from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
+from gaia_dagster.resources.miner_client import MinerClient
+from gaia_dagster.resources.sources import WeatherSources, cache_path, cached
+from gaia_dagster.stages.forecast import ForecastRejected, fetch_fields, who
+
+
+@dataclass
+class StageScore:
+    outcome: str  # scored | already_scored
+    score: float | None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    lead_scores: dict[int, float] = field(default_factory=dict)
+    clone_clamped: bool = False
+
+
+# -- reference data ---------------------------------------------------------------------------
+def seed_gfs(sources: WeatherSources, t0: datetime) -> dict[str, Path]:
+    """Cache the GFS analysis at each day-1 lead and the T0 forecast at that lead (singleton stage)."""
+    gfs, root = sources.gfs(), sources.cache_root()
+    paths = {}
+    for lead in DAY1_LEAD_HOURS:
+        valid = t0 + timedelta(hours=lead)
+        paths[f"analysis_{lead:03d}"] = _cache_gfs_analysis(gfs, root, valid)
+        paths[f"forecast_f{lead:03d}"] = _cache_gfs_forecast(gfs, root, t0, lead)
+    return paths
+
+
+def _cache_gfs_analysis(gfs, root: Path, valid: datetime) -> Path:  # noqa: ANN001
+    path = cache_path(root, "gfs", valid, "analysis")
+    cached(path, lambda: gfs.analysis(valid))
+    return path
+
+
+def _cache_gfs_forecast(gfs, root: Path, t0: datetime, lead: int) -> Path:  # noqa: ANN001
+    path = cache_path(root, "gfs", t0, f"forecast_f{lead:03d}")
+    cached(path, lambda: gfs.forecast(t0, lead))
+    return path
+
+
+def seed_era5(sources: WeatherSources, t0: datetime) -> dict[int, Path]:
+    """Cache ERA5 at every ERA5 lead's valid time; a time not yet available raises LookupError."""
+    era5, root = sources.era5(), sources.cache_root()
+    paths = {}
+    for lead in ERA5_LEAD_HOURS:
+        valid = t0 + timedelta(hours=lead)
+        path = cache_path(root, "era5", valid, "truth")
+        cached(path, lambda valid=valid: era5.truth(valid))
+        paths[lead] = path
+    return paths
+
+
+def _climatology(sources: WeatherSources, valid: datetime) -> xr.Dataset:
+    clim = sources.climatology()
+    return cached(cache_path(sources.cache_root(), "climatology", valid, "climatology"),
+                  lambda: clim.climatology(valid))
+
+
+def _plane(ds: xr.Dataset, variable: str, level: int | None) -> np.ndarray:
+    """One (lat, lon) plane of a variable, at a level for pressure-level variables."""
+    da = ds[variable]
+    if level is not None:
+        da = da.sel(pressure_level=level)
+    return np.asarray(da.values)
+
+
+def _forecast_plane(ds: xr.Dataset, lead: int, variable: str, level: int | None) -> np.ndarray:
+    return _plane(ds.isel(time=time_index(lead)), variable, level)
+
+
+def _fields_for(variable: str) -> list[int | None]:
+    return list(PRESSURE_LEVELS) if variable in LEVEL_VARIABLES else [None]
+
+
+# -- day-1 ------------------------------------------------------------------------------------
+def score_day1_stage(repo: ValidatorRepository, client: MinerClient, sources: WeatherSources,
+                     row: ResponseRecord, dagster_run_id: str | None = None) -> StageScore:
+    """Score a verified forecast at lead 12 h against the GFS analysis (forecast_ready -> day1_scored)."""
+    if row.status not in ("forecast_ready", "day1_scoring"):
+        return StageScore("already_scored", repo.total_score(row.id, "day1"))
+    if row.status == "forecast_ready":
+        repo.transition_response(row.id, "forecast_ready", "day1_scoring", dagster_run_id)
+    try:
+        result = _day1(client, sources, row)
+    except ForecastRejected as exc:
+        repo.transition_response(row.id, "day1_scoring", "failed", dagster_run_id, error=str(exc))
+        raise
+    rows = [*result.rows, {"lead_hours": 0, "variable": "*", "level": 0, "score": result.score}]
+    repo.record_scores(row.id, "day1", rows)
+    repo.transition_response(row.id, "day1_scoring", "day1_scored", dagster_run_id, error=None)
+    return result
+
+
+def _day1(client: MinerClient, sources: WeatherSources, row: ResponseRecord) -> StageScore:
+    t0 = row.gfs_init_time
+    ds, _ = fetch_fields(client, row, sources.cache_root(), "day1", [time_index(h) for h in DAY1_LEAD_HOURS])
+    seed_gfs(sources, t0)
+    lead = DAY1_LEAD_HOURS[0]
+    valid = t0 + timedelta(hours=lead)
+    root = sources.cache_root()
+    truth = cached(cache_path(root, "gfs", valid, "analysis"), lambda: sources.gfs().analysis(valid))
+    reference = cached(cache_path(root, "gfs", t0, f"forecast_f{lead:03d}"), lambda: sources.gfs().forecast(t0, lead))
+    clim = _climatology(sources, valid)
+    inputs = {}
+    for variable, level in DAY1_VARIABLES:
+        forecast = _forecast_plane(ds, lead, variable, level)
+        problem = verification_failure(forecast, _name(variable, level))
+        if problem:
+            raise ForecastRejected(f"{who(row)}: {problem} at lead {lead} h")
+        inputs[(variable, level)] = Day1Field(forecast, _plane(truth, variable, level),
+                                              _plane(reference, variable, level), _plane(clim, variable, level))
+    result = score_day1(inputs, np.asarray(truth["lat"].values), lead_hours=lead)
+    rows = [_day1_row(c) for c in result.components]
+    return StageScore("scored", float(result.score), rows, clone_clamped=bool(result.clone_clamped))
+
+
+def _name(variable: str, level: int | None) -> str:
+    return variable if level is None else f"{variable}{level}"
+
+
+def _day1_row(c) -> dict[str, Any]:  # noqa: ANN001
+    return {"variable": c.variable, "level": c.level or 0, "lead_hours": c.lead_hours, "rmse": c.rmse,
+            "bias": c.bias, "acc": c.acc, "skill": c.skill, "clone_distance": c.clone_distance,
+            "clone_penalty": c.clone_penalty}
+
+
+# -- ERA5 -------------------------------------------------------------------------------------
+def score_era5_stage(repo: ValidatorRepository, client: MinerClient, sources: WeatherSources,
+                     row: ResponseRecord, dagster_run_id: str | None = None) -> StageScore:
+    """Score every variable, level and lead 24..240 h against ERA5 (day1_scored -> era5_scored)."""
+    if row.status not in ("day1_scored", "era5_scoring"):
+        return StageScore("already_scored", repo.total_score(row.id, "era5"))
+    if row.status == "day1_scored":
+        repo.transition_response(row.id, "day1_scored", "era5_scoring", dagster_run_id)
+    try:
+        result = _era5(client, sources, row)
+    except ForecastRejected as exc:
+        repo.transition_response(row.id, "era5_scoring", "failed", dagster_run_id, error=str(exc))
+        raise
+    rows = [*result.rows,
+            *({"lead_hours": lead, "variable": "*", "level": 0, "score": s} for lead, s in result.lead_scores.items()),
+            {"lead_hours": 0, "variable": "*", "level": 0, "score": result.score}]
+    repo.record_scores(row.id, "era5", rows)
+    repo.transition_response(row.id, "era5_scoring", "era5_scored", dagster_run_id, error=None)
+    return result
+
+
+def _era5(client: MinerClient, sources: WeatherSources, row: ResponseRecord) -> StageScore:
+    t0 = row.gfs_init_time
+    ds, _ = fetch_fields(client, row, sources.cache_root(), "era5", [time_index(h) for h in ERA5_LEAD_HOURS])
+    truths = seed_era5(sources, t0)
+    metrics = []
+    lat = None
+    for lead in ERA5_LEAD_HOURS:
+        valid = t0 + timedelta(hours=lead)
+        truth = cached(truths[lead], lambda: sources.era5().truth(valid))
+        clim = _climatology(sources, valid)
+        lat = np.asarray(truth["lat"].values)
+        for variable in ALL_VARIABLES:
+            for level in _fields_for(variable):
+                forecast = _forecast_plane(ds, lead, variable, level)
+                name = _name(variable, level)
+                problem = verification_failure(forecast, name) or era5_coverage_failure(forecast, name)
+                if problem:
+                    raise ForecastRejected(f"{who(row)}: {problem} at lead {lead} h")
+                fld = Era5Field(forecast, _plane(truth, variable, level), _plane(clim, variable, level))
+                metrics.append(era5_field_metrics(lead, variable, level, fld, lat))
+    result = era5_score_from_metrics(metrics, ERA5_LEAD_HOURS)
+    rows = [_era5_row(m) for m in result.metrics]
+    return StageScore("scored", float(result.score), rows, dict(result.lead_scores))
+
+
+def _era5_row(m) -> dict[str, Any]:  # noqa: ANN001
+    return {"variable": m.variable, "level": m.level or 0, "lead_hours": m.lead_hours, "rmse": m.rmse,
+            "bias": m.bias, "acc": m.acc, "skill": m.skill}
+
+
+# -- leaderboard ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LeaderboardEntry:
+    rank: int
+    hotkey: str
+    status: str
+    day1_score: float | None
+    era5_score: float | None
+    overall_score: float
+    weight: float
+    error: str | None
+
+    def as_row(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def leaderboard(repo: ValidatorRepository, run_id: int, dagster_run_id: str | None = None) -> list[LeaderboardEntry]:
+    """Overall score per miner (0 for a failed job), ranked, with weights normalised to sum 1."""
+    scored = []
+    for r in repo.responses(run_id=run_id):
+        day1 = repo.total_score(r.id, "day1")
+        era5 = repo.total_score(r.id, "era5")
+        overall = overall_score(era5 or 0.0, day1 or 0.0) if r.status == "era5_scored" else 0.0
+        repo.record_scores(r.id, "overall", [{"lead_hours": 0, "variable": "*", "level": 0, "score": overall}])
+        scored.append((r, day1, era5, overall))
+    scored.sort(key=lambda t: (-t[3], t[0].miner_hotkey))
+    total = sum(t[3] for t in scored)
+    board = [LeaderboardEntry(i + 1, r.miner_hotkey, r.status, day1, era5, overall,
+                              overall / total if total > 0 else 0.0, r.error)
+             for i, (r, day1, era5, overall) in enumerate(scored)]
+    if all(r.status in ("era5_scored", "failed") for r, *_ in scored):
+        repo.advance_run(run_id, "completed", dagster_run_id)
+    return board
