@@ -24,8 +24,8 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     from gaia_dagster.resources.settings import dagster_home
 
     url = args.url or default_db_url(dagster_home())
-    ValidatorRepository(url).create_schema()
-    print(f"validator DB ready at {url}")
+    revision = ValidatorRepository(url).create_schema()
+    print(f"validator DB at {url} is at revision {revision}")
     return 0
 
 

@@ -91,3 +91,20 @@ def test_job_id_mismatch_is_found(repo):
     run, _ = repo.get_or_create_run(T0)
     repo.create_response(run.id, "hk", "v", "not-deterministic", "http://x")
     assert [(m[1], m[2]) for m in repo.job_id_mismatches()] == [("hk", "not-deterministic")]
+
+
+def test_migrations_create_the_schema_the_models_describe(db_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from gaia_dagster.db.migrate import current_revision, head_revision
+    from gaia_dagster.db.models import Base
+
+    repo = ValidatorRepository(db_url)
+    assert repo.create_schema() == head_revision()
+    assert repo.create_schema() == head_revision()  # idempotent
+    assert current_revision(repo.engine) == head_revision()
+    with repo.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+    repo.engine.dispose()

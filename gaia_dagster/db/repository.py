@@ -25,7 +25,7 @@ from gaia_dagster.core.states import (
     check_transition,
 )
 from gaia_dagster.db.models import (
-    Base, DuplicateEvent, ForecastRun, Miner, MinerResponse, MinerScore, StateTransition,
+    DuplicateEvent, ForecastRun, Miner, MinerResponse, MinerScore, StateTransition,
 )
 
 
@@ -114,9 +114,11 @@ class ValidatorRepository:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     # -- schema -----------------------------------------------------------------------------
-    def create_schema(self) -> None:
-        """Create every table that does not exist yet (idempotent)."""
-        Base.metadata.create_all(self.engine)
+    def create_schema(self) -> str | None:
+        """Bring the schema to the latest migration (idempotent); returns the revision."""
+        from gaia_dagster.db.migrate import upgrade
+
+        return upgrade(self.engine)
 
     def session(self) -> Session:
         return self._sessions()
