@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dagster import AssetDep, AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
-from gaia_dagster.assets.partitions import date_miner_partitions, gfs_init_time, split_key, to_date
+from gaia_dagster.assets.partitions import MINER_IO_POOL, date_miner_partitions, gfs_init_time, split_key, to_date
 from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.validator_db import ValidatorDB
 from gaia_dagster.stages.request import request_forecast
 
 
-@asset(partitions_def=date_miner_partitions, group_name="gaia", kinds={"python"},
+@asset(partitions_def=date_miner_partitions, group_name="gaia", pool=MINER_IO_POOL, kinds={"python"},
        deps=[AssetDep("gfs_seed", partition_mapping=to_date)],
        description="The miner's forecast job for the day: created once under its deterministic ID and "
                    "requested once. A rerun finds the job and is skipped as duplicate_skipped.")

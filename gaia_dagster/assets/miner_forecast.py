@@ -7,7 +7,7 @@ from dagster import (
     AssetDep, AssetExecutionContext, Failure, MaterializeResult, MetadataValue, RetryPolicy, asset,
 )
 
-from gaia_dagster.assets.partitions import date_miner_partitions, gfs_init_time, split_key, to_date
+from gaia_dagster.assets.partitions import MINER_IO_POOL, date_miner_partitions, gfs_init_time, split_key, to_date
 from gaia_dagster.assets.plots import metrics_table
 from gaia_dagster.core.contract import Grid
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
@@ -50,7 +50,7 @@ def run_stage(context: AssetExecutionContext, repo: ValidatorRepository, row: Re
         raise
 
 
-@asset(partitions_def=date_miner_partitions, group_name="gaia", kinds={"python", "zarr"},
+@asset(partitions_def=date_miner_partitions, group_name="gaia", pool=MINER_IO_POOL, kinds={"python", "zarr"},
        deps=["forecast_request"], retry_policy=stage_retry_policy,
        description="The miner's forecast store, verified: manifest hash, signer, signature, every "
                    "chunk read re-hashed, and the data contract (variables, levels, grid, 40 steps).")
@@ -67,7 +67,7 @@ def miner_forecast(context: AssetExecutionContext, validator_db: ValidatorDB, mi
     })
 
 
-@asset(partitions_def=date_miner_partitions, group_name="gaia", kinds={"python"},
+@asset(partitions_def=date_miner_partitions, group_name="gaia", pool=MINER_IO_POOL, kinds={"python"},
        deps=["miner_forecast", AssetDep("gfs_seed", partition_mapping=to_date)],
        retry_policy=stage_retry_policy,
        description="Day-1 score (GAIA_SPEC 4): lead 12 h against the GFS analysis, with the GFS f012 "

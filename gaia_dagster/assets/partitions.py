@@ -15,6 +15,9 @@ miner_partitions = DynamicPartitionsDefinition(name="miners")
 date_miner_partitions = MultiPartitionsDefinition({"date": daily_partitions, "miner": miner_partitions})
 to_date = MultiToSingleDimensionPartitionMapping(partition_dimension_name="date")
 
+# Every step that talks to a miner takes a slot of this pool (limit set in the instance config).
+MINER_IO_POOL = "miner_io"
+
 
 def gfs_init_time(date_key: str) -> datetime:
     """T0 of a day's run: that day at 00:00 UTC (GAIA_SPEC 1)."""

@@ -1,0 +1,38 @@
+"""The instance configs load: embedded SQLite (dagster.yaml) and production PostgreSQL (deploy/)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from dagster import DagsterInstance, asset, materialize
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@asset
+def probe() -> int:
+    return 1
+
+
+def _instance_from(config: Path, home: Path) -> DagsterInstance:
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(config, home / "dagster.yaml")
+    return DagsterInstance.from_config(str(home))
+
+
+def test_embedded_instance_runs_on_sqlite_with_low_concurrency(tmp_path):
+    with _instance_from(ROOT / "dagster.yaml", tmp_path / "home") as instance:
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 2
+        assert materialize([probe], instance=instance).success
+
+
+def test_production_instance_runs_on_postgresql(tmp_path, monkeypatch, pg_url):
+    monkeypatch.setenv("DAGSTER_PG_URL", pg_url)
+    with _instance_from(ROOT / "deploy" / "dagster.yaml", tmp_path / "home") as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 16
+        result = materialize([probe], instance=instance)
+        assert result.success
+        assert instance.get_run_by_id(result.run_id) is not None
