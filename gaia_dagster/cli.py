@@ -29,6 +29,17 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics(args: argparse.Namespace) -> int:
+    from gaia_dagster.db.repository import ValidatorRepository, default_db_url
+    from gaia_dagster.resources.metrics import prometheus_text
+    from gaia_dagster.resources.settings import dagster_home
+
+    repo = ValidatorRepository(args.url or default_db_url(dagster_home()))
+    repo.create_schema()
+    sys.stdout.write(prometheus_text(repo))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gaia-dagster", description="The Gaia weather validator on Dagster.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_sub.add_parser("upgrade", help="create or upgrade the validator DB schema")
     upgrade.add_argument("--url", default="", help="SQLAlchemy URL (default: GAIA_DB_URL or the instance's SQLite)")
+    metrics = sub.add_parser("metrics", help="print the duplicate counters in Prometheus text format")
+    metrics.add_argument("--url", default="", help="validator DB URL (default: GAIA_DB_URL or the instance's SQLite)")
     return parser
 
 
@@ -57,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         return _demo(args)
     if args.command == "db":
         return _db_upgrade(args)
+    if args.command == "metrics":
+        return _metrics(args)
     return 2
 
 

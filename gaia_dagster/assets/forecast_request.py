@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import AssetDep, AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
 from gaia_dagster.assets.partitions import MINER_IO_POOL, date_miner_partitions, gfs_init_time, split_key, to_date
+from gaia_dagster.resources.metrics import counter_totals
 from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.validator_db import ValidatorDB
 from gaia_dagster.stages.request import request_forecast
@@ -28,6 +29,7 @@ def forecast_request(context: AssetExecutionContext, validator_db: ValidatorDB, 
         "outcome": outcome.outcome, "job_id": row.job_id, "status": row.status,
         "query_attempts": row.query_attempts, "detail": MetadataValue.text(outcome.detail or ""),
         "miner_url": MetadataValue.url(row.miner_base_url),
+        **counter_totals(repo),
     }
     if outcome.outcome in ("failed", "retry_scheduled"):
         raise Failure(description=f"miner {hotkey}, run {date_key}: {outcome.detail}", metadata=metadata)

@@ -229,6 +229,39 @@ class ValidatorRepository:
         with self.session() as s:
             return [_response_record(*row) for row in s.execute(q)]
 
+    def response_by_job_id(self, job_id: str) -> ResponseRecord | None:
+        with self.session() as s:
+            row = s.execute(_response_query().where(MinerResponse.job_id == job_id)).first()
+            return _response_record(*row) if row else None
+
+    def responses_for_timestep(self, gfs_init_time: datetime, miner_hotkey: str,
+                               validator_hotkey: str | None = None) -> list[ResponseRecord]:
+        """Jobs of exactly this GFS T0 and miner (optionally of one validator): no time tolerance."""
+        q = _response_query().where(and_(ForecastRun.gfs_init_time == utc(gfs_init_time),
+                                         MinerResponse.miner_hotkey == miner_hotkey))
+        if validator_hotkey is not None:
+            q = q.where(MinerResponse.validator_hotkey == validator_hotkey)
+        with self.session() as s:
+            return [_response_record(*row) for row in s.execute(q.order_by(MinerResponse.id))]
+
+    def replace_job_id(self, response_id: int, old_job_id: str, new_job_id: str) -> bool:
+        """Compare-and-set a job's ID (reconciliation after a DB overwrite); False if it changed meanwhile."""
+        with self.session() as s, s.begin():
+            result = s.execute(update(MinerResponse).where(and_(
+                MinerResponse.id == response_id, MinerResponse.job_id == old_job_id,
+            )).values(job_id=new_job_id, updated_at=now_utc()))
+            return result.rowcount == 1
+
+    def responses_created_since(self, since: datetime) -> list[ResponseRecord]:
+        with self.session() as s:
+            return [_response_record(*row) for row in
+                    s.execute(_response_query().where(MinerResponse.created_at >= since).order_by(MinerResponse.id))]
+
+    def duplicate_events_since(self, stage: str, since: datetime) -> int:
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(DuplicateEvent).where(and_(
+                DuplicateEvent.stage == stage, DuplicateEvent.at >= since))) or 0
+
     def in_flight_responses(self) -> list[ResponseRecord]:
         return self.responses(statuses=IN_FLIGHT_RESPONSE_STATUSES)
 
