@@ -1,0 +1,122 @@
+"""The day-1 score (GAIA_SPEC section 4): lead 12 h against the GFS analysis, GFS f012 as reference."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from gaia_dagster.core.scoring.metrics import (
+    acc_centred, bias_corrected_skill, lat_weights, pattern_correlation, weighted_bias, weighted_mse, weighted_rmse,
+)
+
+DAY1_VARIABLES: tuple[tuple[str, int | None], ...] = (("2t", None), ("msl", None), ("10u", None), ("10v", None),
+                                                      ("z", 500))
+CLONE_THRESHOLDS: dict[tuple[str, int | None], float] = {
+    ("2t", None): 0.0025, ("msl", None): 400.0, ("10u", None): 0.01, ("10v", None): 0.01, ("z", 500): 100.0,
+}
+SANITY_RANGES: dict[tuple[str, int | None], tuple[float, float]] = {
+    ("2t", None): (180.0, 340.0), ("msl", None): (90000.0, 110000.0), ("t", 850): (220.0, 320.0),
+    ("z", 500): (45000.0, 60000.0),
+}
+MIN_PATTERN_CORRELATION = 0.3
+CLONE_CLAMP = 0.05
+
+
+@dataclass(frozen=True)
+class Day1Field:
+    forecast: np.ndarray
+    truth: np.ndarray
+    reference: np.ndarray
+    climatology: np.ndarray
+
+
+@dataclass(frozen=True)
+class Day1Component:
+    variable: str
+    level: int | None
+    lead_hours: int
+    clone_distance: float
+    clone_penalty: float
+    skill: float
+    acc: float
+    rmse: float
+    bias: float
+    sane: bool
+    reason: str | None
+
+
+@dataclass
+class Day1Result:
+    score: float
+    components: list[Day1Component] = field(default_factory=list)
+    clone_clamped: bool = False
+
+
+def field_name(variable: str, level: int | None) -> str:
+    """``2t`` for a surface variable, ``z500`` for a variable at a level."""
+    return variable if level is None else f"{variable}{level}"
+
+
+def clone_penalty(distance: float, threshold: float) -> float:
+    """p = max(0, 1 - d / D) when d < D, else 0 (d: weighted MSE to the GFS forecast)."""
+    return max(0.0, 1.0 - distance / threshold) if distance < threshold else 0.0
+
+
+def sanity_failure(key: tuple[str, int | None], fld: Day1Field, w: np.ndarray) -> str | None:
+    """Why a variable fails the day-1 sanity checks (range, q >= 0, correlation with GFS), or None."""
+    variable, level = key
+    name = field_name(variable, level)
+    fc = np.asarray(fld.forecast, dtype=np.float64)
+    if not np.isfinite(fc).all():
+        return f"{name}: forecast has non-finite values"
+    if key in SANITY_RANGES:
+        lo, hi = SANITY_RANGES[key]
+        if fc.min() < lo or fc.max() > hi:
+            return f"{name}: values {fc.min():.6g}..{fc.max():.6g} outside the sane range [{lo:g}, {hi:g}]"
+    if variable == "q" and fc.min() < 0:
+        return f"{name}: negative specific humidity ({fc.min():.3g})"
+    corr = pattern_correlation(fc, fld.reference, w)
+    if not (corr >= MIN_PATTERN_CORRELATION):
+        return f"{name}: pattern correlation with the GFS forecast {corr:.3f} < {MIN_PATTERN_CORRELATION}"
+    return None
+
+
+def score_component(key: tuple[str, int | None], fld: Day1Field, w: np.ndarray, lead_hours: int) -> Day1Component:
+    """Clone distance and penalty, sanity, bias-corrected skill minus penalty, and ACC of one variable."""
+    variable, level = key
+    distance = weighted_mse(fld.forecast, fld.reference, w)
+    threshold = CLONE_THRESHOLDS.get(key)
+    penalty = clone_penalty(distance, threshold) if threshold else 0.0
+    reason = sanity_failure(key, fld, w)
+    rmse = weighted_rmse(fld.forecast, fld.truth, w)
+    bias = weighted_bias(fld.forecast, fld.truth, w)
+    if reason:
+        return Day1Component(variable, level, lead_hours, distance, penalty, math.nan, math.nan, rmse, bias, False, reason)
+    skill = bias_corrected_skill(fld.forecast, fld.truth, fld.reference, w) - penalty
+    acc = acc_centred(fld.forecast, fld.truth, fld.climatology, w)
+    return Day1Component(variable, level, lead_hours, distance, penalty, skill, acc, rmse, bias, True, None)
+
+
+def aggregate_day1(components: list[Day1Component]) -> tuple[float, bool]:
+    """Day1 = 0.6 * mean(max(0, skill)) + 0.4 * mean((ACC + 1) / 2) over finite values, clamped to
+    0.05 when any variable has a clone penalty or a clone distance below half its threshold."""
+    skills = [max(0.0, c.skill) for c in components if math.isfinite(c.skill)]
+    accs = [(c.acc + 1.0) / 2.0 for c in components if math.isfinite(c.acc)]
+    score = 0.6 * (float(np.mean(skills)) if skills else 0.0) + 0.4 * (float(np.mean(accs)) if accs else 0.0)
+    clamped = any(
+        c.clone_penalty > 0 or (CLONE_THRESHOLDS.get((c.variable, c.level)) is not None
+                                and c.clone_distance < 0.5 * CLONE_THRESHOLDS[(c.variable, c.level)])
+        for c in components)
+    return (min(score, CLONE_CLAMP) if clamped else score), clamped
+
+
+def score_day1(inputs: Mapping[tuple[str, int | None], Day1Field], lat: np.ndarray, lead_hours: int = 12,
+               weights: str = "cos") -> Day1Result:
+    """The day-1 score of one miner from its fields at one lead."""
+    w = lat_weights(lat, weights)
+    components = [score_component(key, fld, w, lead_hours) for key, fld in inputs.items()]
+    score, clamped = aggregate_day1(components)
+    return Day1Result(score, components, clamped)

@@ -1,0 +1,1 @@
+"""The embedded default: a deterministic synthetic atmosphere and the sources over it."""
