@@ -5,7 +5,6 @@ schedule materializes ``gfs_seed[date]`` and the orchestration sensor (the plan'
 "orchestrate" stage) turns each seeded run into one forecast request per active miner.
 """
 
-from __future__ import annotations
 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 

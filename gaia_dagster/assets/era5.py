@@ -1,6 +1,5 @@
 """``era5_truth[date]`` and ``era5_score[date|miner]``: ERA5 scoring once the reanalysis covers the run."""
 
-from __future__ import annotations
 
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 

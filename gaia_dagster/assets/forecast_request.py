@@ -1,6 +1,5 @@
 """``forecast_request[date|miner]``: initiate-fetch under the deterministic job ID, once."""
 
-from __future__ import annotations
 
 from dagster import AssetDep, AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 

@@ -1,6 +1,5 @@
 """``gfs_seed[date]``: the day's run row and the GFS fields day-1 scoring needs, cached once."""
 
-from __future__ import annotations
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 

@@ -1,7 +1,6 @@
 """``miner_forecast[date|miner]`` and ``day1_score[date|miner]``: verify a completed forecast and
 score it against the GFS analysis the same evening. The poll sensor launches both in one run."""
 
-from __future__ import annotations
 
 from dagster import (
     AssetDep, AssetExecutionContext, Failure, MaterializeResult, MetadataValue, RetryPolicy, asset,

@@ -1,6 +1,5 @@
 """``miner_scores[date]``: overall score per miner, the leaderboard and the weights."""
 
-from __future__ import annotations
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
 

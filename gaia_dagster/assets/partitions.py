@@ -1,6 +1,5 @@
 """Partitions: a daily ``date`` (one run per GFS T0) and a dynamic ``miner`` keyed by hotkey."""
 
-from __future__ import annotations
 
 from datetime import datetime, timezone
 

@@ -1,6 +1,5 @@
 """Metadata renderings of scores for the Dagster UI (tables in markdown)."""
 
-from __future__ import annotations
 
 import math
 from typing import Any, Sequence

@@ -3,7 +3,6 @@
 They are global invariants of the validator DB, so they are unpartitioned and query all runs.
 """
 
-from __future__ import annotations
 
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 

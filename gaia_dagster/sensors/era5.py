@@ -1,7 +1,6 @@
 """ERA5 availability: once the reanalysis reaches a run's last lead, cache it, score every miner
 that passed day-1, then build the day's leaderboard."""
 
-from __future__ import annotations
 
 from datetime import timedelta
 

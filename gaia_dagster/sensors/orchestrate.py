@@ -1,6 +1,5 @@
 """Orchestration (the plan's singleton stage): one forecast request per active miner per seeded run."""
 
-from __future__ import annotations
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 

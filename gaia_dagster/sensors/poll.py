@@ -4,7 +4,6 @@ Run keys are built from (date, miner, stage, attempt): Dagster never reuses a ru
 run is retried under the next attempt's key, never under its own.
 """
 
-from __future__ import annotations
 
 from dagster import (
     DagsterRunStatus, DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluationContext, SensorResult,

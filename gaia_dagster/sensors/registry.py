@@ -4,7 +4,6 @@ Adds, never deletes: deleting a dynamic partition would drop that miner from eve
 that leaves is kept in the validator DB (inactive), not removed from the partitions.
 """
 
-from __future__ import annotations
 
 from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, SkipReason, sensor
 

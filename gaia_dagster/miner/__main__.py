@@ -1,0 +1,5 @@
+import sys
+
+from gaia_dagster.miner.serve import main
+
+sys.exit(main())
