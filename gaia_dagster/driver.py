@@ -13,6 +13,7 @@ from typing import Callable
 
 from dagster import (
     DagsterInstance, Definitions, RunRequest, RunsFilter, build_schedule_context, build_sensor_context,
+    partition_loading_context,
 )
 
 RUN_KEY_TAG = "dagster/run_key"
@@ -36,8 +37,10 @@ class DayDriver:
     def tick_sensor(self, name: str) -> list[RunRequest]:
         """Evaluate one sensor tick; returns its run requests (dynamic partitions are added by the sensor)."""
         sensor_def = self.defs.resolve_sensor_def(name)
-        context = build_sensor_context(instance=self.instance, definitions=self.defs, sensor_name=name)
-        data = sensor_def.evaluate_tick(context)
+        context = build_sensor_context(instance=self.instance, definitions=self.defs, sensor_name=name,
+                                       resources=self.defs.resources)
+        with partition_loading_context(dynamic_partitions_store=self.instance):
+            data = sensor_def.evaluate_tick(context)
         return list(data.run_requests or [])
 
     def tick_schedule(self, name: str, scheduled_time: datetime) -> list[RunRequest]:
@@ -45,8 +48,9 @@ class DayDriver:
         schedule_def = self.defs.resolve_schedule_def(name)
         repo_def = self.defs.get_repository_def()
         context = build_schedule_context(instance=self.instance, scheduled_execution_time=scheduled_time,
-                                         repository_def=repo_def)
-        data = schedule_def.evaluate_tick(context)
+                                         repository_def=repo_def, resources=self.defs.resources)
+        with partition_loading_context(dynamic_partitions_store=self.instance):
+            data = schedule_def.evaluate_tick(context)
         return [r.with_replaced_attrs(job_name=r.job_name or schedule_def.job_name) for r in data.run_requests or []]
 
     def already_launched(self, run_key: str) -> bool:
