@@ -9,6 +9,7 @@ Backoffs are compressed (``GAIA_RETRY_SCALE``) so the day takes minutes, not hou
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -81,9 +82,10 @@ def drive_day(date: str, timeout_s: float, say) -> list[Any]:  # noqa: ANN001
     from gaia_dagster.definitions import build_definitions
     from gaia_dagster.driver import DayDriver
 
+    logging.getLogger("dagster").setLevel(logging.WARNING)
     defs = build_definitions()
     instance = DagsterInstance.get()
-    driver = DayDriver(instance, defs)
+    driver = DayDriver(instance, defs, log_level="ERROR")
     repo = defs.resources["validator_db"].repo
     t0 = gfs_init_time(date)
     driver.tick_sensor("miner_registry_sensor")
@@ -93,6 +95,9 @@ def drive_day(date: str, timeout_s: float, say) -> list[Any]:  # noqa: ANN001
     _launch(driver, requests, say)
     _launch(driver, driver.tick_sensor("miner_orchestration_sensor"), say)
     deadline = time.monotonic() + timeout_s
+    run = repo.run_for_init_time(t0)
+    if run is not None and run.status == "completed":
+        say(f"run for {date} is already complete on this instance: nothing to do")
     while time.monotonic() < deadline:
         run = repo.run_for_init_time(t0)
         if run is None or run.status in ("completed", "error"):

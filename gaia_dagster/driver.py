@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
-
 from dagster import (
     DagsterInstance, Definitions, RunRequest, RunsFilter, build_schedule_context, build_sensor_context,
     partition_loading_context,
@@ -28,10 +26,10 @@ class Launched:
 
 
 class DayDriver:
-    def __init__(self, instance: DagsterInstance, defs: Definitions, log: Callable[[str], None] = lambda s: None):
+    def __init__(self, instance: DagsterInstance, defs: Definitions, log_level: str = "DEBUG"):
         self.instance = instance
         self.defs = defs
-        self.log = log
+        self.run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
         self.job = defs.resolve_implicit_global_asset_job_def()
 
     def tick_sensor(self, name: str) -> list[RunRequest]:
@@ -64,7 +62,7 @@ class DayDriver:
         tags = {**(request.tags or {}), **({RUN_KEY_TAG: key} if key else {})}
         job = self.defs.resolve_job_def(request.job_name) if request.job_name else self.job
         result = job.execute_in_process(
-            instance=self.instance, partition_key=str(request.partition_key) if request.partition_key else None,
+            run_config=self.run_config, instance=self.instance, partition_key=str(request.partition_key) if request.partition_key else None,
             asset_selection=list(request.asset_selection) if request.asset_selection else None, tags=tags,
             raise_on_error=False,
         )

@@ -1,6 +1,7 @@
 """Partitions: a daily ``date`` (one run per GFS T0) and a dynamic ``miner`` keyed by hotkey."""
 
 
+import warnings
 from datetime import datetime, timezone
 
 from dagster import (
@@ -12,7 +13,9 @@ from dagster import (
 daily_partitions = DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC", end_offset=1)
 miner_partitions = DynamicPartitionsDefinition(name="miners")
 date_miner_partitions = MultiPartitionsDefinition({"date": daily_partitions, "miner": miner_partitions})
-to_date = MultiToSingleDimensionPartitionMapping(partition_dimension_name="date")
+with warnings.catch_warnings():  # the mapping is marked beta; its behaviour is covered by our tests
+    warnings.simplefilter("ignore")
+    to_date = MultiToSingleDimensionPartitionMapping(partition_dimension_name="date")
 
 # Every step that talks to a miner takes a slot of this pool (limit set in the instance config).
 MINER_IO_POOL = "miner_io"

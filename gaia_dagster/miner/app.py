@@ -120,7 +120,7 @@ def run_inference(state: MinerState, job: MinerJob) -> None:
         atmosphere = SyntheticAtmosphere(resolution=state.settings.resolution)
         t0 = _parse_time(job.forecast_start_time)
         path = state.forecasts_dir / state.store_rel(job)
-        write_store(path, forecast_steps(atmosphere, state.settings.profile, t0), t0.isoformat())
+        write_store(path, forecast_steps(atmosphere, state.settings.profile, t0, state.hotkey), t0.isoformat())
         _set(state, job, "processing_output", "writing the manifest")
         job.verification_hash = write_manifest(path, state.keypair)
         _set(state, job, "completed", "forecast ready")

@@ -26,12 +26,16 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
-def forecast_step(atmosphere: SyntheticAtmosphere, profile: str, init_time: datetime, lead_hours: int) -> xr.Dataset:
-    """One valid time of a profile's forecast, on (lat, lon) / (pressure_level, lat, lon)."""
+def forecast_step(atmosphere: SyntheticAtmosphere, profile: str, init_time: datetime, lead_hours: int,
+                  member: str = "") -> xr.Dataset:
+    """One valid time of a profile's forecast, on (lat, lon) / (pressure_level, lat, lon).
+
+    ``member`` (the miner's hotkey) makes two miners of the same skill draw different errors.
+    """
     t0 = _utc(init_time)
     valid = t0 + timedelta(hours=lead_hours)
     if profile == "good":
-        key = f"good|{t0.isoformat()}|{lead_hours}"
+        key = f"good|{member}|{t0.isoformat()}|{lead_hours}"
         error = GOOD_ERROR_FRACTION * gfs_forecast_error(lead_hours)
         ds = atmosphere.dataset(lambda v, lev: atmosphere.field(v, lev, valid, error, key))
     elif profile == "persistence":
@@ -48,14 +52,16 @@ def forecast_step(atmosphere: SyntheticAtmosphere, profile: str, init_time: date
     return ds.assign_attrs({"forecast_start_time": t0.isoformat(), "profile": profile})
 
 
-def forecast_steps(atmosphere: SyntheticAtmosphere, profile: str, init_time: datetime) -> Iterator[xr.Dataset]:
+def forecast_steps(atmosphere: SyntheticAtmosphere, profile: str, init_time: datetime,
+                   member: str = "") -> Iterator[xr.Dataset]:
     """The 40 steps T0+6h..T0+240h one at a time, each with a length-1 ``time`` dim."""
     t0 = _utc(init_time)
     for lead in FORECAST_LEAD_HOURS:
         valid = np.datetime64((t0 + timedelta(hours=lead)).replace(tzinfo=None), "ns")
-        yield forecast_step(atmosphere, profile, t0, lead).expand_dims(time=[valid])
+        yield forecast_step(atmosphere, profile, t0, lead, member).expand_dims(time=[valid])
 
 
-def forecast_for_profile(atmosphere: SyntheticAtmosphere, profile: str, init_time: datetime) -> xr.Dataset:
+def forecast_for_profile(atmosphere: SyntheticAtmosphere, profile: str, init_time: datetime,
+                         member: str = "") -> xr.Dataset:
     """The whole 40-step forecast of a profile in the data contract (held in memory)."""
-    return xr.concat(list(forecast_steps(atmosphere, profile, init_time)), dim="time")
+    return xr.concat(list(forecast_steps(atmosphere, profile, init_time, member)), dim="time")
