@@ -1,0 +1,37 @@
+"""A reference miner served by uvicorn in a background thread on a free loopback port (tests)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import uvicorn
+
+from gaia_dagster.fleet import free_port
+from gaia_dagster.miner.app import MinerSettings, create_app
+
+
+@contextmanager
+def running_miner(data_dir: Path, profile: str = "good", hotkey_uri: str = "//test-miner", resolution: float = 10.0,
+                  **settings):
+    """Yield (base_url, app) while a real miner serves on loopback."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    app = create_app(MinerSettings(hotkey_uri=hotkey_uri, profile=profile, data_dir=data_dir,
+                                   resolution=resolution, public_base_url=base_url, **settings))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("test miner did not start")
+        time.sleep(0.05)
+    try:
+        yield base_url, app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
