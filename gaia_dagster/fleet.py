@@ -7,9 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from gaia_dagster.core.registry import RegistryEntry
 
@@ -97,6 +100,39 @@ def start_fleet(count: int, data_dir: Path, resolution: float = 1.5, profiles: l
         fleet.stop()
         raise
     return fleet
+
+
+@contextmanager
+def serve_miners_in_process(count: int, data_dir: Path, resolution: float = 30.0, name: str = "gaia-race-miner",
+                            inference_delay_s: float = 3600.0) -> Iterator[list[tuple[str, str]]]:
+    """Serve ``count`` cheap reference miners from this process (one uvicorn thread each) and yield
+    their (hotkey, base_url). Inference is held back, so only the protocol is exercised."""
+    import uvicorn
+
+    from gaia_dagster.miner.app import MinerSettings, create_app
+    from gaia_dagster.resources.miner import hotkey_for_uri
+
+    servers, miners = [], []
+    try:
+        for i in range(count):
+            port = free_port()
+            base_url = f"http://127.0.0.1:{port}"
+            app = create_app(MinerSettings(hotkey_uri=f"//{name}-{i}", profile="good", data_dir=data_dir / str(i),
+                                           resolution=resolution, inference_delay_s=inference_delay_s,
+                                           public_base_url=base_url))
+            server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+            threading.Thread(target=server.run, daemon=True).start()
+            servers.append(server)
+            miners.append((hotkey_for_uri(f"//{name}-{i}"), base_url))
+        deadline = time.monotonic() + 60
+        while not all(s.started for s in servers):
+            if time.monotonic() > deadline:
+                raise RuntimeError("in-process miners did not start")
+            time.sleep(0.05)
+        yield miners
+    finally:
+        for server in servers:
+            server.should_exit = True
 
 
 def _wait_listening(fleet: Fleet, timeout_s: float) -> None:
