@@ -45,7 +45,11 @@ def verification_hash(manifest_bytes: bytes) -> str:
 
 
 def parse_and_verify_manifest(manifest_bytes: bytes, claimed_hash: str | None, expected_signer: str) -> dict:
-    """Check, in order: the hash equals the claimed one, then the signer is the expected miner."""
+    """Manifest rule (GAIA_SPEC 2), checked in order: the sha256 of the bytes equals the claimed
+    verification hash, then the manifest's signer is the expected miner hotkey.
+
+    The signature itself is checked by ``core.signing.verify_manifest_signature``.
+    """
     computed = verification_hash(manifest_bytes)
     if not claimed_hash or computed != claimed_hash:
         raise ManifestError(f"manifest hash {computed} does not match the claimed verification hash {claimed_hash}")
@@ -65,8 +69,8 @@ def parse_and_verify_manifest(manifest_bytes: bytes, claimed_hash: str | None, e
 
 def verify_file(manifest: dict, relpath: str, data: bytes) -> None:
     """A file read from the store must be listed in the manifest with exactly this digest."""
-    expected = manifest["files"].get(relpath)
+    expected = manifest.get("files", {}).get(relpath)
     if expected is None:
-        raise ManifestError(f"chunk {relpath} is not listed in the manifest")
+        raise ManifestError(f"chunk {relpath} does not match the manifest: it is not listed there")
     if file_digest(relpath, data) != expected:
         raise ManifestError(f"chunk {relpath} does not match the manifest (tampered or corrupt)")

@@ -18,22 +18,34 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import jwt
+import numpy as np
+import xarray as xr
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from gaia_dagster.core.contract import valid_times
 from gaia_dagster.core.job_ids import DeterministicJobID
 from gaia_dagster.core.signing import keypair_from_uri
-from gaia_dagster.miner.store import write_manifest, write_store
+from gaia_dagster.miner.store import write_manifest, write_zarr_store
 
 OFFLINE = "offline"
 HANG_SECONDS = 3600.0
 
 
+def miner_profiles() -> tuple[str, ...]:
+    """The profiles a reference miner can play: the world's forecast profiles plus ``offline``."""
+    from gaia_dagster.world.forecasts import PROFILES
+
+    return (*PROFILES, OFFLINE)
+
+
 @dataclass
 class MinerSettings:
+    """One reference miner: its hotkey (derived from ``hotkey_uri``), profile, storage and JWT policy."""
+
     hotkey_uri: str
     profile: str
     data_dir: Path
@@ -43,9 +55,19 @@ class MinerSettings:
     inference_delay_s: float = 0.0
     public_base_url: str = "http://127.0.0.1:8000"
 
+    def __post_init__(self) -> None:
+        """Reject an unknown profile up front rather than at the first inference."""
+        self.data_dir = Path(self.data_dir)
+        self.public_base_url = self.public_base_url.rstrip("/")
+        if self.profile not in miner_profiles():
+            raise ValueError(f"miner {self.hotkey_uri}: unknown profile {self.profile!r} "
+                             f"(expected one of {miner_profiles()})")
+
 
 @dataclass
 class MinerJob:
+    """A forecast job as the miner records it (one JSON file per job under ``data_dir/jobs``)."""
+
     job_id: str
     forecast_start_time: str
     validator_hotkey: str
@@ -56,6 +78,7 @@ class MinerJob:
 
 
 def _parse_time(value: Any) -> datetime:
+    """An ISO time from a request; naive means UTC."""
     moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
@@ -73,16 +96,32 @@ class MinerState:
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
         self.jobs: dict[str, MinerJob] = {}
-        for file in self.jobs_dir.glob("*.json"):
+        for file in sorted(self.jobs_dir.glob("*.json")):
+            job = self._restore(file)
+            if job is not None:
+                self.jobs[job.job_id] = job
+
+    def _restore(self, file: Path) -> MinerJob | None:
+        """Restart rule: a completed job with its store stays completed; an interrupted one is failed."""
+        try:
             job = MinerJob(**json.loads(file.read_text()))
-            if job.status != "completed":
-                job.status, job.message = "failed", "the miner restarted during inference"
-            self.jobs[job.job_id] = job
+        except (ValueError, TypeError):
+            return None
+        if job.status == "completed" and not (self.forecasts_dir / self.store_rel(job) / "manifest.json").is_file():
+            job.status, job.message = "failed", "the forecast store is missing after a restart"
+        elif job.status not in ("completed", "failed"):
+            job.status, job.message = "failed", "the miner restarted during inference"
+        return job
 
     def save(self, job: MinerJob) -> None:
-        (self.jobs_dir / f"{job.job_id}.json").write_text(json.dumps(asdict(job)))
+        """Persist the job record (write then rename) so a restarted miner still knows its forecasts."""
+        target = self.jobs_dir / f"{job.job_id}.json"
+        tmp = target.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(asdict(job)))
+        tmp.replace(target)
 
     def job_for_t0(self, t0: datetime) -> MinerJob | None:
+        """The job of a T0 under its deterministic ID (whatever validator asked)."""
         return self.jobs.get(DeterministicJobID.generate_weather_job_id(t0, self.hotkey))
 
     def find_job(self, job_id: str) -> MinerJob | None:
@@ -96,117 +135,160 @@ class MinerState:
         return self.job_for_t0(t0) if miner == self.hotkey else None
 
     def store_rel(self, job: MinerJob) -> str:
+        """The store's directory relative to the forecasts dir: ``{job_id}.zarr``."""
         return f"{job.job_id}.zarr"
 
     def token(self, job: MinerJob) -> str:
+        """A fresh HS256 JWT scoped to the job's store (claims job_id, file_path, exp)."""
         claims = {"job_id": job.job_id, "file_path": self.store_rel(job),
                   "exp": int(time.time()) + self.settings.token_ttl_s}
         return jwt.encode(claims, self.settings.jwt_secret, algorithm="HS256")
 
     def store_answer(self, job: MinerJob) -> dict[str, Any]:
+        """The store fields of a completed job: URL, verification hash and a fresh token."""
         return {"zarr_store_url": f"{self.settings.public_base_url}/forecasts/{self.store_rel(job)}",
                 "verification_hash": job.verification_hash, "access_token": self.token(job)}
 
 
-def run_inference(state: MinerState, job: MinerJob) -> None:
-    """Produce the profile's forecast as a store with a signed manifest; record the outcome."""
+def forecast_steps_for(state: MinerState, job: MinerJob) -> Iterator[xr.Dataset]:
+    """The profile's 40 steps T0+6h..T0+240h, generated one at a time (each with a length-1 time dim)."""
     from gaia_dagster.world.atmosphere import SyntheticAtmosphere
-    from gaia_dagster.world.forecasts import forecast_steps
+    from gaia_dagster.world.forecasts import forecast_step
 
+    atmosphere = SyntheticAtmosphere(resolution=state.settings.resolution)
+    t0 = _parse_time(job.forecast_start_time)
+    for valid in valid_times(t0):
+        lead = int((valid - t0).total_seconds() // 3600)
+        step = forecast_step(atmosphere, state.settings.profile, t0, lead, member=state.hotkey)
+        yield step.expand_dims(time=[np.datetime64(valid.replace(tzinfo=None), "ns")])
+
+
+def run_inference(state: MinerState, job: MinerJob) -> None:
+    """Produce the profile's forecast as a store with a signed manifest; record the outcome.
+
+    Status rule: received -> running_inference -> processing_output -> completed, or failed with
+    the reason (the server keeps serving either way).
+    """
     try:
         if state.settings.inference_delay_s:
             time.sleep(state.settings.inference_delay_s)
         _set(state, job, "running_inference", "inference running")
-        atmosphere = SyntheticAtmosphere(resolution=state.settings.resolution)
-        t0 = _parse_time(job.forecast_start_time)
         path = state.forecasts_dir / state.store_rel(job)
-        write_store(path, forecast_steps(atmosphere, state.settings.profile, t0, state.hotkey), t0.isoformat())
-        _set(state, job, "processing_output", "writing the manifest")
+        write_zarr_store(path, forecast_steps_for(state, job), _parse_time(job.forecast_start_time))
+        _set(state, job, "processing_output", "writing the signed manifest")
         job.verification_hash = write_manifest(path, state.keypair)
         _set(state, job, "completed", "forecast ready")
     except Exception as exc:  # noqa: BLE001 - the job records the failure; the server keeps serving
-        _set(state, job, "failed", f"inference failed: {type(exc).__name__}: {exc}")
+        _set(state, job, "failed", f"miner {state.hotkey}, job {job.job_id}: inference failed: "
+                                   f"{type(exc).__name__}: {exc}")
 
 
 def _set(state: MinerState, job: MinerJob, status: str, message: str) -> None:
+    """Move a job to ``status`` and persist it."""
     with state.lock:
         job.status, job.message = status, message
         state.save(job)
 
 
 def _data(body: Any) -> dict[str, Any]:
+    """The ``data`` object of a ``{"nonce": ..., "data": {...}}`` request body."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
         raise ValueError("request body must be {\"nonce\": ..., \"data\": {...}}")
     return body["data"]
 
 
+NO_STORE = {"zarr_store_url": None, "verification_hash": None, "access_token": None}
+
+
+def initiate_fetch_answer(state: MinerState, data: dict[str, Any]) -> dict[str, Any]:
+    """Initiate-fetch rule (GAIA_SPEC 2): refuse another hotkey; a completed T0 answers at once
+    (fast path, any validator); a job in progress is answered with its ID and never started twice;
+    otherwise the job is recorded as ``received`` and inference starts in a background thread.
+    """
+    t0 = _parse_time(data["forecast_start_time"])
+    validator = str(data.get("validator_hotkey") or "")
+    expected = str(data.get("expected_miner_hotkey") or "")
+    if expected != state.hotkey:
+        return {"status": "fetch_rejected", "job_id": None,
+                "message": f"miner {state.hotkey}: the request is for hotkey {expected!r}, not this miner"}
+    job_id = DeterministicJobID.generate_weather_job_id(t0, state.hotkey, validator)
+    with state.lock:
+        job = state.jobs.get(job_id)
+        if job is not None and job.status == "completed":
+            return {"status": "completed", "job_id": job_id, "message": "forecast already complete for this T0",
+                    **state.store_answer(job)}
+        if job is not None and job.status != "failed":
+            return {"status": "fetch_accepted", "job_id": job_id, "message": f"job already {job.status}"}
+        job = MinerJob(job_id, t0.isoformat(), validator)
+        state.jobs[job_id] = job
+        state.save(job)
+    threading.Thread(target=run_inference, args=(state, job), daemon=True, name=f"inference-{job_id}").start()
+    return {"status": "fetch_accepted", "job_id": job_id, "message": "inference started"}
+
+
+def poll_answer(state: MinerState, data: dict[str, Any]) -> dict[str, Any]:
+    """Poll rule: the job's status and message; an unknown job is ``not_found`` (never an error)."""
+    job_id = str(data["job_id"])
+    job = state.find_job(job_id)
+    if job is None:
+        return {"status": "not_found", "job_id": job_id, "message": f"miner {state.hotkey} has no job {job_id}"}
+    return {"status": job.status, "job_id": job.job_id, "message": job.message}
+
+
+def kerchunk_answer(state: MinerState, data: dict[str, Any]) -> dict[str, Any]:
+    """Kerchunk rule: a completed job gives its store URL, hash and a fresh token; otherwise
+    ``processing`` (still running), ``error`` (failed) or ``not_found``, without store fields."""
+    job_id = str(data["job_id"])
+    job = state.find_job(job_id)
+    if job is None:
+        return {"status": "not_found", "message": f"miner {state.hotkey} has no job {job_id}", **NO_STORE}
+    if job.status == "failed":
+        return {"status": "error", "message": job.message, **NO_STORE}
+    if job.status != "completed":
+        return {"status": "processing", "message": f"job {job.job_id} is {job.status}", **NO_STORE}
+    return {"status": "completed", "message": "ok", **state.store_answer(job)}
+
+
+async def _answer(request: Request, rule) -> JSONResponse:  # noqa: ANN001 - one of the *_answer rules
+    """Apply a protocol rule to the request's ``data``; a malformed request is a 400, never a 500."""
+    state: MinerState = request.app.state.miner
+    try:
+        return JSONResponse(rule(state, _data(await request.json())))
+    except (ValueError, KeyError, TypeError) as exc:
+        return JSONResponse({"status": "error", "job_id": None, "message": f"miner {state.hotkey}: bad request to "
+                             f"{request.url.path}: {type(exc).__name__}: {exc}", **NO_STORE}, 400)
+
+
+async def _never_answer() -> Response:
+    """The ``offline`` profile: hold every request open and never answer."""
+    await asyncio.sleep(HANG_SECONDS)
+    return Response(status_code=503)
+
+
 def create_app(settings: MinerSettings) -> FastAPI:
-    """The miner's FastAPI app for one hotkey and profile."""
+    """The miner's FastAPI app for one hotkey and profile (GAIA_SPEC 2 endpoints)."""
     state = MinerState(settings)
     app = FastAPI(title=f"gaia reference miner ({settings.profile})")
     app.state.miner = state
 
     if settings.profile == OFFLINE:
         @app.api_route("/{path:path}", methods=["GET", "POST", "HEAD"])
-        async def never_answer(path: str) -> Response:
-            await asyncio.sleep(HANG_SECONDS)
-            return Response(status_code=503)
+        async def offline(path: str) -> Response:
+            return await _never_answer()
 
         return app
 
     @app.post("/weather-initiate-fetch")
     async def initiate_fetch(request: Request) -> JSONResponse:
-        try:
-            data = _data(await request.json())
-            t0 = _parse_time(data["forecast_start_time"])
-            validator = str(data.get("validator_hotkey") or "")
-            expected = str(data.get("expected_miner_hotkey") or "")
-        except (ValueError, KeyError) as exc:
-            return JSONResponse({"status": "error", "job_id": None, "message": f"bad request: {exc}"}, 400)
-        if expected != state.hotkey:
-            return JSONResponse({"status": "fetch_rejected", "job_id": None,
-                                 "message": f"this miner is {state.hotkey}, not {expected}"})
-        job_id = DeterministicJobID.generate_weather_job_id(t0, state.hotkey, validator)
-        with state.lock:
-            job = state.jobs.get(job_id)
-            if job is not None and job.status == "completed":
-                return JSONResponse({"status": "completed", "job_id": job_id,
-                                     "message": "forecast already complete for this T0", **state.store_answer(job)})
-            if job is not None and job.status != "failed":
-                return JSONResponse({"status": "fetch_accepted", "job_id": job_id,
-                                     "message": f"job already {job.status}"})
-            job = MinerJob(job_id, t0.isoformat(), validator)
-            state.jobs[job_id] = job
-            state.save(job)
-        threading.Thread(target=run_inference, args=(state, job), daemon=True, name=f"inference-{job_id}").start()
-        return JSONResponse({"status": "fetch_accepted", "job_id": job_id, "message": "inference started"})
+        return await _answer(request, initiate_fetch_answer)
 
     @app.post("/weather-poll-job-status")
     async def poll_job_status(request: Request) -> JSONResponse:
-        try:
-            job_id = str(_data(await request.json())["job_id"])
-        except (ValueError, KeyError) as exc:
-            return JSONResponse({"status": "error", "job_id": None, "message": f"bad request: {exc}"}, 400)
-        job = state.find_job(job_id)
-        if job is None:
-            return JSONResponse({"status": "not_found", "job_id": job_id, "message": "no such job"})
-        return JSONResponse({"status": job.status, "job_id": job.job_id, "message": job.message})
+        return await _answer(request, poll_answer)
 
     @app.post("/weather-kerchunk-request")
     async def kerchunk_request(request: Request) -> JSONResponse:
-        try:
-            job_id = str(_data(await request.json())["job_id"])
-        except (ValueError, KeyError) as exc:
-            return JSONResponse({"status": "error", "message": f"bad request: {exc}"}, 400)
-        job = state.find_job(job_id)
-        if job is None:
-            return JSONResponse({"status": "not_found", "message": f"no job {job_id}", "zarr_store_url": None,
-                                 "verification_hash": None, "access_token": None})
-        if job.status != "completed":
-            status = "error" if job.status == "failed" else "processing"
-            return JSONResponse({"status": status, "message": job.message, "zarr_store_url": None,
-                                 "verification_hash": None, "access_token": None})
-        return JSONResponse({"status": "completed", "message": "ok", **state.store_answer(job)})
+        return await _answer(request, kerchunk_answer)
 
     @app.api_route("/forecasts/{path:path}", methods=["GET", "HEAD"])
     async def forecasts(path: str, request: Request) -> Response:
@@ -216,6 +298,7 @@ def create_app(settings: MinerSettings) -> FastAPI:
 
 
 def _token_of(request: Request) -> str | None:
+    """The JWT from ``Authorization: Bearer`` or, failing that, the ``token`` query parameter."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip()

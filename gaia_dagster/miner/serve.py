@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gaia_dagster.miner.app import MinerSettings, create_app
-
-PROFILES = ("good", "persistence", "climatology", "clone", "nan", "offline")
+from gaia_dagster.miner.app import MinerSettings, create_app, miner_profiles
 
 
 def serve(host: str, port: int, settings: MinerSettings) -> None:
@@ -18,10 +16,11 @@ def serve(host: str, port: int, settings: MinerSettings) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Command-line options of one miner (profile, hotkey URI, storage, grid, slowness)."""
     parser = argparse.ArgumentParser(prog="gaia-dagster miner serve", description="Serve one Gaia reference miner.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8091)
-    parser.add_argument("--profile", choices=PROFILES, default="good")
+    parser.add_argument("--profile", choices=miner_profiles(), default="good")
     parser.add_argument("--hotkey-uri", default="//gaia-miner", help="key URI of the miner's hotkey")
     parser.add_argument("--data-dir", default="./miner-data", help="where forecasts and job records are kept")
     parser.add_argument("--resolution", type=float, default=1.5, help="grid spacing in degrees")
@@ -31,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and serve until interrupted; the public URL defaults to http://HOST:PORT."""
     args = build_parser().parse_args(argv)
     settings = MinerSettings(
         hotkey_uri=args.hotkey_uri, profile=args.profile, data_dir=Path(args.data_dir),

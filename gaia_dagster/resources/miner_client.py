@@ -1,8 +1,10 @@
-"""The validator's HTTP client for the Gaia miner API. Every network call to a miner lives here.
+"""The validator's HTTP client for the Gaia miner API (GAIA_SPEC section 2).
 
-Errors are ``MinerClientError`` naming the miner, the URL and what went wrong (timeout, refused
-connection, HTTP status, malformed JSON, wrong schema, oversized answer). Forecast files are
-verified against the manifest as they are read (``ManifestError``).
+Every network call to a miner lives here. Transport and protocol failures raise
+``MinerClientError`` naming the miner, the URL and what went wrong (timeout, refused connection,
+HTTP status, malformed JSON, wrong schema, oversized answer). Forecast files are verified against
+the signed manifest as they are read; a verification failure raises ``ManifestError`` naming the
+miner, the job and the offending file.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
+from datetime import datetime, timedelta, timezone
+from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
@@ -25,6 +27,7 @@ from gaia_dagster.core.manifest import (
 from gaia_dagster.core.signing import verify_manifest_signature
 
 METADATA_NAMES = (".zmetadata", ".zgroup", ".zattrs", ".zarray", "zarr.json")
+FREEZE_WINDOW = timedelta(hours=2)
 
 
 class MinerClientError(Exception):
@@ -33,6 +36,8 @@ class MinerClientError(Exception):
 
 @dataclass(frozen=True)
 class InitiateFetchResult:
+    """Answer of ``/weather-initiate-fetch`` (store fields only on the ``completed`` fast path)."""
+
     status: str
     job_id: str | None
     message: str
@@ -43,6 +48,8 @@ class InitiateFetchResult:
 
 @dataclass(frozen=True)
 class PollResult:
+    """Answer of ``/weather-poll-job-status``."""
+
     status: str
     job_id: str | None
     message: str
@@ -50,6 +57,8 @@ class PollResult:
 
 @dataclass(frozen=True)
 class KerchunkResult:
+    """Answer of ``/weather-kerchunk-request``: where the store is, its hash and a fresh token."""
+
     status: str
     message: str
     zarr_store_url: str | None
@@ -59,145 +68,237 @@ class KerchunkResult:
 
 @dataclass(frozen=True)
 class VerifiedStore:
+    """A local mirror of (part of) a miner's store whose every file matched the signed manifest."""
+
     path: Path
     manifest_hash: str
     files_fetched: int
     bytes_fetched: int
-    zarr_store_url: str
+    zarr_store_url: str = ""
 
 
 def _iso(moment: datetime) -> str:
+    """Times on the wire: ISO 8601."""
     return moment.isoformat()
 
 
-def _field(answer: dict[str, Any], name: str, who: str, required: bool = True) -> Any:
+def _string(answer: dict[str, Any], name: str, who: str) -> str:
+    """Schema rule: a required field must be a string."""
     value = answer.get(name)
-    if required and not isinstance(value, str):
-        raise MinerClientError(f"{who}: answer lacks a string {name!r}: {json.dumps(answer)[:200]}")
+    if not isinstance(value, str):
+        raise MinerClientError(f"{who}: wrong schema, the answer lacks a string {name!r}: {json.dumps(answer)[:200]}")
     return value
+
+
+def _optional_string(answer: dict[str, Any], name: str, who: str) -> str | None:
+    """Schema rule: an optional field is a string or null."""
+    value = answer.get(name)
+    if value is not None and not isinstance(value, str):
+        raise MinerClientError(f"{who}: wrong schema, {name!r} is a {type(value).__name__}, not a string")
+    return value
+
+
+def _poll_result(answer: dict[str, Any], who: str) -> PollResult:
+    """Read a poll answer ``{status, job_id, message}``."""
+    return PollResult(_string(answer, "status", who), _optional_string(answer, "job_id", who),
+                      str(answer.get("message") or ""))
+
+
+def _default_port(scheme: str | None) -> int:
+    return 443 if scheme == "https" else 80
 
 
 def same_origin(url: str, base_url: str) -> bool:
     """SSRF guard: a store URL must point at the miner's own registered scheme, host and port."""
     a, b = urlsplit(url), urlsplit(base_url)
-    return (a.scheme, a.hostname, a.port or (443 if a.scheme == "https" else 80)) == \
-        (b.scheme, b.hostname, b.port or (443 if b.scheme == "https" else 80))
+    return (a.scheme, a.hostname, a.port or _default_port(a.scheme)) == \
+        (b.scheme, b.hostname, b.port or _default_port(b.scheme))
+
+
+def _transport_error(who: str, exc: httpx.HTTPError) -> MinerClientError:
+    """Name what failed: a timeout, a refused connection or another transport error."""
+    if isinstance(exc, httpx.TimeoutException):
+        return MinerClientError(f"{who}: timeout ({type(exc).__name__})")
+    if isinstance(exc, httpx.ConnectError):
+        return MinerClientError(f"{who}: connection refused or unreachable ({exc})")
+    return MinerClientError(f"{who}: {type(exc).__name__}: {exc}")
 
 
 class MinerClient:
-    """Synchronous calls plus a concurrent poll of many jobs."""
+    """Synchronous calls to one miner at a time, plus a concurrent poll of many jobs.
+
+    ``connect_timeout``/``read_timeout`` bound every request, ``max_response_bytes`` every answer
+    (JSON or file), ``freeze_window`` how late after the run start a manifest may arrive.
+    """
 
     def __init__(self, connect_timeout: float = 5.0, read_timeout: float = 30.0,
-                 max_response_bytes: int = 64 * 1024 * 1024, fetch_workers: int = 4):
+                 max_response_bytes: int = 64 * 1024 * 1024, fetch_workers: int = 4,
+                 freeze_window: timedelta = FREEZE_WINDOW):
         self.timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self.max_response_bytes = max_response_bytes
-        self.fetch_workers = fetch_workers
+        self.fetch_workers = max(1, fetch_workers)
+        self.freeze_window = freeze_window
 
     # -- JSON endpoints -------------------------------------------------------------------------
-    def _post(self, client: httpx.Client, base_url: str, path: str, miner_hotkey: str, data: dict) -> dict:
-        url = base_url.rstrip("/") + path
-        who = f"miner {miner_hotkey} at {url}"
+    def _decode(self, status_code: int, body: bytes, who: str) -> dict[str, Any]:
+        """HTTP 200 with a JSON object, within the size cap; anything else is named."""
+        if status_code != 200:
+            raise MinerClientError(f"{who}: HTTP {status_code}: {body[:200]!r}")
         try:
-            response = client.post(url, json={"nonce": None, "data": data}, follow_redirects=False)
-        except httpx.TimeoutException as exc:
-            raise MinerClientError(f"{who}: timeout ({type(exc).__name__})") from exc
-        except httpx.HTTPError as exc:
-            raise MinerClientError(f"{who}: {type(exc).__name__}: {exc}") from exc
-        return self._json(response, who)
-
-    def _json(self, response: httpx.Response, who: str) -> dict:
-        if response.status_code != 200:
-            raise MinerClientError(f"{who}: HTTP {response.status_code}: {response.text[:200]}")
-        if len(response.content) > self.max_response_bytes:
-            raise MinerClientError(f"{who}: answer of {len(response.content)} bytes exceeds the cap")
-        try:
-            answer = response.json()
+            answer = json.loads(body)
         except ValueError as exc:
-            raise MinerClientError(f"{who}: malformed JSON: {response.text[:200]!r}") from exc
+            raise MinerClientError(f"{who}: malformed JSON: {body[:200]!r}") from exc
         if not isinstance(answer, dict):
-            raise MinerClientError(f"{who}: answer is not a JSON object: {response.text[:200]!r}")
+            raise MinerClientError(f"{who}: wrong schema, the answer is not a JSON object: {body[:200]!r}")
         return answer
 
-    def initiate_fetch(self, base_url: str, miner_hotkey: str, validator_hotkey: str, t0: datetime) -> InitiateFetchResult:
+    def _read_capped(self, response: httpx.Response, who: str) -> bytes:
+        """The response body, refusing more than ``max_response_bytes``."""
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_response_bytes:
+            raise MinerClientError(f"{who}: answer of {declared} bytes exceeds the {self.max_response_bytes}-byte cap")
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                raise MinerClientError(f"{who}: answer exceeds the {self.max_response_bytes}-byte cap")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _post(self, client: httpx.Client, base_url: str, path: str, miner_hotkey: str, data: dict,
+              job_id: str | None = None) -> dict[str, Any]:
+        """POST ``{"nonce": null, "data": data}`` and decode the JSON object answer."""
+        url = base_url.rstrip("/") + path
+        who = f"miner {miner_hotkey} at {url}" + (f", job {job_id}" if job_id else "")
+        try:
+            with client.stream("POST", url, json={"nonce": None, "data": data}) as response:
+                body = self._read_capped(response, who)
+        except httpx.HTTPError as exc:
+            raise _transport_error(who, exc) from exc
+        return self._decode(response.status_code, body, who)
+
+    def _client(self) -> httpx.Client:
+        """A client that never follows redirects (a redirect could leave the miner's endpoint)."""
+        return httpx.Client(timeout=self.timeout, follow_redirects=False)
+
+    def initiate_fetch(self, base_url: str, miner_hotkey: str, validator_hotkey: str,
+                       t0: datetime) -> InitiateFetchResult:
         """Ask the miner to forecast from T0 (inputs T0 and T0-6h)."""
         data = {"forecast_start_time": _iso(t0), "previous_step_time": _iso(t0 - PREVIOUS_STEP),
                 "validator_hotkey": validator_hotkey, "expected_miner_hotkey": miner_hotkey}
-        with httpx.Client(timeout=self.timeout) as client:
+        with self._client() as client:
             answer = self._post(client, base_url, "/weather-initiate-fetch", miner_hotkey, data)
-        who = f"miner {miner_hotkey} at {base_url}"
+        who = f"miner {miner_hotkey} at {base_url}/weather-initiate-fetch"
         return InitiateFetchResult(
-            status=_field(answer, "status", who), job_id=answer.get("job_id"), message=str(answer.get("message") or ""),
-            zarr_store_url=answer.get("zarr_store_url"), verification_hash=answer.get("verification_hash"),
-            access_token=answer.get("access_token"))
+            status=_string(answer, "status", who), job_id=_optional_string(answer, "job_id", who),
+            message=str(answer.get("message") or ""),
+            zarr_store_url=_optional_string(answer, "zarr_store_url", who),
+            verification_hash=_optional_string(answer, "verification_hash", who),
+            access_token=_optional_string(answer, "access_token", who))
 
     def poll_job(self, base_url: str, miner_hotkey: str, job_id: str) -> PollResult:
-        with httpx.Client(timeout=self.timeout) as client:
-            return self._poll(client, base_url, miner_hotkey, job_id)
-
-    def _poll(self, client: httpx.Client, base_url: str, miner_hotkey: str, job_id: str) -> PollResult:
-        answer = self._post(client, base_url, "/weather-poll-job-status", miner_hotkey, {"job_id": job_id})
-        who = f"miner {miner_hotkey} at {base_url}, job {job_id}"
-        return PollResult(_field(answer, "status", who), answer.get("job_id"), str(answer.get("message") or ""))
+        """The job's status as the miner reports it."""
+        with self._client() as client:
+            answer = self._post(client, base_url, "/weather-poll-job-status", miner_hotkey, {"job_id": job_id}, job_id)
+        return _poll_result(answer, f"miner {miner_hotkey} at {base_url}, job {job_id}")
 
     def kerchunk(self, base_url: str, miner_hotkey: str, job_id: str) -> KerchunkResult:
         """Store URL, manifest hash and a fresh access token of a completed job."""
-        with httpx.Client(timeout=self.timeout) as client:
-            answer = self._post(client, base_url, "/weather-kerchunk-request", miner_hotkey, {"job_id": job_id})
+        with self._client() as client:
+            answer = self._post(client, base_url, "/weather-kerchunk-request", miner_hotkey, {"job_id": job_id}, job_id)
         who = f"miner {miner_hotkey} at {base_url}, job {job_id}"
-        return KerchunkResult(_field(answer, "status", who), str(answer.get("message") or ""),
-                              answer.get("zarr_store_url"), answer.get("verification_hash"),
-                              answer.get("access_token"))
+        return KerchunkResult(_string(answer, "status", who), str(answer.get("message") or ""),
+                              _optional_string(answer, "zarr_store_url", who),
+                              _optional_string(answer, "verification_hash", who),
+                              _optional_string(answer, "access_token", who))
 
-    def poll_many(self, jobs: Sequence[tuple[str, str, str]], concurrency: int = 32) -> list[PollResult | MinerClientError]:
-        """Poll (base_url, miner_hotkey, job_id) jobs concurrently; errors are returned, not raised."""
+    # -- many polls at once ---------------------------------------------------------------------
+    async def apoll_many(self, jobs: Sequence[tuple[str, str, str]],
+                         concurrency: int = 32) -> list[PollResult | MinerClientError]:
+        """Poll (base_url, miner_hotkey, job_id) jobs, at most ``concurrency`` at once.
+
+        One slow or broken miner never fails the others: its error is returned in its place.
+        """
+        semaphore = asyncio.Semaphore(max(1, concurrency))
+        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
+            async def one(base_url: str, miner_hotkey: str, job_id: str) -> PollResult | MinerClientError:
+                async with semaphore:
+                    return await self._apoll(client, base_url, miner_hotkey, job_id)
+
+            return list(await asyncio.gather(*(one(*job) for job in jobs)))
+
+    async def _apoll(self, client: httpx.AsyncClient, base_url: str, miner_hotkey: str,
+                     job_id: str) -> PollResult | MinerClientError:
+        """One asynchronous poll; errors are returned, not raised."""
+        url = base_url.rstrip("/") + "/weather-poll-job-status"
+        who = f"miner {miner_hotkey} at {url}, job {job_id}"
+        try:
+            async with client.stream("POST", url, json={"nonce": None, "data": {"job_id": job_id}}) as response:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body.extend(chunk)
+                    if len(body) > self.max_response_bytes:
+                        return MinerClientError(f"{who}: answer exceeds the {self.max_response_bytes}-byte cap")
+            return _poll_result(self._decode(response.status_code, bytes(body), who), who)
+        except httpx.HTTPError as exc:
+            return _transport_error(who, exc)
+        except MinerClientError as exc:
+            return exc
+
+    def poll_many(self, jobs: Sequence[tuple[str, str, str]],
+                  concurrency: int = 32) -> list[PollResult | MinerClientError]:
+        """Synchronous wrapper of ``apoll_many`` (for callers outside an event loop)."""
         if not jobs:
             return []
-        return asyncio.run(self._apoll_many(jobs, concurrency))
-
-    async def _apoll_many(self, jobs: Sequence[tuple[str, str, str]], concurrency: int) -> list:
-        semaphore = asyncio.Semaphore(max(1, concurrency))
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
-            async def one(base_url: str, miner_hotkey: str, job_id: str) -> PollResult | MinerClientError:
-                url = base_url.rstrip("/") + "/weather-poll-job-status"
-                who = f"miner {miner_hotkey} at {url}, job {job_id}"
-                async with semaphore:
-                    try:
-                        response = await client.post(url, json={"nonce": None, "data": {"job_id": job_id}})
-                        answer = self._json(response, who)
-                        return PollResult(_field(answer, "status", who), answer.get("job_id"),
-                                          str(answer.get("message") or ""))
-                    except httpx.TimeoutException as exc:
-                        return MinerClientError(f"{who}: timeout ({type(exc).__name__})")
-                    except httpx.HTTPError as exc:
-                        return MinerClientError(f"{who}: {type(exc).__name__}: {exc}")
-                    except MinerClientError as exc:
-                        return exc
-            return list(await asyncio.gather(*(one(*job) for job in jobs)))
+        return asyncio.run(self.apoll_many(jobs, concurrency))
 
     # -- the forecast store ---------------------------------------------------------------------
     def _get(self, client: httpx.Client, url: str, token: str, who: str) -> bytes:
+        """GET one store file with the bearer token, capped in size."""
         try:
             with client.stream("GET", url, headers={"Authorization": f"Bearer {token}"}) as response:
                 if response.status_code != 200:
                     raise MinerClientError(f"{who}: GET {url}: HTTP {response.status_code}")
-                chunks, size = [], 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > self.max_response_bytes:
-                        raise MinerClientError(f"{who}: GET {url}: more than {self.max_response_bytes} bytes")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except httpx.TimeoutException as exc:
-            raise MinerClientError(f"{who}: GET {url}: timeout") from exc
+                return self._read_capped(response, f"{who}: GET {url}")
         except httpx.HTTPError as exc:
-            raise MinerClientError(f"{who}: GET {url}: {type(exc).__name__}: {exc}") from exc
+            raise _transport_error(f"{who}: GET {url}", exc) from exc
+
+    def _check_freeze_window(self, run_start: datetime | None, who: str) -> None:
+        """Freeze rule: a manifest must arrive within ``freeze_window`` of the run start."""
+        if run_start is None:
+            return
+        start = run_start.replace(tzinfo=timezone.utc) if run_start.tzinfo is None else run_start
+        now = datetime.now(timezone.utc)
+        if now > start + self.freeze_window:
+            raise ManifestError(f"{who}: manifest read at {now.isoformat()}, after the freeze window "
+                                f"that closed at {(start + self.freeze_window).isoformat()}")
+
+    def _verified_manifest(self, client: httpx.Client, store_url: str, answer: KerchunkResult,
+                           miner_hotkey: str, who: str) -> dict:
+        """Manifest rule, in order: the hash, the signer, then the sr25519 signature."""
+        token = answer.access_token or ""
+        manifest_bytes = self._get(client, f"{store_url}/{MANIFEST_FILE}", token, who)
+        signature = self._get(client, f"{store_url}/{SIGNATURE_FILE}", token, who)
+        try:
+            manifest = parse_and_verify_manifest(manifest_bytes, answer.verification_hash, miner_hotkey)
+        except ManifestError as exc:
+            raise ManifestError(f"{who}: {exc}") from exc
+        if not verify_manifest_signature(manifest_bytes, signature.decode("ascii", "replace"), miner_hotkey):
+            raise ManifestError(f"{who}: manifest.sig is not {miner_hotkey}'s signature of the manifest")
+        for rel in manifest["files"]:
+            if not is_safe_relpath(rel):
+                raise ManifestError(f"{who}: manifest lists an unsafe path {rel!r}")
+        return manifest
 
     def fetch_verified_store(self, base_url: str, miner_hotkey: str, job_id: str, dest: Path,
-                             time_indices: Sequence[int] | None = None) -> VerifiedStore:
+                             time_indices: Sequence[int] | None = None,
+                             run_start: datetime | None = None) -> VerifiedStore:
         """Mirror a completed forecast store under ``dest``, verifying as it reads.
 
-        Order (GAIA_SPEC 2): manifest hash, signer, signature; then the metadata and only the
-        chunks of ``time_indices`` (all when None), each re-hashed against the manifest.
+        Order (GAIA_SPEC 2): store URL on the miner's endpoint (SSRF guard); manifest hash, signer,
+        signature; freeze window when ``run_start`` is given; then the metadata and only the chunks
+        covering ``time_indices`` (all chunks when None), each re-hashed against the manifest before
+        it is written. The mirror opens with ``xr.open_zarr(dest, consolidated=True)``.
         """
         who = f"miner {miner_hotkey}, job {job_id}"
         answer = self.kerchunk(base_url, miner_hotkey, job_id)
@@ -205,28 +306,28 @@ class MinerClient:
             raise MinerClientError(f"{who}: forecast not available ({answer.status}: {answer.message})")
         store_url = answer.zarr_store_url.rstrip("/")
         if not same_origin(store_url, base_url):
-            raise ManifestError(f"store URL {store_url} is not on the miner's registered endpoint {base_url}")
-        with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
-            manifest_bytes = self._get(client, f"{store_url}/{MANIFEST_FILE}", answer.access_token, who)
-            signature = self._get(client, f"{store_url}/{SIGNATURE_FILE}", answer.access_token, who)
-            manifest = parse_and_verify_manifest(manifest_bytes, answer.verification_hash, miner_hotkey)
-            if not verify_manifest_signature(manifest_bytes, signature.decode("ascii", "replace"), miner_hotkey):
-                raise ManifestError(f"manifest signature is not {miner_hotkey}'s")
+            raise ManifestError(f"{who}: store URL {store_url} is not on the miner's registered endpoint {base_url}")
+        with self._client() as client:
+            manifest = self._verified_manifest(client, store_url, answer, miner_hotkey, who)
+            self._check_freeze_window(run_start, who)
             dest.mkdir(parents=True, exist_ok=True)
             files = sorted(manifest["files"])
             metadata = [f for f in files if is_metadata(f)]
             total = self._mirror(client, store_url, answer.access_token, manifest, metadata, dest, who)
-            zmetadata = dest / ".zmetadata"
-            arrays = describe_arrays(zmetadata.read_bytes()) if zmetadata.exists() else {}
+            arrays = _arrays_of_mirror(dest, who)
             chunks = select_chunks([f for f in files if not is_metadata(f)], arrays, time_indices)
             total += self._mirror(client, store_url, answer.access_token, manifest, chunks, dest, who)
         return VerifiedStore(dest, answer.verification_hash or "", len(metadata) + len(chunks), total, store_url)
 
     def _mirror(self, client: httpx.Client, store_url: str, token: str, manifest: dict, files: list[str],
                 dest: Path, who: str) -> int:
+        """Download ``files``, verify each against the manifest, then write it under ``dest``."""
         def fetch(rel: str) -> int:
             data = self._get(client, f"{store_url}/{rel}", token, who)
-            verify_file(manifest, rel, data)
+            try:
+                verify_file(manifest, rel, data)
+            except ManifestError as exc:
+                raise ManifestError(f"{who}: {exc}") from exc
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
@@ -236,31 +337,63 @@ class MinerClient:
             return sum(pool.map(fetch, files))
 
 
+def is_safe_relpath(rel: str) -> bool:
+    """A manifest path must stay inside the store: relative, no ``..``, no backslashes."""
+    path = PurePosixPath(rel)
+    return bool(rel) and not path.is_absolute() and ".." not in path.parts and "\\" not in rel
+
+
 def is_metadata(rel: str) -> bool:
+    """Zarr metadata files (.zmetadata, .zgroup, .zattrs, .zarray) are always mirrored."""
     return rel.rsplit("/", 1)[-1] in METADATA_NAMES
 
 
+def _arrays_of_mirror(dest: Path, who: str) -> dict[str, dict]:
+    """The array layout from the mirrored ``.zmetadata`` (empty when the store has none)."""
+    zmetadata = dest / ".zmetadata"
+    if not zmetadata.exists():
+        return {}
+    try:
+        return describe_arrays(zmetadata.read_bytes())
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ManifestError(f"{who}: .zmetadata is not consolidated Zarr v2 metadata: {exc}") from exc
+
+
+def _split_chunk_key(rel: str, arrays: dict[str, dict]) -> tuple[str, str] | None:
+    """(array, chunk key) of a store file: the longest array name that prefixes the path."""
+    owners = [name for name in arrays if rel.startswith(name + "/")]
+    if not owners:
+        return None
+    array = max(owners, key=len)
+    return array, rel[len(array) + 1:]
+
+
+def _covers(info: dict, chunk_key: str, wanted: set[int]) -> bool:
+    """Chunk-selection rule: a chunk is needed when its time range holds a wanted index."""
+    axis = info["dims"].index("time")
+    step = int(info["chunks"][axis])
+    try:
+        index = int(chunk_key.split(info["separator"])[axis])
+    except (ValueError, IndexError):
+        return True  # not a chunk key we understand: fetch it (it is still verified)
+    return any(index * step <= t < (index + 1) * step for t in wanted)
+
+
 def select_chunks(files: Sequence[str], arrays: dict[str, dict], time_indices: Sequence[int] | None) -> list[str]:
-    """Every chunk of arrays without a time dim (coordinates) and the chunks of time-dimensioned
-    arrays that cover one of ``time_indices`` (all chunks when None)."""
+    """Every chunk of arrays without a time dim (coordinates, and ``time`` itself) and the chunks
+    of time-dimensioned arrays that cover one of ``time_indices`` (all chunks when None)."""
     if time_indices is None:
         return list(files)
-    wanted = set(time_indices)
+    wanted = set(int(t) for t in time_indices)
     selected = []
     for rel in files:
-        array, _, name = rel.rpartition("/")
-        info = arrays.get(array)
-        if info is None or "time" not in info["dims"] or array == "time":
+        split = _split_chunk_key(rel, arrays)
+        if split is None:
             selected.append(rel)
             continue
-        axis = info["dims"].index("time")
-        step = info["chunks"][axis]
-        try:
-            index = int(name.split(info["separator"])[axis])
-        except (ValueError, IndexError):
-            selected.append(rel)
-            continue
-        if any(index * step <= t < (index + 1) * step for t in wanted):
+        array, chunk_key = split
+        info = arrays[array]
+        if array == "time" or "time" not in info["dims"] or _covers(info, chunk_key, wanted):
             selected.append(rel)
     return selected
 
@@ -273,6 +406,6 @@ def describe_arrays(zmetadata: bytes) -> dict[str, dict]:
         if key.endswith("/.zarray"):
             name = key[: -len("/.zarray")]
             attrs = meta.get(f"{name}/.zattrs", {})
-            arrays[name] = {"dims": attrs.get("_ARRAY_DIMENSIONS", []), "chunks": value["chunks"],
-                            "separator": value.get("dimension_separator", ".")}
+            arrays[name] = {"dims": list(attrs.get("_ARRAY_DIMENSIONS", [])), "chunks": list(value["chunks"]),
+                            "separator": value.get("dimension_separator") or "."}
     return arrays
