@@ -37,10 +37,13 @@ def worker(db_url: str, miners: list[tuple[str, str]], barrier, seed: int, out) 
     random.Random(seed).shuffle(order)
     barrier.wait()
     outcomes = Counter()
-    for hotkey, url in order:
-        outcome = request_forecast(repo, client, MinerRecord(hotkey, url, None, True, 0), T0, VALIDATOR,
-                                   retry_policies(0.0)["query"])
-        outcomes[outcome.outcome] += 1
+    try:
+        for hotkey, url in order:
+            outcome = request_forecast(repo, client, MinerRecord(hotkey, url, None, True, 0), T0, VALIDATOR,
+                                       retry_policies(0.0)["query"])
+            outcomes[outcome.outcome] += 1
+    except Exception as exc:  # noqa: BLE001 - reported, and the benchmark fails
+        outcomes[f"error: {type(exc).__name__}: {exc}"] += 1
     out.put(dict(outcomes))
 
 
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
           f"runs for T0: {len(repo.all_runs())}; miners asked: {outcomes['requested'] + outcomes['fast_path']}",
           file=sys.stderr if args.json else sys.stdout)
     print(json.dumps(summary) if args.json else summary)
-    ok = summary["jobs_created"] == args.miners and summary["duplicates_allowed"] == 0 and len(repo.all_runs()) == 1
+    errors = [k for k in outcomes if k.startswith("error")]
+    ok = not errors and summary["jobs_created"] == args.miners and summary["duplicates_allowed"] == 0 and len(repo.all_runs()) == 1
     return 0 if ok else 1
 
 

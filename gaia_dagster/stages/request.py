@@ -36,14 +36,20 @@ def open_job(repo: ValidatorRepository, miner: MinerRecord, t0: datetime, valida
 
 def claim_query(repo: ValidatorRepository, row: ResponseRecord, created: bool, retry: StageRetry,
                 now: datetime) -> RequestOutcome | None:
-    """Decide whether this worker may query the miner; an outcome when it may not."""
+    """Decide whether this worker may query the miner; an outcome when it may not.
+
+    A job past ``created`` already has its answer; a job whose last attempt has no next-attempt
+    time is being queried right now by another worker; otherwise the attempt is claimed by
+    compare-and-set on the attempt counter, so exactly one of racing workers asks the miner.
+    """
     key = f"{row.gfs_init_time:%Y%m%d%H}|{row.miner_hotkey}"
-    if row.status != "created" or (not created and row.query_attempts == 0):
-        repo.record_duplicate("forecast_request", key, detail=f"job {row.job_id} already {row.status}")
-        return RequestOutcome("duplicate_skipped", row, f"job {row.job_id} already exists ({row.status})")
+    if row.status != "created" or (row.query_attempts > 0 and row.next_attempt_at is None):
+        detail = f"job {row.job_id} already {row.status}" + (" (attempt in flight)" if row.status == "created" else "")
+        repo.record_duplicate("forecast_request", key, detail=detail)
+        return RequestOutcome("duplicate_skipped", row, detail)
     if row.next_attempt_at is not None and row.next_attempt_at > now:
         return RequestOutcome("retry_not_due", row, f"next attempt at {row.next_attempt_at.isoformat()}")
-    if not repo.claim_attempt(row.id, "query", "created", row.query_attempts):
+    if not repo.claim_attempt(row.id, "query", "created", row.query_attempts, next_attempt_at=None):
         repo.record_duplicate("forecast_request", key, detail="lost the claim to a concurrent worker")
         return RequestOutcome("duplicate_skipped", repo.response_by_id(row.id), "another worker holds this attempt")
     return None
