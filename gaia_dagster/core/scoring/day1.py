@@ -1,10 +1,14 @@
-"""The day-1 score (GAIA_SPEC section 4): lead 12 h against the GFS analysis, GFS f012 as reference."""
+"""The day-1 score (GAIA_SPEC section 4): lead 12 h against the GFS analysis, GFS f012 as reference.
+
+Streaming form: ``score_component`` scores one variable into one row and
+``day1_score_from_components`` combines rows; ``score_day1`` does both.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -27,6 +31,9 @@ CLONE_CLAMP = 0.05
 
 @dataclass(frozen=True)
 class Day1Field:
+    """One variable at the day-1 lead on (lat, lon): miner forecast, GFS analysis (truth), GFS
+    forecast (reference) and climatology."""
+
     forecast: np.ndarray
     truth: np.ndarray
     reference: np.ndarray
@@ -35,6 +42,8 @@ class Day1Field:
 
 @dataclass(frozen=True)
 class Day1Component:
+    """One scored variable; skill and acc are NaN when it failed sanity (``reason`` says why)."""
+
     variable: str
     level: int | None
     lead_hours: int
@@ -50,6 +59,8 @@ class Day1Component:
 
 @dataclass
 class Day1Result:
+    """The day-1 score, its per-variable rows, and whether the clone clamp applied."""
+
     score: float
     components: list[Day1Component] = field(default_factory=list)
     clone_clamped: bool = False
@@ -84,8 +95,9 @@ def sanity_failure(key: tuple[str, int | None], fld: Day1Field, w: np.ndarray) -
     return None
 
 
-def score_component(key: tuple[str, int | None], fld: Day1Field, w: np.ndarray, lead_hours: int) -> Day1Component:
-    """Clone distance and penalty, sanity, bias-corrected skill minus penalty, and ACC of one variable."""
+def score_component(key: tuple[str, int | None], fld: Day1Field, w: np.ndarray, lead_hours: int = 12) -> Day1Component:
+    """One variable (GAIA_SPEC 4 steps 1-5): clone distance d = MSE_w(fc, gfs) and penalty p,
+    sanity, skill = 1 - MSE_w(fc_bc, truth) / MSE_w(gfs, truth) - p, and the centred ACC."""
     variable, level = key
     distance = weighted_mse(fld.forecast, fld.reference, w)
     threshold = CLONE_THRESHOLDS.get(key)
@@ -100,23 +112,31 @@ def score_component(key: tuple[str, int | None], fld: Day1Field, w: np.ndarray, 
     return Day1Component(variable, level, lead_hours, distance, penalty, skill, acc, rmse, bias, True, None)
 
 
-def aggregate_day1(components: list[Day1Component]) -> tuple[float, bool]:
+def is_clone(c: Day1Component) -> bool:
+    """A variable marks a clone when p > 0 or d < 0.5 * D."""
+    threshold = CLONE_THRESHOLDS.get((c.variable, c.level))
+    return c.clone_penalty > 0 or (threshold is not None and c.clone_distance < 0.5 * threshold)
+
+
+def aggregate_day1(components: Sequence[Day1Component]) -> tuple[float, bool]:
     """Day1 = 0.6 * mean(max(0, skill)) + 0.4 * mean((ACC + 1) / 2) over finite values, clamped to
     0.05 when any variable has a clone penalty or a clone distance below half its threshold."""
     skills = [max(0.0, c.skill) for c in components if math.isfinite(c.skill)]
     accs = [(c.acc + 1.0) / 2.0 for c in components if math.isfinite(c.acc)]
     score = 0.6 * (float(np.mean(skills)) if skills else 0.0) + 0.4 * (float(np.mean(accs)) if accs else 0.0)
-    clamped = any(
-        c.clone_penalty > 0 or (CLONE_THRESHOLDS.get((c.variable, c.level)) is not None
-                                and c.clone_distance < 0.5 * CLONE_THRESHOLDS[(c.variable, c.level)])
-        for c in components)
+    clamped = any(is_clone(c) for c in components)
     return (min(score, CLONE_CLAMP) if clamped else score), clamped
+
+
+def day1_score_from_components(components: Sequence[Day1Component]) -> Day1Result:
+    """The day-1 result from rows scored one variable at a time."""
+    score, clamped = aggregate_day1(components)
+    return Day1Result(score, list(components), clamped)
 
 
 def score_day1(inputs: Mapping[tuple[str, int | None], Day1Field], lat: np.ndarray, lead_hours: int = 12,
                weights: str = "cos") -> Day1Result:
-    """The day-1 score of one miner from its fields at one lead."""
+    """The day-1 score of one miner from its fields at one lead, keyed (variable, level), e.g.
+    ("2t", None), ("z", 500); ``weights`` is ``cos`` (deployed) or ``area`` (WeatherBench2)."""
     w = lat_weights(lat, weights)
-    components = [score_component(key, fld, w, lead_hours) for key, fld in inputs.items()]
-    score, clamped = aggregate_day1(components)
-    return Day1Result(score, components, clamped)
+    return day1_score_from_components([score_component(key, fld, w, lead_hours) for key, fld in inputs.items()])

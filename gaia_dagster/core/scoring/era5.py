@@ -1,4 +1,9 @@
-"""The ERA5 score (GAIA_SPEC section 5): every variable and level at leads 24..240 h against ERA5."""
+"""The ERA5 score (GAIA_SPEC section 5): every variable and level at leads 24..240 h against ERA5.
+
+Streaming form: ``era5_field_metrics`` scores one (lead, variable, level) field into one row and
+``era5_score_from_metrics`` turns rows into the score, so a caller never holds the whole forecast.
+``score_era5`` does both for fields already in memory.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +22,13 @@ from gaia_dagster.core.scoring.metrics import (
 MIN_VERIFY_COVERAGE = 0.1
 MAX_ABS_VALUE = 1e12
 MIN_SCORING_COVERAGE = 0.9985
+SKILL_SHARE, ACC_SHARE, RMSE_SHARE = 0.6, 0.3, 0.1
 
 
 @dataclass(frozen=True)
 class Era5Field:
+    """One (lead, variable, level) on (lat, lon): the miner's forecast, ERA5 and the climatology."""
+
     forecast: np.ndarray
     truth: np.ndarray
     climatology: np.ndarray
@@ -28,6 +36,8 @@ class Era5Field:
 
 @dataclass(frozen=True)
 class Era5Metric:
+    """One scored field; ``reference_rmse`` is the climatology's RMSE (the RMSE term's ref)."""
+
     variable: str
     level: int | None
     lead_hours: int
@@ -46,91 +56,117 @@ class Era5Result:
     failure: str | None = None
 
 
+# -- guards -------------------------------------------------------------------------------------
 def finite_coverage(values: np.ndarray) -> float:
-    """Fraction of finite values."""
+    """Fraction of finite values (0 for an empty array)."""
     values = np.asarray(values)
     return float(np.isfinite(values).mean()) if values.size else 0.0
 
 
-def verification_failure(values: np.ndarray, name: str) -> str | None:
-    """Verification guard: finite coverage < 0.1 or any |value| > 1e12 fails the forecast."""
+def verification_failure(values: np.ndarray, variable: str) -> str | None:
+    """Verification guard: finite coverage < 0.1 or any |value| > 1e12 fails the forecast.
+    ``variable`` names the field in the reason (e.g. ``2t`` or ``z500``)."""
+    values = np.asarray(values)
     coverage = finite_coverage(values)
     if coverage < MIN_VERIFY_COVERAGE:
-        return f"{name}: only {coverage:.1%} of values are finite (NaN/Inf forecast)"
-    finite = np.asarray(values)[np.isfinite(values)]
-    if finite.size and float(np.abs(finite).max()) > MAX_ABS_VALUE:
-        return f"{name}: values beyond {MAX_ABS_VALUE:g} in magnitude"
+        return f"{variable}: only {coverage:.1%} of values are finite (NaN/Inf forecast)"
+    largest = float(np.nanmax(np.abs(np.where(np.isfinite(values), values, np.nan))))
+    if largest > MAX_ABS_VALUE:
+        return f"{variable}: values up to {largest:.3g} beyond the {MAX_ABS_VALUE:g} magnitude limit"
     return None
 
 
-def era5_coverage_failure(values: np.ndarray, name: str) -> str | None:
+def era5_coverage_failure(values: np.ndarray, variable: str) -> str | None:
     """ERA5 scoring guard: finite coverage < 0.9985 fails ERA5 scoring of the response."""
     coverage = finite_coverage(values)
     if coverage < MIN_SCORING_COVERAGE:
-        return f"{name}: finite coverage {coverage:.4%} below {MIN_SCORING_COVERAGE:.2%} needed for ERA5 scoring"
+        return f"{variable}: finite coverage {coverage:.4%} below the {MIN_SCORING_COVERAGE:.2%} ERA5 scoring needs"
     return None
 
 
 def fill_from_climatology(forecast: np.ndarray, climatology: np.ndarray) -> np.ndarray:
-    """Remaining non-finite forecast values take the climatology's value."""
+    """Remaining non-finite forecast values take the climatology's value (after the guards)."""
     forecast = np.asarray(forecast)
-    if np.isfinite(forecast).all():
-        return forecast
-    return np.where(np.isfinite(forecast), forecast, climatology)
+    finite = np.isfinite(forecast)
+    return forecast if finite.all() else np.where(finite, forecast, climatology)
 
 
+# -- one field ------------------------------------------------------------------------------------
 def era5_field_metrics(lead_hours: int, variable: str, level: int | None, fld: Era5Field, lat: np.ndarray,
-                       weights: str = "cos", acc: str = "centred") -> Era5Metric:
-    """RMSE, bias, ACC and skill vs climatology of one (variable, level, lead), plus the climatology
-    RMSE that serves as the per-variable reference of the RMSE term."""
-    w = lat_weights(lat, weights)
+                       weights: str | np.ndarray = "cos", acc: str = "centred") -> Era5Metric:
+    """One row: RMSE, bias, ACC (``centred`` = Gaia, ``uncentred`` = WeatherBench2) and skill vs
+    climatology 1 - MSE_w(fc_bc, truth) / MSE_w(clim, truth) of one (variable, level, lead), plus
+    the climatology RMSE. ``weights`` is ``cos``, ``area`` or a precomputed (lat,) array (pass one
+    to avoid recomputing it per field). NaNs left after the guards are filled from climatology.
+    """
+    w = lat_weights(lat, weights) if isinstance(weights, str) else np.asarray(weights, dtype=np.float64)
     clim = np.asarray(fld.climatology, dtype=np.float64)
-    fc = fill_from_climatology(fld.forecast, clim)
-    acc_fn = acc_centred if acc == "centred" else acc_uncentred
+    truth = np.asarray(fld.truth, dtype=np.float64)
+    fc = np.asarray(fill_from_climatology(fld.forecast, clim), dtype=np.float64)
+    acc_of = {"centred": acc_centred, "uncentred": acc_uncentred}[acc]
     return Era5Metric(
-        variable=variable, level=level, lead_hours=lead_hours,
-        rmse=math.sqrt(weighted_mse(fc, fld.truth, w)), bias=weighted_bias(fc, fld.truth, w),
-        acc=acc_fn(fc, fld.truth, clim, w), skill=bias_corrected_skill(fc, fld.truth, clim, w),
-        reference_rmse=math.sqrt(weighted_mse(clim, fld.truth, w)),
+        variable=variable, level=level, lead_hours=int(lead_hours),
+        rmse=math.sqrt(weighted_mse(fc, truth, w)), bias=weighted_bias(fc, truth, w),
+        acc=acc_of(fc, truth, clim, w), skill=bias_corrected_skill(fc, truth, clim, w),
+        reference_rmse=math.sqrt(weighted_mse(clim, truth, w)),
     )
 
 
-def _terms(m: Era5Metric) -> tuple[float, float, float]:
-    """The three per-field terms: clamp(skill, 0, 1), (ACC + 1) / 2, 1 / (1 + RMSE / ref)."""
-    skill = min(1.0, max(0.0, m.skill)) if math.isfinite(m.skill) else math.nan
-    acc = (m.acc + 1.0) / 2.0 if math.isfinite(m.acc) else math.nan
-    rmse = 1.0 / (1.0 + m.rmse / m.reference_rmse) if m.reference_rmse > 0 and math.isfinite(m.rmse) else math.nan
-    return skill, acc, rmse
+# -- per lead and overall -------------------------------------------------------------------------
+def skill_term(skill: float) -> float:
+    """clamp(skill, 0, 1); NaN (a perfect climatology, no reference error) stays NaN = left out."""
+    return min(1.0, max(0.0, skill)) if math.isfinite(skill) else math.nan
+
+
+def acc_term(acc: float) -> float:
+    """(ACC + 1) / 2; a NaN ACC (zero-variance anomaly, e.g. the climatology as forecast) carries no
+    anomaly signal and counts as ACC = 0, i.e. 0.5."""
+    return (acc + 1.0) / 2.0 if math.isfinite(acc) else 0.5
+
+
+def rmse_term(rmse: float, reference_rmse: float) -> float:
+    """1 / (1 + RMSE / ref) with ref = the climatology RMSE of the same variable and level.
+
+    The deployed validator uses as ref the median of the miner's own RMSEs across variables, which
+    mixes K, Pa, m/s and m2/s2 (so the term mostly measures which units a variable has) and moves
+    with the miner's own errors. A per-variable climatology RMSE keeps units apart and gives 0.5
+    to a forecast as good as climatology, 1 to a perfect one. NaN when ref is 0 (left out).
+    """
+    if not (reference_rmse > 0 and math.isfinite(rmse)):
+        return math.nan
+    return 1.0 / (1.0 + rmse / reference_rmse)
 
 
 def _weighted_nanmean(values: Sequence[float], weights: Sequence[float]) -> float:
+    """Weighted mean of the finite values (weights renormalised over them); NaN if none."""
     pairs = [(v, w) for v, w in zip(values, weights) if math.isfinite(v)]
     total = sum(w for _, w in pairs)
     return sum(v * w for v, w in pairs) / total if total > 0 else math.nan
 
 
+def variable_terms(rows: Sequence[Era5Metric]) -> tuple[float, float, float]:
+    """(skill, ACC, RMSE) terms of one variable at one lead: a surface variable's own terms, a
+    pressure-level variable's terms combined across levels with the half-thickness level weights."""
+    levels = [m.level for m in rows]
+    w = np.ones(len(rows)) / len(rows) if None in levels else level_weights(levels)
+    terms = [(skill_term(m.skill), acc_term(m.acc), rmse_term(m.rmse, m.reference_rmse)) for m in rows]
+    return tuple(_weighted_nanmean([t[i] for t in terms], w) for i in range(3))  # type: ignore[return-value]
+
+
 def lead_score(metrics: Iterable[Era5Metric]) -> float:
     """Per-lead score = 0.6 * mean(clamp(skill, 0, 1)) + 0.3 * mean((ACC + 1) / 2)
-    + 0.1 * mean(1 / (1 + RMSE / ref)), clamped to [0, 1].
-
-    Pressure-level variables are first combined across levels with the half-thickness level
-    weights, then every term is averaged over variables (finite values only). ``ref`` is the
-    climatology RMSE of the same variable and level: unlike the deployed reference (the median
-    of the miner's own RMSEs across variables, which mixes K, Pa and m2/s2), it keeps units apart
-    and rewards beating climatology.
-    """
+    + 0.1 * mean(1 / (1 + RMSE / ref)), clamped to [0, 1]; means over variables (after the
+    level combination), finite terms only (a term with none counts 0)."""
     by_variable: dict[str, list[Era5Metric]] = defaultdict(list)
     for m in metrics:
         by_variable[m.variable].append(m)
-    per_variable = []
-    for rows in by_variable.values():
-        levels = [m.level for m in rows]
-        w = level_weights(levels) if None not in levels else np.ones(len(rows)) / len(rows)
-        terms = [_terms(m) for m in rows]
-        per_variable.append(tuple(_weighted_nanmean([t[i] for t in terms], w) for i in range(3)))
-    means = [np.nanmean([v[i] for v in per_variable]) if any(math.isfinite(v[i]) for v in per_variable) else 0.0
-             for i in range(3)]
-    return float(min(1.0, max(0.0, 0.6 * means[0] + 0.3 * means[1] + 0.1 * means[2])))
+    per_variable = [variable_terms(rows) for rows in by_variable.values()]
+    means = []
+    for i in range(3):
+        finite = [v[i] for v in per_variable if math.isfinite(v[i])]
+        means.append(sum(finite) / len(finite) if finite else 0.0)
+    score = SKILL_SHARE * means[0] + ACC_SHARE * means[1] + RMSE_SHARE * means[2]
+    return float(min(1.0, max(0.0, score)))
 
 
 def era5_score_from_metrics(metrics: Sequence[Era5Metric], leads: Sequence[int] = ERA5_LEAD_HOURS) -> Era5Result:
@@ -139,17 +175,24 @@ def era5_score_from_metrics(metrics: Sequence[Era5Metric], leads: Sequence[int] 
     for m in metrics:
         by_lead[m.lead_hours].append(m)
     lead_scores = {lead: lead_score(by_lead[lead]) for lead in leads if by_lead.get(lead)}
-    return Era5Result(sum(lead_scores.values()) / len(leads), lead_scores, list(metrics))
+    return Era5Result(sum(lead_scores.values()) / len(leads) if leads else 0.0, lead_scores, list(metrics))
+
+
+def field_name(variable: str, level: int | None) -> str:
+    """``2t`` for a surface variable, ``z500`` for a variable on a level."""
+    return variable if level is None else f"{variable}{level}"
 
 
 def score_era5(inputs: Mapping[tuple[int, str, int | None], Era5Field], lat: np.ndarray,
                leads: Sequence[int] = ERA5_LEAD_HOURS, weights: str = "cos", acc: str = "centred") -> Era5Result:
-    """The ERA5 score from every (lead, variable, level) field; guards fail the whole response."""
+    """The ERA5 score from every (lead, variable, level) field in memory. A field failing the
+    verification or coverage guard fails the whole response: score 0 and ``failure`` says why."""
     for (lead, variable, level), fld in inputs.items():
-        name = variable if level is None else f"{variable}{level}"
+        name = field_name(variable, level)
         problem = verification_failure(fld.forecast, name) or era5_coverage_failure(fld.forecast, name)
         if problem:
             return Era5Result(0.0, {}, [], f"{problem} at lead {lead} h")
-    metrics = [era5_field_metrics(lead, variable, level, fld, lat, weights, acc)
+    w = lat_weights(lat, weights)
+    metrics = [era5_field_metrics(lead, variable, level, fld, lat, w, acc)
                for (lead, variable, level), fld in inputs.items()]
     return era5_score_from_metrics(metrics, leads)

@@ -10,7 +10,7 @@ import numpy as np
 
 
 def cos_lat_weights(lat: np.ndarray) -> np.ndarray:
-    """Gaia's latitude weights: w = cos(lat), divided by its mean (clipped at 0 at the poles)."""
+    """Gaia's latitude weights (GAIA_SPEC 4): w = cos(lat) / mean(cos(lat)), clipped at 0 at the poles."""
     w = np.clip(np.cos(np.deg2rad(np.asarray(lat, dtype=np.float64))), 0.0, None)
     return w / w.mean()
 
@@ -39,9 +39,13 @@ def level_weights(levels) -> np.ndarray:  # noqa: ANN001
     """Pressure-level weights proportional to each level's half-thickness in hPa, summing to 1.
 
     A level's thickness reaches halfway to each neighbour; the outermost levels reach only to
-    their one neighbour's midpoint (half-thickness of the layer the level represents).
+    their one neighbour's midpoint (half-thickness of the layer the level represents). For the 13
+    contract levels the column spans 50..1000 hPa: 50 hPa weighs 25/950, 1000 hPa 37.5/950.
+    A single level weighs 1.
     """
     p = np.asarray(levels, dtype=np.float64)
+    if p.size == 1:
+        return np.ones(1)
     order = np.argsort(p)
     sp = p[order]
     mid = (sp[:-1] + sp[1:]) / 2.0
@@ -53,7 +57,7 @@ def level_weights(levels) -> np.ndarray:  # noqa: ANN001
 
 
 def weighted_mean(x: np.ndarray, w: np.ndarray) -> float:
-    """sum(w * x) / sum(w) over a (lat, lon) field, in float64."""
+    """<x> = sum(w * x) / sum(w) over a (lat, lon) field with w per latitude, in float64."""
     x = np.asarray(x, dtype=np.float64)
     return float((x.mean(axis=-1) * w).sum() / w.sum())
 
