@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_sub.add_parser("upgrade", help="create or upgrade the validator DB schema")
     upgrade.add_argument("--url", default="", help="SQLAlchemy URL (default: GAIA_DB_URL or the instance's SQLite)")
+    sub.add_parser("score", help="score a forecast store as validators do (see: score era5 --help)", add_help=False)
     metrics = sub.add_parser("metrics", help="print the duplicate counters in Prometheus text format")
     metrics.add_argument("--url", default="", help="validator DB URL (default: GAIA_DB_URL or the instance's SQLite)")
     return parser
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["miner", "serve"]:
         return _miner_serve(argparse.Namespace(), argv[2:])
+    if argv[:1] == ["score"]:
+        from gaia_dagster.score import main as score_main
+
+        return score_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         return _demo(args)

@@ -1,0 +1,83 @@
+"""``gaia-dagster score``: the command scores stores exactly as an independent xarray computation."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from gaia_dagster.cli import main as cli_main
+from gaia_dagster.core.contract import DAY1_LEAD_HOURS, ERA5_LEAD_HOURS
+from gaia_dagster.world.atmosphere import SyntheticAtmosphere
+from gaia_dagster.world.stores import write_climatology, write_forecast, write_truth
+
+T0 = datetime(2026, 10, 20, tzinfo=timezone.utc)
+LEADS = sorted(set(DAY1_LEAD_HOURS) | set(ERA5_LEAD_HOURS))
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stores")
+    world = SyntheticAtmosphere(resolution=1.5)
+    write_forecast(root / "forecast.zarr", world, "good", T0, leads=LEADS)
+    write_forecast(root / "reference.zarr", world, "clone", T0, leads=DAY1_LEAD_HOURS)
+    write_truth(root / "era5.zarr", world, T0, leads=ERA5_LEAD_HOURS, zarr_format=3)
+    write_truth(root / "analysis.zarr", world, T0, leads=DAY1_LEAD_HOURS)
+    write_climatology(root / "clim.zarr", world, [T0 + timedelta(hours=h) for h in LEADS])
+    return root
+
+
+def run_cli(capsys, *args: str) -> dict:
+    assert cli_main(["score", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def independent_metrics(f: xr.DataArray, o: xr.DataArray, c: xr.DataArray) -> dict[str, float]:
+    """The same formulas written plainly with xarray's weighted means."""
+    w = np.cos(np.deg2rad(o["lat"])).clip(min=0)
+    f, o, c = f.astype("float64"), o.astype("float64"), c.astype("float64")
+
+    def wmean(x):  # noqa: ANN001, ANN202
+        return float(x.weighted(w).mean(("lat", "lon")))
+
+    corrected = f - float((f - o).mean())
+    fa, oa = f - c, o - c
+    fa_c, oa_c = fa - wmean(fa), oa - wmean(oa)
+    return {"rmse": wmean((f - o) ** 2) ** 0.5, "bias": wmean(f - o),
+            "skill": 1 - wmean((corrected - o) ** 2) / wmean((c - o) ** 2),
+            "acc": wmean(fa_c * oa_c) / (wmean(fa_c ** 2) * wmean(oa_c ** 2)) ** 0.5}
+
+
+def test_era5_command_matches_an_independent_computation(stores, capsys):
+    out = run_cli(capsys, "era5", "--forecast", str(stores / "forecast.zarr"), "--truth", str(stores / "era5.zarr"),
+                  "--climatology", str(stores / "clim.zarr"))
+    assert out["missing"] == [] and len(out["metrics"]) == 10 * 69
+    assert set(out["leads"]) == {str(h) for h in ERA5_LEAD_HOURS} and 0.5 < out["score"] <= 1
+    f, o, c = (xr.open_zarr(stores / n) for n in ("forecast.zarr", "era5.zarr", "clim.zarr"))
+    for m in out["metrics"][::7]:  # a spread of (variable, level, lead)
+        valid = np.datetime64((T0 + timedelta(hours=m["lead_hours"])).replace(tzinfo=None), "ns")
+        sel = {"pressure_level": m["level"]} if m["level"] is not None else {}
+        vt = T0 + timedelta(hours=m["lead_hours"])
+        expected = independent_metrics(
+            f[m["variable"]].sel(time=valid, **sel), o[m["variable"]].sel(time=valid, **sel),
+            c[m["variable"]].sel(dayofyear=vt.timetuple().tm_yday, hour=vt.hour, **sel))
+        for key, value in expected.items():
+            assert m[key] == pytest.approx(value, rel=1e-5, abs=1e-9), (m["variable"], m["level"], key)
+
+
+def test_era5_command_says_what_is_missing_and_reads_t0_from_the_store(stores, capsys):
+    out = run_cli(capsys, "era5", "--forecast", str(stores / "reference.zarr"), "--truth", str(stores / "era5.zarr"),
+                  "--climatology", str(stores / "clim.zarr"))
+    assert out["score"] == 0 and "2t@24h" in out["missing"] and out["init_time"] == T0.isoformat()
+
+
+def test_day1_command_clamps_a_clone(stores, capsys):
+    args = ["--truth", str(stores / "analysis.zarr"), "--reference", str(stores / "reference.zarr"),
+            "--climatology", str(stores / "clim.zarr"), "--init-time", "2026-10-20T00:00:00Z"]
+    clone = run_cli(capsys, "day1", "--forecast", str(stores / "reference.zarr"), *args)
+    good = run_cli(capsys, "day1", "--forecast", str(stores / "forecast.zarr"), *args)
+    assert clone["clone_clamped"] and clone["score"] <= 0.05
+    assert not good["clone_clamped"] and good["score"] > 0.3
