@@ -18,31 +18,61 @@ from gaia_dagster.resources.settings import gaia_home
 
 
 class WeatherSources(ConfigurableResource):
-    """Which data the validator scores against, and where it caches what it read."""
+    """Which data the validator scores against, and where it caches what it read.
+
+    ``kind="world"``: the embedded synthetic atmosphere. ``kind="production"``: NOAA GFS (Range
+    requests on the open-data bucket, or ``gfs_base_url``), ARCO-ERA5 and the WeatherBench2
+    climatology (``gs://`` needs the ``production`` extra, gcsfs; ``storage_options`` as JSON).
+    """
 
     kind: str = "world"
     resolution: float = 1.5
     seed: int = 0
     cache_dir: str = ""
+    gfs_base_url: str = "https://noaa-gfs-bdp-pds.s3.amazonaws.com"
+    era5_url: str = "gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3"
+    climatology_url: str = "gs://weatherbench2/datasets/era5-hourly-climatology/1990-2019_6h_1440x721.zarr"
+    storage_options_json: str = '{"token": "anon"}'
 
     def _atmosphere(self):
         from gaia_dagster.world.atmosphere import SyntheticAtmosphere
 
-        if self.kind != "world":
-            raise ValueError(f"unknown weather source kind {self.kind!r} (expected 'world')")
         return SyntheticAtmosphere(resolution=self.resolution, seed=self.seed)
 
+    def _check_kind(self) -> str:
+        if self.kind not in ("world", "production"):
+            raise ValueError(f"unknown weather source kind {self.kind!r} (expected 'world' or 'production')")
+        return self.kind
+
+    def _storage_options(self) -> dict:
+        import json
+
+        return json.loads(self.storage_options_json or "{}")
+
     def gfs(self):
+        if self._check_kind() == "production":
+            from gaia_dagster.resources.gfs import NoaaGFSSource
+
+            return NoaaGFSSource(base_url=self.gfs_base_url, cache_dir=self.cache_root())
         from gaia_dagster.world.sources import WorldGFSSource
 
         return WorldGFSSource(self._atmosphere())
 
     def era5(self, now: Callable[[], datetime] | None = None):
+        if self._check_kind() == "production":
+            from gaia_dagster.resources.era5 import ArcoERA5Source
+
+            return ArcoERA5Source(url=self.era5_url, cache_dir=self.cache_root(), storage_options=self._storage_options())
         from gaia_dagster.world.sources import WorldERA5Source
 
         return WorldERA5Source(self._atmosphere(), now=now or (lambda: datetime.now(timezone.utc)))
 
     def climatology(self):
+        if self._check_kind() == "production":
+            from gaia_dagster.resources.climatology import WeatherBench2Climatology
+
+            return WeatherBench2Climatology(url=self.climatology_url, cache_dir=self.cache_root(),
+                                            storage_options=self._storage_options())
         from gaia_dagster.world.sources import WorldClimatologySource
 
         return WorldClimatologySource(self._atmosphere())

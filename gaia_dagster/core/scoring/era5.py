@@ -67,6 +67,13 @@ def verification_failure(values: np.ndarray, variable: str) -> str | None:
     """Verification guard: finite coverage < 0.1 or any |value| > 1e12 fails the forecast.
     ``variable`` names the field in the reason (e.g. ``2t`` or ``z500``)."""
     values = np.asarray(values)
+    if values.size:
+        low, high = float(values.min()), float(values.max())   # two passes, no temporaries
+        if np.isfinite(low) and np.isfinite(high):              # the common case: every value finite
+            largest = max(abs(low), abs(high))
+            if largest > MAX_ABS_VALUE:
+                return f"{variable}: values up to {largest:.3g} beyond the {MAX_ABS_VALUE:g} magnitude limit"
+            return None
     coverage = finite_coverage(values)
     if coverage < MIN_VERIFY_COVERAGE:
         return f"{variable}: only {coverage:.1%} of values are finite (NaN/Inf forecast)"
