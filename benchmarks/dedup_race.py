@@ -22,24 +22,28 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 T0 = datetime(2026, 10, 20, tzinfo=timezone.utc)
-VALIDATOR = "5DedupRaceValidator"
+VALIDATOR_URI = "//gaia-dedup-race-validator"
 
 
 def worker(db_url: str, miners: list[tuple[str, str]], barrier, seed: int, out) -> None:  # noqa: ANN001
+    """One racer: the request stage for every miner, in its own shuffled order."""
     from gaia_dagster.core.retry import retry_policies
+    from gaia_dagster.core.signing import keypair_from_uri
+    from gaia_dagster.core.transport import SignedTransport
     from gaia_dagster.db.repository import MinerRecord, ValidatorRepository
     from gaia_dagster.resources.miner_client import MinerClient
     from gaia_dagster.stages.request import request_forecast
 
     repo = ValidatorRepository(db_url)
-    client = MinerClient(connect_timeout=5, read_timeout=30)
+    client = MinerClient(connect_timeout=5, read_timeout=30, signer=SignedTransport(keypair_from_uri(VALIDATOR_URI)))
     order = list(miners)
     random.Random(seed).shuffle(order)
     barrier.wait()
     outcomes = Counter()
     try:
         for hotkey, url in order:
-            outcome = request_forecast(repo, client, MinerRecord(hotkey, url, None, True, 0), T0, VALIDATOR,
+            outcome = request_forecast(repo, client, MinerRecord(hotkey, url, None, True, 0), T0,
+                                       keypair_from_uri(VALIDATOR_URI).ss58_address,
                                        retry_policies(0.0)["query"])
             outcomes[outcome.outcome] += 1
     except Exception as exc:  # noqa: BLE001 - reported, and the benchmark fails

@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from gaia_dagster.core.registry import RegistryEntry
 
@@ -76,8 +76,13 @@ class Fleet:
 
 
 def start_fleet(count: int, data_dir: Path, resolution: float = 1.5, profiles: list[str] | None = None,
-                name: str = "gaia-demo-miner", inference_delay_s: float = 0.0, ready_timeout_s: float = 60.0) -> Fleet:
-    """Start ``count`` miners (profiles cycle as in the demo unless given) and wait until they listen."""
+                name: str = "gaia-demo-miner", inference_delay_s: float = 0.0, ready_timeout_s: float = 60.0,
+                allowed_validators: Sequence[str] | None = None) -> Fleet:
+    """Start ``count`` miners (profiles cycle as in the demo unless given) and wait until they listen.
+
+    Every miner requires signed requests; ``allowed_validators`` is their validator allowlist
+    (None = any correctly signed validator).
+    """
     from gaia_dagster.resources.miner import hotkey_for_uri
 
     fleet = Fleet()
@@ -91,7 +96,8 @@ def start_fleet(count: int, data_dir: Path, resolution: float = 1.5, profiles: l
             miner.process = subprocess.Popen(
                 [sys.executable, "-m", "gaia_dagster.miner", "--host", "127.0.0.1", "--port", str(miner.port),
                  "--profile", profile, "--hotkey-uri", uri, "--data-dir", str(data_dir / f"miner-{i}"),
-                 "--resolution", str(resolution), "--inference-delay", str(inference_delay_s)],
+                 "--resolution", str(resolution), "--inference-delay", str(inference_delay_s),
+                 *allow_validator_args(allowed_validators)],
                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
             fleet.miners.append(miner)
@@ -102,11 +108,21 @@ def start_fleet(count: int, data_dir: Path, resolution: float = 1.5, profiles: l
     return fleet
 
 
+def allow_validator_args(allowed_validators: Sequence[str] | None) -> list[str]:
+    """``--allow-validator SS58`` once per allowed validator (nothing when any signed validator may ask)."""
+    return [arg for ss58 in (allowed_validators or ()) for arg in ("--allow-validator", ss58)]
+
+
 @contextmanager
 def serve_miners_in_process(count: int, data_dir: Path, resolution: float = 30.0, name: str = "gaia-race-miner",
-                            inference_delay_s: float = 3600.0) -> Iterator[list[tuple[str, str]]]:
+                            inference_delay_s: float = 3600.0, allowed_validators: Sequence[str] | None = None,
+                            require_signature: bool = True) -> Iterator[list[tuple[str, str]]]:
     """Serve ``count`` cheap reference miners from this process (one uvicorn thread each) and yield
-    their (hotkey, base_url). Inference is held back, so only the protocol is exercised."""
+    their (hotkey, base_url). Inference is held back, so only the protocol is exercised.
+
+    The miners require signed requests unless ``require_signature`` is False; ``allowed_validators``
+    is their allowlist (None = any correctly signed validator).
+    """
     import uvicorn
 
     from gaia_dagster.miner.app import MinerSettings, create_app
@@ -119,7 +135,9 @@ def serve_miners_in_process(count: int, data_dir: Path, resolution: float = 30.0
             base_url = f"http://127.0.0.1:{port}"
             app = create_app(MinerSettings(hotkey_uri=f"//{name}-{i}", profile="good", data_dir=data_dir / str(i),
                                            resolution=resolution, inference_delay_s=inference_delay_s,
-                                           public_base_url=base_url))
+                                           public_base_url=base_url,
+                                           allowed_validators=tuple(allowed_validators) if allowed_validators
+                                           is not None else None, require_signature=require_signature))
             server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
             threading.Thread(target=server.run, daemon=True).start()
             servers.append(server)

@@ -9,18 +9,32 @@ from pathlib import Path
 
 import uvicorn
 
+from gaia_dagster.core.signing import keypair_from_uri
+from gaia_dagster.core.transport import SignedTransport
 from gaia_dagster.fleet import free_port
 from gaia_dagster.miner.app import MinerSettings, create_app
+from gaia_dagster.resources.miner_client import MinerClient
+
+TEST_VALIDATOR_URI = "//test-validator"
+TEST_VALIDATOR_KEYPAIR = keypair_from_uri(TEST_VALIDATOR_URI)
+TEST_VALIDATOR = TEST_VALIDATOR_KEYPAIR.ss58_address
+
+
+def signed_client(keypair=TEST_VALIDATOR_KEYPAIR, **options) -> MinerClient:  # noqa: ANN001 - a Keypair
+    """A ``MinerClient`` that signs its requests as the test validator (or ``keypair``)."""
+    return MinerClient(signer=SignedTransport(keypair), **options)
 
 
 @contextmanager
 def running_miner(data_dir: Path, profile: str = "good", hotkey_uri: str = "//test-miner", resolution: float = 10.0,
-                  **settings):
-    """Yield (base_url, app) while a real miner serves on loopback."""
+                  allowed_validators: tuple[str, ...] | None = None, **settings):
+    """Yield (base_url, app) while a real miner serves on loopback; it requires signed requests
+    (``allowed_validators`` None = any correctly signed validator) unless ``require_signature=False``."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     app = create_app(MinerSettings(hotkey_uri=hotkey_uri, profile=profile, data_dir=data_dir,
-                                   resolution=resolution, public_base_url=base_url, **settings))
+                                   resolution=resolution, public_base_url=base_url,
+                                   allowed_validators=allowed_validators, **settings))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -15,7 +15,7 @@ from gaia_dagster.core.manifest import ManifestError, build_manifest, file_diges
 from gaia_dagster.resources.miner import hotkey_for_uri
 from gaia_dagster.resources.miner_client import MinerClient, MinerClientError, same_origin
 
-from miner_server import running_miner  # noqa: E402
+from miner_server import running_miner, signed_client  # noqa: E402
 
 T0 = datetime(2026, 10, 20, tzinfo=timezone.utc)
 URI = "//test-miner"
@@ -36,7 +36,7 @@ def completed_miner(tmp_path_factory):
     """A miner that has completed the T0 job; yields (base_url, hotkey, job_id, data_dir)."""
     data_dir = tmp_path_factory.mktemp("miner")
     with running_miner(data_dir, hotkey_uri=URI) as (base_url, _app):
-        client = MinerClient(read_timeout=10)
+        client = signed_client(read_timeout=10)
         hotkey = hotkey_for_uri(URI)
         answer = client.initiate_fetch(base_url, hotkey, "validator-a", T0)
         assert answer.status == "fetch_accepted"
@@ -47,7 +47,7 @@ def completed_miner(tmp_path_factory):
 
 def test_a_whole_exchange_ends_in_a_verified_contract_store(completed_miner, tmp_path):
     base_url, hotkey, job_id, _ = completed_miner
-    client = MinerClient()
+    client = signed_client()
     store = client.fetch_verified_store(base_url, hotkey, job_id, tmp_path / "mirror", time_indices=[1])
     ds = xr.open_zarr(store.path, consolidated=True)
     assert set(ALL_VARIABLES) <= set(ds.data_vars) and ds.sizes["time"] == 40
@@ -57,15 +57,16 @@ def test_a_whole_exchange_ends_in_a_verified_contract_store(completed_miner, tmp
 
 def test_second_validator_gets_the_fast_path_and_the_same_job(completed_miner):
     base_url, hotkey, job_id, _ = completed_miner
-    answer = MinerClient().initiate_fetch(base_url, hotkey, "validator-b", T0)
+    answer = signed_client().initiate_fetch(base_url, hotkey, "validator-b", T0)
     assert answer.status == "completed" and answer.job_id == job_id
     assert answer.zarr_store_url.startswith(base_url) and answer.access_token and answer.verification_hash
 
 
 def test_wrong_hotkey_is_rejected_and_unknown_jobs_are_not_found(completed_miner):
     base_url, hotkey, _, _ = completed_miner
-    client = MinerClient()
-    assert client.initiate_fetch(base_url, "5SomeoneElse", "validator-a", T0).status == "fetch_rejected"
+    client = signed_client()
+    with pytest.raises(MinerClientError, match="HTTP 401"):  # signed for another miner: refused by the transport
+        client.initiate_fetch(base_url, "5SomeoneElse", "validator-a", T0)
     assert client.poll_job(base_url, hotkey, "no-such-job").status == "not_found"
     assert client.kerchunk(base_url, hotkey, "no-such-job").status == "not_found"
 
@@ -73,13 +74,13 @@ def test_wrong_hotkey_is_rejected_and_unknown_jobs_are_not_found(completed_miner
 def test_readable_key_finds_the_job_after_a_lost_id(completed_miner):
     base_url, hotkey, job_id, _ = completed_miner
     key = DeterministicJobID.weather_job_key(T0, hotkey)
-    poll = MinerClient().poll_job(base_url, hotkey, key)
+    poll = signed_client().poll_job(base_url, hotkey, key)
     assert poll.status == "completed" and poll.job_id == job_id
 
 
 def test_forecast_files_need_a_token_in_scope(completed_miner):
     base_url, hotkey, job_id, _ = completed_miner
-    token = MinerClient().kerchunk(base_url, hotkey, job_id).access_token
+    token = signed_client().kerchunk(base_url, hotkey, job_id).access_token
     manifest = f"{base_url}/forecasts/{job_id}.zarr/manifest.json"
     assert httpx.get(manifest).status_code == 401
     assert httpx.get(manifest, headers={"Authorization": "Bearer not-a-jwt"}).status_code == 401
@@ -98,7 +99,7 @@ def test_a_tampered_chunk_fails_verification_naming_the_chunk(completed_miner, t
     try:
         chunk.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
         with pytest.raises(ManifestError, match="chunk 2t/1.0.0 does not match"):
-            MinerClient().fetch_verified_store(base_url, hotkey, job_id, tmp_path / "m", time_indices=[1])
+            signed_client().fetch_verified_store(base_url, hotkey, job_id, tmp_path / "m", time_indices=[1])
     finally:
         chunk.write_bytes(original)
 
@@ -111,7 +112,7 @@ def test_a_store_url_off_the_miner_endpoint_is_refused():
 
 def test_offline_miner_times_out_with_a_reason_naming_it(tmp_path):
     with running_miner(tmp_path, profile="offline", hotkey_uri="//offline") as (base_url, _):
-        client = MinerClient(connect_timeout=1, read_timeout=0.5)
+        client = signed_client(connect_timeout=1, read_timeout=0.5)
         with pytest.raises(MinerClientError, match="miner 5.* at http://127.0.0.1:.*timeout"):
             client.initiate_fetch(base_url, hotkey_for_uri("//offline"), "validator-a", T0)
         results = client.poll_many([(base_url, "hk", "job")])

@@ -6,6 +6,7 @@ forecasts come from the embedded world at a coarse 5 degree grid for speed.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -25,7 +26,10 @@ from gaia_dagster.core.job_ids import DeterministicJobID
 from gaia_dagster.core.manifest import ManifestError
 from gaia_dagster.core.signing import keypair_from_uri
 from gaia_dagster.miner.app import MinerSettings, create_app
+from gaia_dagster.core.transport import sign_request
 from gaia_dagster.resources.miner_client import MinerClient, MinerClientError, PollResult, select_chunks
+
+from miner_server import TEST_VALIDATOR_KEYPAIR, signed_client  # noqa: E402
 
 RESOLUTION = 5.0
 T0 = datetime(2026, 10, 20, tzinfo=timezone.utc)
@@ -82,7 +86,7 @@ def good_miner(tmp_path_factory):
     """A good miner that has completed the T0 job: (base_url, app, job_id, data_dir, statuses seen)."""
     data_dir = tmp_path_factory.mktemp("good-miner")
     with serving_miner(data_dir) as (base_url, app):
-        client = MinerClient(read_timeout=10)
+        client = signed_client(read_timeout=10)
         answer = client.initiate_fetch(base_url, MINER_HOTKEY, "validator-a", T0)
         assert answer.status == "fetch_accepted", answer
         statuses = poll_until_done(client, base_url, MINER_HOTKEY, answer.job_id)
@@ -97,7 +101,7 @@ def test_initiate_poll_kerchunk_fetch_yields_a_contract_store(good_miner, tmp_pa
     base_url, _, job_id, data_dir, statuses = good_miner
     assert job_id == DeterministicJobID.generate_weather_job_id(T0, MINER_HOTKEY)
     assert statuses[-1] == "completed" and set(statuses[:-1]) <= KEEP_POLLING
-    client = MinerClient()
+    client = signed_client()
     answer = client.kerchunk(base_url, MINER_HOTKEY, job_id)
     assert answer.status == "completed" and answer.zarr_store_url == f"{base_url}/forecasts/{job_id}.zarr"
 
@@ -131,7 +135,7 @@ def test_chunk_selection_keeps_coordinates_and_the_wanted_time_chunks():
 
 def test_second_validator_takes_the_fast_path_to_the_same_job(good_miner):
     base_url, _, job_id, _, _ = good_miner
-    answer = MinerClient().initiate_fetch(base_url, MINER_HOTKEY, "validator-b", T0)
+    answer = signed_client().initiate_fetch(base_url, MINER_HOTKEY, "validator-b", T0)
     assert answer.status == "completed" and answer.job_id == job_id
     assert answer.zarr_store_url.startswith(base_url) and answer.access_token and answer.verification_hash
 
@@ -139,26 +143,33 @@ def test_second_validator_takes_the_fast_path_to_the_same_job(good_miner):
 def test_a_request_for_another_hotkey_is_rejected(good_miner):
     base_url = good_miner[0]
     other = keypair_from_uri("//someone-else").ss58_address
-    answer = MinerClient().initiate_fetch(base_url, other, "validator-a", T0)
-    assert answer.status == "fetch_rejected" and other in answer.message
+    with pytest.raises(MinerClientError, match=rf"miner {other} at {base_url}.*HTTP 401"):
+        signed_client().initiate_fetch(base_url, other, "validator-a", T0)  # signed for another miner
+    body = json.dumps({"nonce": None, "data": {"forecast_start_time": T0.isoformat(),
+                                               "expected_miner_hotkey": other}}).encode()
+    answer = httpx.post(f"{base_url}/weather-initiate-fetch", content=body,
+                        headers=sign_request(TEST_VALIDATOR_KEYPAIR, MINER_HOTKEY, body)).json()
+    assert answer["status"] == "fetch_rejected" and other in answer["message"]
 
 
 def test_unknown_jobs_are_not_found(good_miner):
     base_url = good_miner[0]
-    client = MinerClient()
+    client = signed_client()
     assert client.poll_job(base_url, MINER_HOTKEY, "no-such-job").status == "not_found"
     assert client.kerchunk(base_url, MINER_HOTKEY, "no-such-job").status == "not_found"
-    bad = httpx.post(f"{base_url}/weather-poll-job-status", content=b"{not json")
+    bad = httpx.post(f"{base_url}/weather-poll-job-status", content=b"{not json",
+                     headers=sign_request(TEST_VALIDATOR_KEYPAIR, MINER_HOTKEY, b"{not json"))
     assert bad.status_code == 400 and bad.json()["status"] == "error"
-    bad_time = httpx.post(f"{base_url}/weather-initiate-fetch",
-                          json={"nonce": None, "data": {"forecast_start_time": "yesterday",
-                                                        "expected_miner_hotkey": MINER_HOTKEY}})
+    yesterday = json.dumps({"nonce": None, "data": {"forecast_start_time": "yesterday",
+                                                    "expected_miner_hotkey": MINER_HOTKEY}}).encode()
+    bad_time = httpx.post(f"{base_url}/weather-initiate-fetch", content=yesterday,
+                          headers=sign_request(TEST_VALIDATOR_KEYPAIR, MINER_HOTKEY, yesterday))
     assert bad_time.status_code == 400 and MINER_HOTKEY in bad_time.json()["message"]
 
 
 def test_store_files_need_a_valid_token_in_scope(good_miner):
     base_url, app, job_id, _, _ = good_miner
-    token = MinerClient().kerchunk(base_url, MINER_HOTKEY, job_id).access_token
+    token = signed_client().kerchunk(base_url, MINER_HOTKEY, job_id).access_token
     bearer = {"Authorization": f"Bearer {token}"}
     manifest_url = f"{base_url}/forecasts/{job_id}.zarr/manifest.json"
     assert httpx.get(manifest_url).status_code == 401
@@ -190,7 +201,7 @@ def test_a_tampered_chunk_raises_naming_the_chunk(good_miner, tmp_path):
     try:
         chunk.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
         with pytest.raises(ManifestError, match=rf"miner {MINER_HOTKEY}, job {job_id}: chunk 2t/0\.0\.0 does not match"):
-            MinerClient().fetch_verified_store(base_url, MINER_HOTKEY, job_id, tmp_path / "m", time_indices=[0])
+            signed_client().fetch_verified_store(base_url, MINER_HOTKEY, job_id, tmp_path / "m", time_indices=[0])
     finally:
         chunk.write_bytes(original)
 
@@ -198,20 +209,30 @@ def test_a_tampered_chunk_raises_naming_the_chunk(good_miner, tmp_path):
 def test_a_manifest_checked_against_another_miner_is_refused(good_miner, tmp_path):
     base_url, _, job_id, _, _ = good_miner
     impostor = keypair_from_uri("//impostor").ss58_address
+    with pytest.raises(MinerClientError, match="HTTP 401"):  # the transport already binds the miner's hotkey
+        signed_client().fetch_verified_store(base_url, impostor, job_id, tmp_path / "m", time_indices=[0])
+
+    class SignsForTheRealMiner:
+        """A transport that signs for the serving miner whatever hotkey the client expects."""
+
+        def headers(self, miner_ss58: str, body: bytes) -> dict[str, str]:
+            return sign_request(TEST_VALIDATOR_KEYPAIR, MINER_HOTKEY, body)
+
     with pytest.raises(ManifestError, match=f"expected the miner {impostor}"):
-        MinerClient().fetch_verified_store(base_url, impostor, job_id, tmp_path / "m", time_indices=[0])
+        MinerClient(signer=SignsForTheRealMiner()).fetch_verified_store(base_url, impostor, job_id, tmp_path / "m",
+                                                                        time_indices=[0])
 
 
 def test_a_store_url_off_the_registered_endpoint_is_refused(good_miner, tmp_path):
     base_url, _, job_id, _, _ = good_miner
     registered_as_localhost = base_url.replace("127.0.0.1", "localhost")  # the miner still answers 127.0.0.1 URLs
     with pytest.raises(ManifestError, match="not on the miner's registered endpoint"):
-        MinerClient().fetch_verified_store(registered_as_localhost, MINER_HOTKEY, job_id, tmp_path / "m", [0])
+        signed_client().fetch_verified_store(registered_as_localhost, MINER_HOTKEY, job_id, tmp_path / "m", [0])
 
 
 def test_a_manifest_read_after_the_freeze_window_is_refused(good_miner, tmp_path):
     base_url, _, job_id, _, _ = good_miner
-    client = MinerClient()
+    client = signed_client()
     late_start = datetime.now(timezone.utc) - timedelta(hours=3)
     with pytest.raises(ManifestError, match="freeze window"):
         client.fetch_verified_store(base_url, MINER_HOTKEY, job_id, tmp_path / "late", [0], run_start=late_start)
@@ -230,7 +251,7 @@ def test_a_restarted_miner_still_knows_its_completed_job(good_miner):
 def test_a_slow_nan_miner_never_starts_twice_and_serves_nans(tmp_path):
     with serving_miner(tmp_path, profile="nan", hotkey_uri="//gaia-miner-nan", inference_delay_s=0.5) as (base_url, app):
         hotkey = app.state.miner.hotkey
-        client = MinerClient()
+        client = signed_client()
         first = client.initiate_fetch(base_url, hotkey, "validator-a", T0)
         second = client.initiate_fetch(base_url, hotkey, "validator-b", T0)
         assert (first.status, second.status) == ("fetch_accepted", "fetch_accepted")
@@ -243,7 +264,7 @@ def test_a_slow_nan_miner_never_starts_twice_and_serves_nans(tmp_path):
 def test_an_offline_miner_times_out_with_an_error_naming_it(good_miner, tmp_path):
     offline_hotkey = keypair_from_uri("//gaia-miner-offline").ss58_address
     with serving_miner(tmp_path, profile="offline", hotkey_uri="//gaia-miner-offline") as (base_url, _):
-        client = MinerClient(connect_timeout=1.0, read_timeout=0.5)
+        client = signed_client(connect_timeout=1.0, read_timeout=0.5)
         with pytest.raises(MinerClientError, match=rf"miner {offline_hotkey} at {base_url}.*timeout"):
             client.initiate_fetch(base_url, offline_hotkey, "validator-a", T0)
         live_url, _, job_id, _, _ = good_miner
@@ -255,4 +276,4 @@ def test_an_offline_miner_times_out_with_an_error_naming_it(good_miner, tmp_path
 def test_a_closed_port_is_reported_as_refused():
     base_url = f"http://127.0.0.1:{_free_port()}"
     with pytest.raises(MinerClientError, match="connection refused"):
-        MinerClient(connect_timeout=1.0).poll_job(base_url, MINER_HOTKEY, "job")
+        signed_client(connect_timeout=1.0).poll_job(base_url, MINER_HOTKEY, "job")

@@ -6,6 +6,9 @@
 - ``/weather-poll-job-status``: the job's status; an unknown job answers ``not_found``.
 - ``/weather-kerchunk-request``: store URL, verification hash and a fresh short-lived JWT.
 - ``/forecasts/{path}``: the store's files, only with a valid JWT whose path scope covers the path.
+
+Every POST must carry the signed transport headers (``gaia_dagster.core.transport``): 401 when they
+are missing, bad, stale or replayed, 403 when the validator is not in ``allowed_validators``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from fastapi.responses import JSONResponse, Response
 from gaia_dagster.core.contract import valid_times
 from gaia_dagster.core.job_ids import DeterministicJobID
 from gaia_dagster.core.signing import keypair_from_uri
+from gaia_dagster.core.transport import NonceCache, TransportRejected, verify_request
 from gaia_dagster.miner.store import write_manifest, write_zarr_store
 
 OFFLINE = "offline"
@@ -44,7 +48,9 @@ def miner_profiles() -> tuple[str, ...]:
 
 @dataclass
 class MinerSettings:
-    """One reference miner: its hotkey (derived from ``hotkey_uri``), profile, storage and JWT policy."""
+    """One reference miner: its hotkey (derived from ``hotkey_uri``), profile, storage, JWT policy and
+    transport policy (``require_signature``; ``allowed_validators`` None = any correctly signed validator).
+    """
 
     hotkey_uri: str
     profile: str
@@ -54,10 +60,15 @@ class MinerSettings:
     token_ttl_s: int = 600
     inference_delay_s: float = 0.0
     public_base_url: str = "http://127.0.0.1:8000"
+    allowed_validators: tuple[str, ...] | None = None
+    require_signature: bool = True
+    keypair: Any = field(default=None, repr=False, compare=False)  # a ready Keypair (a wallet's); else from the URI
 
     def __post_init__(self) -> None:
         """Reject an unknown profile up front rather than at the first inference."""
         self.data_dir = Path(self.data_dir)
+        if self.allowed_validators is not None:
+            self.allowed_validators = tuple(self.allowed_validators)
         self.public_base_url = self.public_base_url.rstrip("/")
         if self.profile not in miner_profiles():
             raise ValueError(f"miner {self.hotkey_uri}: unknown profile {self.profile!r} "
@@ -88,13 +99,14 @@ class MinerState:
 
     def __init__(self, settings: MinerSettings):
         self.settings = settings
-        self.keypair = keypair_from_uri(settings.hotkey_uri)
+        self.keypair = settings.keypair if settings.keypair is not None else keypair_from_uri(settings.hotkey_uri)
         self.hotkey = self.keypair.ss58_address
         self.forecasts_dir = settings.data_dir / "forecasts"
         self.jobs_dir = settings.data_dir / "jobs"
         self.forecasts_dir.mkdir(parents=True, exist_ok=True)
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
+        self.nonces = NonceCache()
         self.jobs: dict[str, MinerJob] = {}
         for file in sorted(self.jobs_dir.glob("*.json")):
             job = self._restore(file)
@@ -249,11 +261,32 @@ def kerchunk_answer(state: MinerState, data: dict[str, Any]) -> dict[str, Any]:
     return {"status": "completed", "message": "ok", **state.store_answer(job)}
 
 
+def check_transport(state: MinerState, headers: Any, body: bytes) -> str | None:
+    """Transport rule: a signed, fresh, unreplayed request from an allowed validator (the validator's
+    hotkey), or None when the miner does not require signatures. Raises ``TransportRejected``."""
+    if not state.settings.require_signature:
+        return None
+    return verify_request(headers, body, state.hotkey, nonces=state.nonces,
+                          allowed_validators=state.settings.allowed_validators)
+
+
+def _rejected(state: MinerState, request: Request, exc: TransportRejected) -> JSONResponse:
+    """The answer to a request refused by the transport rule (401, 403 or 503)."""
+    return JSONResponse({"status": "error", "job_id": None, "message": f"miner {state.hotkey}: refused "
+                         f"{request.url.path}: {exc.reason}", **NO_STORE}, exc.status)
+
+
 async def _answer(request: Request, rule) -> JSONResponse:  # noqa: ANN001 - one of the *_answer rules
-    """Apply a protocol rule to the request's ``data``; a malformed request is a 400, never a 500."""
+    """Check the transport, then apply a protocol rule to the request's ``data``; a malformed
+    request is a 400, never a 500."""
     state: MinerState = request.app.state.miner
+    body = await request.body()
     try:
-        return JSONResponse(rule(state, _data(await request.json())))
+        check_transport(state, request.headers, body)
+    except TransportRejected as exc:
+        return _rejected(state, request, exc)
+    try:
+        return JSONResponse(rule(state, _data(json.loads(body))))
     except (ValueError, KeyError, TypeError) as exc:
         return JSONResponse({"status": "error", "job_id": None, "message": f"miner {state.hotkey}: bad request to "
                              f"{request.url.path}: {type(exc).__name__}: {exc}", **NO_STORE}, 400)

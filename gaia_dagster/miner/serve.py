@@ -16,12 +16,20 @@ def serve(host: str, port: int, settings: MinerSettings) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Command-line options of one miner (profile, hotkey URI, storage, grid, slowness)."""
+    """Command-line options of one miner (profile, hotkey, storage, grid, slowness, validator allowlist)."""
     parser = argparse.ArgumentParser(prog="gaia-dagster miner serve", description="Serve one Gaia reference miner.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8091)
     parser.add_argument("--profile", choices=miner_profiles(), default="good")
-    parser.add_argument("--hotkey-uri", default="//gaia-miner", help="key URI of the miner's hotkey")
+    parser.add_argument("--hotkey-uri", default=None,
+                        help="key URI of the miner's hotkey (default //gaia-miner unless --wallet-name is given)")
+    parser.add_argument("--wallet-name", default=None, help="bittensor wallet holding the miner's hotkey")
+    parser.add_argument("--wallet-hotkey", default="default", help="hotkey name inside --wallet-name")
+    parser.add_argument("--wallet-path", default=None, help="wallets directory (default ~/.bittensor/wallets)")
+    parser.add_argument("--allow-validator", action="append", default=None, metavar="SS58",
+                        help="accept requests only from this validator hotkey (repeatable; default: any signed)")
+    parser.add_argument("--no-signature", action="store_true",
+                        help="accept unsigned requests (local experiments only)")
     parser.add_argument("--data-dir", default="./miner-data", help="where forecasts and job records are kept")
     parser.add_argument("--resolution", type=float, default=1.5, help="grid spacing in degrees")
     parser.add_argument("--inference-delay", type=float, default=0.0, help="seconds to wait before inference")
@@ -29,13 +37,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def wallet_keypair(name: str, hotkey: str, path: str | None = None):  # noqa: ANN201 - a bittensor Keypair
+    """The hotkey keypair of a bittensor wallet (``Wallet(name=..., hotkey=...).hotkey``)."""
+    from bittensor_wallet import Wallet
+
+    wallet = Wallet(name=name, hotkey=hotkey, path=path) if path else Wallet(name=name, hotkey=hotkey)
+    try:
+        return wallet.hotkey
+    except Exception as exc:  # noqa: BLE001 - reported with the wallet named
+        raise SystemExit(f"miner: cannot load the hotkey of wallet {name}/{hotkey}: {type(exc).__name__}: {exc}")
+
+
+def identity_of(args: argparse.Namespace) -> tuple[str, object | None]:
+    """Hotkey rule: ``--hotkey-uri`` or ``--wallet-name``/``--wallet-hotkey``, not both.
+
+    Returns (hotkey_uri label, keypair or None); a wallet's keypair is passed as is (its secret is
+    never turned back into a URI), the label ``wallet:NAME/HOTKEY`` only names it in messages.
+    """
+    if args.wallet_name and args.hotkey_uri:
+        raise SystemExit("miner: give either --hotkey-uri or --wallet-name/--wallet-hotkey, not both")
+    if args.wallet_name:
+        label = f"wallet:{args.wallet_name}/{args.wallet_hotkey}"
+        return label, wallet_keypair(args.wallet_name, args.wallet_hotkey, args.wallet_path)
+    return args.hotkey_uri or "//gaia-miner", None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and serve until interrupted; the public URL defaults to http://HOST:PORT."""
     args = build_parser().parse_args(argv)
+    hotkey_uri, keypair = identity_of(args)
     settings = MinerSettings(
-        hotkey_uri=args.hotkey_uri, profile=args.profile, data_dir=Path(args.data_dir),
+        hotkey_uri=hotkey_uri, keypair=keypair, profile=args.profile, data_dir=Path(args.data_dir),
         resolution=args.resolution, inference_delay_s=args.inference_delay,
         public_base_url=args.public_url or f"http://{args.host}:{args.port}",
+        allowed_validators=tuple(args.allow_validator) if args.allow_validator else None,
+        require_signature=not args.no_signature,
     )
     serve(args.host, args.port, settings)
     return 0

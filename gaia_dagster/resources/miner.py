@@ -36,7 +36,12 @@ class MinerAccess(ConfigurableResource):
         return hotkey_for_uri(self.validator_hotkey_uri)
 
     def client(self) -> MinerClient:
-        return MinerClient(connect_timeout=self.connect_timeout_s, read_timeout=self.read_timeout_s)
+        """A client that signs every miner request with this validator's hotkey (signed transport)."""
+        from gaia_dagster.core.signing import keypair_from_uri
+        from gaia_dagster.core.transport import SignedTransport
+
+        return MinerClient(connect_timeout=self.connect_timeout_s, read_timeout=self.read_timeout_s,
+                           signer=SignedTransport(keypair_from_uri(self.validator_hotkey_uri)))
 
     def retry(self, stage: str) -> StageRetry:
         return retry_policies(self.retry_scale)[stage]

@@ -25,6 +25,7 @@ from gaia_dagster.core.manifest import (
     MANIFEST_FILE, SIGNATURE_FILE, ManifestError, parse_and_verify_manifest, verify_file,
 )
 from gaia_dagster.core.signing import verify_manifest_signature
+from gaia_dagster.core.transport import RequestSigner
 
 METADATA_NAMES = (".zmetadata", ".zgroup", ".zattrs", ".zarray", "zarr.json")
 FREEZE_WINDOW = timedelta(hours=2)
@@ -129,11 +130,17 @@ class MinerClient:
 
     ``connect_timeout``/``read_timeout`` bound every request, ``max_response_bytes`` every answer
     (JSON or file), ``freeze_window`` how late after the run start a manifest may arrive.
+
+    ``signer`` is the pluggable transport (``gaia_dagster.core.transport.RequestSigner``: one method
+    ``headers(miner_ss58, body_bytes) -> dict``), e.g. ``SignedTransport(keypair)``; the client
+    sends exactly the body bytes it signed. Without a signer, requests go unsigned (a miner that
+    requires signatures answers 401). A Fiber-compatible transport can be plugged in the same way.
     """
 
     def __init__(self, connect_timeout: float = 5.0, read_timeout: float = 30.0,
                  max_response_bytes: int = 64 * 1024 * 1024, fetch_workers: int = 4,
-                 freeze_window: timedelta = FREEZE_WINDOW):
+                 freeze_window: timedelta = FREEZE_WINDOW, signer: RequestSigner | None = None):
+        self.signer = signer
         self.timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self.max_response_bytes = max_response_bytes
         self.fetch_workers = max(1, fetch_workers)
@@ -165,13 +172,23 @@ class MinerClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def _request(self, miner_hotkey: str, data: dict) -> tuple[bytes, dict[str, str]]:
+        """Body rule: the exact JSON bytes of ``{"nonce": null, "data": data}`` and the headers to
+        send with them (content type plus the signer's headers over those very bytes)."""
+        body = json.dumps({"nonce": None, "data": data}, separators=(",", ":")).encode("utf-8")
+        headers = {"content-type": "application/json"}
+        if self.signer is not None:
+            headers.update(self.signer.headers(miner_hotkey, body))
+        return body, headers
+
     def _post(self, client: httpx.Client, base_url: str, path: str, miner_hotkey: str, data: dict,
               job_id: str | None = None) -> dict[str, Any]:
-        """POST ``{"nonce": null, "data": data}`` and decode the JSON object answer."""
+        """POST ``{"nonce": null, "data": data}`` (signed when a signer is set) and decode the JSON answer."""
         url = base_url.rstrip("/") + path
         who = f"miner {miner_hotkey} at {url}" + (f", job {job_id}" if job_id else "")
+        body, headers = self._request(miner_hotkey, data)
         try:
-            with client.stream("POST", url, json={"nonce": None, "data": data}) as response:
+            with client.stream("POST", url, content=body, headers=headers) as response:
                 body = self._read_capped(response, who)
         except httpx.HTTPError as exc:
             raise _transport_error(who, exc) from exc
@@ -232,8 +249,9 @@ class MinerClient:
         """One asynchronous poll; errors are returned, not raised."""
         url = base_url.rstrip("/") + "/weather-poll-job-status"
         who = f"miner {miner_hotkey} at {url}, job {job_id}"
+        body, headers = self._request(miner_hotkey, {"job_id": job_id})
         try:
-            async with client.stream("POST", url, json={"nonce": None, "data": {"job_id": job_id}}) as response:
+            async with client.stream("POST", url, content=body, headers=headers) as response:
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
                     body.extend(chunk)

@@ -1,0 +1,114 @@
+"""Scoring speed and memory at 0.25 degree: the project's scorer against plain xarray.
+
+Writes (once, cached under --dir) a forecast, ERA5 truth and a climatology of the embedded world
+at 0.25 degree (721 x 1440) for leads 24, 48 and 72 h: 3 x 69 = 207 fields. Then runs, each as
+its own process, ``gaia-dagster score era5`` and a plain-xarray implementation of the same
+metrics (``.weighted().mean()``), and prints fields/s, wall time and peak RSS of each process and
+the ratio. Figures only; nothing is asserted.
+
+    python benchmarks/scoring.py [--dir /tmp/gaia-bench] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+T0 = datetime(2026, 10, 20, tzinfo=timezone.utc)
+LEADS = (24, 48, 72)
+
+PLAIN_XARRAY = r'''
+import sys, numpy as np, xarray as xr
+from datetime import datetime, timedelta, timezone
+f, o, c = (xr.open_zarr(p) for p in sys.argv[1:4])
+t0 = datetime(2026, 10, 20, tzinfo=timezone.utc)
+w = np.cos(np.deg2rad(o["lat"])).clip(min=0)
+def wmean(x): return float(x.weighted(w).mean(("lat", "lon")))
+n = 0
+for lead in (24, 48, 72):
+    vt = t0 + timedelta(hours=lead)
+    valid = np.datetime64(vt.replace(tzinfo=None), "ns")
+    for v in f.data_vars:
+        levels = list(f[v]["pressure_level"].values) if "pressure_level" in f[v].dims else [None]
+        for lev in levels:
+            sel = {} if lev is None else {"pressure_level": lev}
+            fo = f[v].sel(time=valid, **sel).astype("float64").load()
+            ob = o[v].sel(time=valid, **sel).astype("float64").load()
+            cl = c[v].sel(dayofyear=vt.timetuple().tm_yday, hour=vt.hour, **sel).astype("float64").load()
+            rmse = wmean((fo - ob) ** 2) ** 0.5; bias = wmean(fo - ob)
+            corrected = fo - float((fo - ob).mean())
+            skill = 1 - wmean((corrected - ob) ** 2) / wmean((cl - ob) ** 2)
+            fa, oa = fo - cl, ob - cl
+            fa, oa = fa - wmean(fa), oa - wmean(oa)
+            acc = wmean(fa * oa) / (wmean(fa ** 2) * wmean(oa ** 2)) ** 0.5
+            n += 1
+print(n)
+'''
+
+
+def build_case(root: Path) -> tuple[Path, Path, Path]:
+    """The three stores at 0.25 degree (written once; reused when present)."""
+    from gaia_dagster.world.atmosphere import SyntheticAtmosphere
+    from gaia_dagster.world.stores import write_climatology, write_forecast, write_truth
+
+    paths = root / "forecast.zarr", root / "era5.zarr", root / "clim.zarr"
+    if all((p / ".zmetadata").exists() for p in paths):
+        return paths
+    root.mkdir(parents=True, exist_ok=True)
+    world = SyntheticAtmosphere(resolution=0.25)
+    started = time.perf_counter()
+    write_forecast(paths[0], world, "good", T0, leads=LEADS)
+    write_truth(paths[1], world, T0, leads=LEADS)
+    write_climatology(paths[2], world, [T0 + timedelta(hours=h) for h in LEADS])
+    print(f"wrote the 0.25 degree case in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return paths
+
+
+def measure(cmd: list[str]) -> dict:
+    """Wall time and peak RSS of one child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    wall = time.perf_counter() - started
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{cmd[:3]} failed: {proc.stderr[-2000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"wall_s": wall, "peak_rss_mb": max(peak, before) / 1024.0, "stdout": proc.stdout}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", default="/tmp/gaia-bench-scoring")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    forecast, truth, clim = build_case(Path(args.dir))
+    fields = len(LEADS) * 69
+    ours = measure([sys.executable, "-m", "gaia_dagster.score", "era5", "--forecast", str(forecast),
+                    "--truth", str(truth), "--climatology", str(clim), "--json"])
+    scored = len(json.loads(ours["stdout"].strip().splitlines()[-1])["metrics"])
+    # RUSAGE_CHILDREN's peak is the largest child so far: run the plain implementation second and
+    # read its own peak from /usr/bin/time-free accounting via a fresh interpreter wrapper.
+    plain = measure([sys.executable, "-c", "import resource, runpy, sys; sys.argv = ['x', *sys.argv[1:]]; "
+                     f"exec({PLAIN_XARRAY!r}); "
+                     "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)",
+                     str(forecast), str(truth), str(clim)])
+    result = {
+        "fields": fields, "scored_fields": scored,
+        "project_wall_s": round(ours["wall_s"], 2), "project_fields_per_s": round(fields / ours["wall_s"], 1),
+        "project_peak_rss_mb": round(ours["peak_rss_mb"], 1),
+        "xarray_wall_s": round(plain["wall_s"], 2), "xarray_fields_per_s": round(fields / plain["wall_s"], 1),
+        "speedup": round(plain["wall_s"] / ours["wall_s"], 2),
+    }
+    print(json.dumps(result) if args.json else "\n".join(f"{k:>22}: {v}" for k, v in result.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
