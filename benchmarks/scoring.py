@@ -25,7 +25,7 @@ T0 = datetime(2026, 10, 20, tzinfo=timezone.utc)
 LEADS = (24, 48, 72)
 
 PLAIN_XARRAY = r'''
-import sys, numpy as np, xarray as xr
+import numpy as np, xarray as xr
 from datetime import datetime, timedelta, timezone
 f, o, c = (xr.open_zarr(p) for p in sys.argv[1:4])
 t0 = datetime(2026, 10, 20, tzinfo=timezone.utc)
@@ -71,39 +71,48 @@ def build_case(root: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-def measure(cmd: list[str]) -> dict:
-    """Wall time and peak RSS of one child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+RSS_WRAPPER = ("import atexit, resource, runpy, sys; "
+               "atexit.register(lambda: print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+               "file=sys.stderr)); ")
+
+
+def measure(code: str, args: list[str]) -> dict:
+    """Wall time of one fresh interpreter running ``code``, and its own peak RSS (whole process)."""
     started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    proc = subprocess.run([sys.executable, "-c", RSS_WRAPPER + code, *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
     wall = time.perf_counter() - started
     if proc.returncode not in (0, 1):
-        raise RuntimeError(f"{cmd[:3]} failed: {proc.stderr[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"wall_s": wall, "peak_rss_mb": max(peak, before) / 1024.0, "stdout": proc.stdout}
+        raise RuntimeError(f"benchmark child failed: {proc.stderr[-2000:]}")
+    peak_kb = max(int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB"))
+    return {"wall_s": wall, "peak_rss_mb": peak_kb / 1024.0, "stdout": proc.stdout}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default="/tmp/gaia-bench-scoring")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    forecast, truth, clim = build_case(Path(args.dir))
+    if args.build_only:
+        build_case(Path(args.dir))
+        return 0
+    # The case is built in its own process so that this one stays small.
+    subprocess.run([sys.executable, __file__, "--build-only", "--dir", args.dir], check=True)
+    root = Path(args.dir)
+    forecast, truth, clim = root / "forecast.zarr", root / "era5.zarr", root / "clim.zarr"
     fields = len(LEADS) * 69
-    ours = measure([sys.executable, "-m", "gaia_dagster.score", "era5", "--forecast", str(forecast),
-                    "--truth", str(truth), "--climatology", str(clim), "--json"])
+    ours = measure("sys.argv = ['gaia-dagster-score', *sys.argv[1:]]; runpy.run_module('gaia_dagster.score', "
+                   "run_name='__main__')",
+                   ["era5", "--forecast", str(forecast), "--truth", str(truth), "--climatology", str(clim), "--json"])
     scored = len(json.loads(ours["stdout"].strip().splitlines()[-1])["metrics"])
-    # RUSAGE_CHILDREN's peak is the largest child so far: run the plain implementation second and
-    # read its own peak from /usr/bin/time-free accounting via a fresh interpreter wrapper.
-    plain = measure([sys.executable, "-c", "import resource, runpy, sys; sys.argv = ['x', *sys.argv[1:]]; "
-                     f"exec({PLAIN_XARRAY!r}); "
-                     "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)",
-                     str(forecast), str(truth), str(clim)])
+    plain = measure(PLAIN_XARRAY, [str(forecast), str(truth), str(clim)])
     result = {
         "fields": fields, "scored_fields": scored,
         "project_wall_s": round(ours["wall_s"], 2), "project_fields_per_s": round(fields / ours["wall_s"], 1),
         "project_peak_rss_mb": round(ours["peak_rss_mb"], 1),
         "xarray_wall_s": round(plain["wall_s"], 2), "xarray_fields_per_s": round(fields / plain["wall_s"], 1),
+        "xarray_peak_rss_mb": round(plain["peak_rss_mb"], 1),
         "speedup": round(plain["wall_s"] / ours["wall_s"], 2),
     }
     print(json.dumps(result) if args.json else "\n".join(f"{k:>22}: {v}" for k, v in result.items()))

@@ -7,6 +7,9 @@ import uuid
 
 import pytest
 
+# Compressed backoffs for every Dagster retry policy built at import time (the demo does the same).
+os.environ.setdefault("GAIA_RETRY_SCALE", "0.002")
+
 PG_URL = os.environ.get("GAIA_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 

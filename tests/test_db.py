@@ -108,3 +108,12 @@ def test_migrations_create_the_schema_the_models_describe(db_url):
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
     repo.engine.dispose()
+
+
+def test_a_whole_era5_score_table_is_stored_in_one_call(repo):
+    run, _ = repo.get_or_create_run(T0)
+    row, _ = repo.create_response(run.id, "hk", "v", weather_job_id(T0, "hk"), "http://x")
+    rows = [{"lead_hours": lead, "variable": f"v{i}", "level": 500, "rmse": 1.0, "skill": 0.5}
+            for lead in range(24, 241, 24) for i in range(69)]
+    assert repo.record_scores(row.id, "era5", rows) == 690
+    assert len(repo.scores(row.id, "era5")) == 690 and repo.duplicate_scores() == []

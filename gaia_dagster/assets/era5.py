@@ -3,7 +3,7 @@
 
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from gaia_dagster.assets.miner_forecast import _response, run_stage, stage_retry_policy
+from gaia_dagster.assets.miner_forecast import _response, era5_retry_policy, run_stage
 from gaia_dagster.assets.partitions import MINER_IO_POOL, daily_partitions, date_miner_partitions, gfs_init_time, to_date
 from gaia_dagster.assets.plots import markdown_table, metrics_table
 from gaia_dagster.resources.miner import MinerAccess
@@ -26,7 +26,7 @@ def era5_truth(context: AssetExecutionContext, sources: WeatherSources) -> Mater
 
 @asset(partitions_def=date_miner_partitions, group_name="gaia", pool=MINER_IO_POOL, kinds={"python"},
        deps=["miner_forecast", AssetDep("era5_truth", partition_mapping=to_date)],
-       retry_policy=stage_retry_policy,
+       retry_policy=era5_retry_policy,
        description="ERA5 score (GAIA_SPEC 5): every variable and level at leads 24..240 h against ERA5.")
 def era5_score(context: AssetExecutionContext, validator_db: ValidatorDB, miner_access: MinerAccess,
                sources: WeatherSources) -> MaterializeResult:

@@ -7,6 +7,7 @@ They are global invariants of the validator DB, so they are unpartitioned and qu
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
 from gaia_dagster.resources.validator_db import ValidatorDB
+from gaia_dagster.stages.replica import check_job_id_health
 
 
 @asset_check(asset="forecast_request", blocking=True, name="no_duplicate_jobs",
@@ -33,15 +34,18 @@ def no_duplicate_jobs(validator_db: ValidatorDB) -> AssetCheckResult:
 
 
 @asset_check(asset="forecast_request", blocking=True, name="job_ids_deterministic",
-             description="Recomputes every stored job ID from its run's GFS T0 and its miner.")
+             description="Recomputes every stored job ID from its run's GFS T0 and its miner; reports "
+                         "the job-ID health of the last 24 h (mismatches, sync issues, validators).")
 def job_ids_deterministic(validator_db: ValidatorDB) -> AssetCheckResult:
     repo = validator_db.repo
     mismatches = repo.job_id_mismatches()
     total = len(repo.responses())
+    health = check_job_id_health(repo)
     return AssetCheckResult(
         passed=not mismatches, severity=AssetCheckSeverity.ERROR,
         description=None if not mismatches else f"{len(mismatches)} of {total} job IDs are not deterministic",
         metadata={"jobs_checked": total, "mismatches": len(mismatches),
+                  **{f"health_{k}": v for k, v in health.stats.items()},
                   "examples": MetadataValue.json([{"row": r, "miner": m, "stored": s, "expected": e}
                                                   for r, m, s, e in mismatches[:10]])},
     )

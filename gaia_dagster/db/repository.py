@@ -333,17 +333,21 @@ class ValidatorRepository:
 
     # -- scores -------------------------------------------------------------------------------
     def record_scores(self, response_id: int, score_type: str, rows: Sequence[dict[str, Any]]) -> int:
-        """Store score rows under their unique key; a rerun replaces values, never adds rows."""
+        """Store score rows under their unique key; a rerun replaces values, never adds rows.
+
+        Rows go in batches small enough for any SQLite's bound-parameter limit, in one transaction."""
         if not rows:
             return 0
         now = now_utc()
         values = [_score_values(response_id, score_type, now, row) for row in rows]
-        stmt = self._insert(MinerScore).values(values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["response_id", "score_type", "lead_hours", "variable", "level"],
-            set_={c: getattr(stmt.excluded, c) for c in (*_SCORE_METRICS, "created_at")})
+        batch = max(1, SQL_PARAMETER_BUDGET // len(values[0]))
         with self.session() as s, s.begin():
-            s.execute(stmt)
+            for start in range(0, len(values), batch):
+                stmt = self._insert(MinerScore).values(values[start:start + batch])
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["response_id", "score_type", "lead_hours", "variable", "level"],
+                    set_={c: getattr(stmt.excluded, c) for c in (*_SCORE_METRICS, "created_at")})
+                s.execute(stmt)
         return len(values)
 
     def scores(self, response_id: int, score_type: str | None = None) -> list[MinerScore]:
@@ -399,6 +403,7 @@ class ValidatorRepository:
         return out
 
 
+SQL_PARAMETER_BUDGET = 900  # below SQLite's historical limit of 999 bound parameters per statement
 _SCORE_METRICS = ("score", "rmse", "bias", "acc", "skill", "clone_distance", "clone_penalty")
 
 

@@ -19,9 +19,11 @@ from gaia_dagster.core.contract import (
     ALL_VARIABLES, DAY1_LEAD_HOURS, ERA5_LEAD_HOURS, LEVEL_VARIABLES, PRESSURE_LEVELS, time_index,
 )
 from gaia_dagster.core.scoring.aggregate import overall_score
+from gaia_dagster.core.scoring.fused import ReferenceField, fused_metrics
+from gaia_dagster.core.scoring.metrics import cos_lat_weights
 from gaia_dagster.core.scoring.day1 import DAY1_VARIABLES, Day1Field, score_day1
 from gaia_dagster.core.scoring.era5 import (
-    Era5Field, era5_coverage_failure, era5_field_metrics, era5_score_from_metrics, verification_failure,
+    Era5Metric, era5_coverage_failure, era5_score_from_metrics, verification_failure,
 )
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
 from gaia_dagster.resources.miner_client import MinerClient
@@ -174,12 +176,12 @@ def _era5(client: MinerClient, sources: WeatherSources, row: ResponseRecord) -> 
     ds, _ = fetch_fields(client, row, sources.cache_root(), "era5", [time_index(h) for h in ERA5_LEAD_HOURS])
     truths = seed_era5(sources, t0)
     metrics = []
-    lat = None
+    weights = None
     for lead in ERA5_LEAD_HOURS:
         valid = t0 + timedelta(hours=lead)
         truth = cached(truths[lead], lambda: sources.era5().truth(valid))
         clim = _climatology(sources, valid)
-        lat = np.asarray(truth["lat"].values)
+        weights = cos_lat_weights(np.asarray(truth["lat"].values)) if weights is None else weights
         for variable in ALL_VARIABLES:
             for level in _fields_for(variable):
                 forecast = _forecast_plane(ds, lead, variable, level)
@@ -187,8 +189,10 @@ def _era5(client: MinerClient, sources: WeatherSources, row: ResponseRecord) -> 
                 problem = verification_failure(forecast, name) or era5_coverage_failure(forecast, name)
                 if problem:
                     raise ForecastRejected(f"{who(row)}: {problem} at lead {lead} h")
-                fld = Era5Field(forecast, _plane(truth, variable, level), _plane(clim, variable, level))
-                metrics.append(era5_field_metrics(lead, variable, level, fld, lat))
+                ref = ReferenceField.build(_plane(truth, variable, level), _plane(clim, variable, level), weights)
+                m = fused_metrics(forecast, ref)
+                metrics.append(Era5Metric(variable, level, lead, m.rmse, m.bias, m.acc_centred, m.skill,
+                                          m.reference_rmse))
     result = era5_score_from_metrics(metrics, ERA5_LEAD_HOURS)
     rows = [_era5_row(m) for m in result.metrics]
     return StageScore("scored", float(result.score), rows, dict(result.lead_scores))
