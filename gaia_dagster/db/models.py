@@ -42,6 +42,7 @@ class Miner(Base):
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     consecutive_misses: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     first_missed_run_id: Mapped[int | None] = mapped_column(Integer)
+    last_missed_run_id: Mapped[int | None] = mapped_column(Integer)
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -132,4 +133,19 @@ class DuplicateEvent(Base):
     outcome: Mapped[str] = mapped_column(String(16), nullable=False)  # detected | allowed
     key: Mapped[str] = mapped_column(String(256), nullable=False)
     detail: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class RunSelection(Base):
+    """Which miners a run selected and which it skipped (and why), in the seeded order."""
+
+    __tablename__ = "weather_run_selections"
+    __table_args__ = (UniqueConstraint("run_id", "miner_hotkey", name="uq_selection_run_miner"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("weather_forecast_runs.id"), nullable=False)
+    miner_hotkey: Mapped[str] = mapped_column(String(64), nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    selected: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -20,12 +20,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from gaia_dagster.core.job_ids import DeterministicJobID
+from gaia_dagster.core.liveness import DEFAULT_GRACE_RUNS, Liveness, record_delivery, record_miss
+from gaia_dagster.core.selection import Selection
 from gaia_dagster.core.states import (
     IN_FLIGHT_RESPONSE_STATUSES, RESPONSE_TRANSITIONS, RUN_TRANSITIONS, InvalidTransition,
     check_transition,
 )
 from gaia_dagster.db.models import (
-    DuplicateEvent, ForecastRun, Miner, MinerResponse, MinerScore, StateTransition,
+    DuplicateEvent, ForecastRun, Miner, MinerResponse, MinerScore, RunSelection, StateTransition,
 )
 
 
@@ -108,8 +110,9 @@ class MinerRecord:
 class ValidatorRepository:
     """All reads and writes of the validator DB."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, grace_runs: int = DEFAULT_GRACE_RUNS):
         self.url = url
+        self.grace_runs = grace_runs
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -267,9 +270,65 @@ class ValidatorRepository:
 
     def transition_response(self, response_id: int, expected: str, new: str,
                             dagster_run_id: str | None = None, **fields: Any) -> None:
-        """Compare-and-set a response's status (and other columns in the same statement)."""
+        """Compare-and-set a response's status (and other columns in the same statement).
+
+        A job that fails is a missed run for its miner; a job that reaches day-1 is a delivery."""
         self._compare_and_set(MinerResponse, "response", RESPONSE_TRANSITIONS, response_id, expected, new,
                               dagster_run_id, fields)
+        if new in ("failed", "day1_scored"):
+            row = self.response_by_id(response_id)
+            self.record_miner_outcome(row.miner_hotkey, row.run_id, delivered=new == "day1_scored")
+
+    def record_miner_outcome(self, hotkey: str, run_id: int, delivered: bool) -> Liveness | None:
+        """Apply the grace-window rule to a miner after a run; compare-and-set, retried on a race."""
+        for _ in range(5):
+            with self.session() as s, s.begin():
+                miner = s.get(Miner, hotkey)
+                if miner is None:
+                    return None
+                before = Liveness(miner.active, miner.consecutive_misses, miner.first_missed_run_id,
+                                  miner.last_missed_run_id)
+                after = record_delivery(before) if delivered else record_miss(before, run_id, self.grace_runs)
+                if after == before:
+                    return after
+                result = s.execute(update(Miner).where(and_(
+                    Miner.hotkey == hotkey, Miner.consecutive_misses == before.consecutive_misses,
+                    Miner.last_missed_run_id.is_(None) if before.last_missed_run_id is None
+                    else Miner.last_missed_run_id == before.last_missed_run_id,
+                )).values(active=after.active, consecutive_misses=after.consecutive_misses,
+                          first_missed_run_id=after.first_missed_run_id, last_missed_run_id=after.last_missed_run_id,
+                          **({"last_seen_at": now_utc()} if delivered else {})))
+                if result.rowcount == 1:
+                    return after
+        raise LostTransition(f"miner {hotkey}: liveness kept changing under concurrent updates")
+
+    def reset_liveness(self, hotkey: str) -> None:
+        """The epoch reset: a miner that served its inactive run starts the next one clean."""
+        with self.session() as s, s.begin():
+            s.execute(update(Miner).where(Miner.hotkey == hotkey).values(
+                active=True, consecutive_misses=0, first_missed_run_id=None, last_missed_run_id=None))
+
+    def liveness(self, hotkey: str) -> Liveness | None:
+        with self.session() as s:
+            m = s.get(Miner, hotkey)
+            return Liveness(m.active, m.consecutive_misses, m.first_missed_run_id, m.last_missed_run_id) if m else None
+
+    # -- selection ----------------------------------------------------------------------------
+    def record_selection(self, run_id: int, selection: Selection) -> None:
+        """Store a run's selection once (the first computation wins; replicas compute the same)."""
+        now = now_utc()
+        rows = [{"run_id": run_id, "miner_hotkey": h, "position": i, "selected": True, "reason": None, "at": now}
+                for i, h in enumerate(selection.selected)]
+        rows += [{"run_id": run_id, "miner_hotkey": h, "position": len(selection.selected) + i, "selected": False,
+                  "reason": why, "at": now} for i, (h, why) in enumerate(selection.skipped)]
+        if rows:
+            with self.session() as s, s.begin():
+                s.execute(self._insert(RunSelection).values(rows).on_conflict_do_nothing())
+
+    def selection(self, run_id: int) -> list[RunSelection]:
+        with self.session() as s:
+            return list(s.scalars(select(RunSelection).where(RunSelection.run_id == run_id)
+                                  .order_by(RunSelection.position)))
 
     def update_response(self, response_id: int, expected: str, **fields: Any) -> None:
         """Update non-status columns (attempt counters, next attempt) guarded by the current status."""

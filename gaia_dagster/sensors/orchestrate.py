@@ -1,19 +1,33 @@
-"""Orchestration (the plan's singleton stage): one forecast request per active miner per seeded run."""
-
+"""Orchestration (the plan's singleton stage): select the run's miners, then one forecast request
+per selected miner that has no job yet."""
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from gaia_dagster.assets.partitions import date_miner_key, miner_partitions
-from gaia_dagster.db.repository import ValidatorRepository
+from gaia_dagster.core.selection import Candidate, select_miners
+from gaia_dagster.db.repository import RunRecord, ValidatorRepository
 from gaia_dagster.jobs import forecast_request_job
 from gaia_dagster.resources.validator_db import ValidatorDB
 
 QUERYABLE_RUN_STATUSES = ("gfs_ready", "querying_miners")
 
 
+def run_selection(repo: ValidatorRepository, run: RunRecord, partitioned: set[str]) -> list[str]:
+    """The run's selected miners: computed once from the seeded order and recorded with the skipped
+    ones; a skipped inactive miner has served its penalty and starts the next run clean."""
+    recorded = repo.selection(run.id)
+    if not recorded:
+        candidates = [Candidate(m.hotkey, m.active) for m in repo.miners() if m.hotkey in partitioned]
+        selection = select_miners(run.run_key, candidates)
+        repo.record_selection(run.id, selection)
+        for hotkey, _ in selection.skipped:
+            repo.reset_liveness(hotkey)
+        recorded = repo.selection(run.id)
+    return [r.miner_hotkey for r in recorded if r.selected]
+
+
 def forecast_requests(repo: ValidatorRepository, partitioned: set[str]) -> list[RunRequest]:
-    """Requests for every (seeded run, active miner) that has no job yet (check before execute)."""
-    active = [m.hotkey for m in repo.miners(active_only=True) if m.hotkey in partitioned]
+    """Requests for every (seeded run, selected miner) that has no job yet (check before execute)."""
     requests = []
     for run in repo.all_runs():
         if run.status not in QUERYABLE_RUN_STATUSES:
@@ -23,15 +37,18 @@ def forecast_requests(repo: ValidatorRepository, partitioned: set[str]) -> list[
         requests += [RunRequest(run_key=f"{date_key}|{hotkey}|query|1", partition_key=date_miner_key(date_key, hotkey),
                                 job_name=forecast_request_job.name,
                                 tags={"gaia/stage": "query", "gaia/miner": hotkey})
-                     for hotkey in active if hotkey not in have]
+                     for hotkey in run_selection(repo, run, partitioned) if hotkey not in have]
     return requests
 
 
-@sensor(name="miner_orchestration_sensor", minimum_interval_seconds=30, jobs=[forecast_request_job], default_status=DefaultSensorStatus.RUNNING,
-        description="For each seeded run, requests a forecast from every active miner that has no job yet.")
+@sensor(name="miner_orchestration_sensor", minimum_interval_seconds=30, jobs=[forecast_request_job],
+        default_status=DefaultSensorStatus.RUNNING,
+        description="For each seeded run: selects miners in an order seeded by the run's deterministic ID "
+                    "(inactive ones skipped and recorded), then requests a forecast from each selected miner "
+                    "that has no job yet.")
 def miner_orchestration_sensor(context: SensorEvaluationContext, validator_db: ValidatorDB) -> SensorResult | SkipReason:
     partitioned = set(context.instance.get_dynamic_partitions(miner_partitions.name))
     requests = forecast_requests(validator_db.repo, partitioned)
     if not requests:
-        return SkipReason("every seeded run has a job for every active miner")
+        return SkipReason("every seeded run has a job for every selected miner")
     return SensorResult(run_requests=requests)
