@@ -21,6 +21,7 @@ from gaia_dagster.schedules import daily_forecast_schedule
 from gaia_dagster.sensors.era5 import era5_availability_sensor
 from gaia_dagster.sensors.orchestrate import miner_orchestration_sensor
 from gaia_dagster.sensors.poll import forecast_poll_sensor
+from gaia_dagster.sensors.reaper import stale_work_reaper
 from gaia_dagster.sensors.registry import miner_registry_sensor
 
 
@@ -42,7 +43,7 @@ def build_definitions(resources: dict[str, object] | None = None) -> Definitions
         jobs=ALL_JOBS,
         schedules=[daily_forecast_schedule],
         sensors=[miner_registry_sensor, miner_orchestration_sensor, forecast_poll_sensor,
-                 era5_availability_sensor],
+                 era5_availability_sensor, stale_work_reaper],
         resources=resources or default_resources(),
     )
 

@@ -96,6 +96,7 @@ class ResponseRecord:
     era5_attempts: int
     next_attempt_at: datetime | None
     error: str | None
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -496,7 +497,7 @@ def _response_record(row: MinerResponse, gfs_init_time: datetime) -> ResponseRec
         verification_hash_claimed=row.verification_hash_claimed,
         verification_hash_computed=row.verification_hash_computed, query_attempts=row.query_attempts,
         poll_attempts=row.poll_attempts, day1_attempts=row.day1_attempts, era5_attempts=row.era5_attempts,
-        next_attempt_at=utc(row.next_attempt_at), error=row.error,
+        next_attempt_at=utc(row.next_attempt_at), error=row.error, updated_at=utc(row.updated_at),
     )
 
 
