@@ -118,25 +118,72 @@ def _on_grid(da: xr.DataArray, like: xr.DataArray) -> np.ndarray:
     return np.asarray(da.interp(lat=like["lat"], lon=like["lon"], method="linear").values)
 
 
-def load_fields(forecast: xr.Dataset, truth: xr.Dataset, clim: xr.Dataset, t0: datetime,
+class FieldReader:
+    """Reads (lat, lon) planes by coordinate value; straight from the Zarr arrays when the variable
+    needs no decoding (no scale/offset), which skips xarray's per-read overhead."""
+
+    def __init__(self, ds: xr.Dataset, path: str):
+        self.ds = ds
+        self.group = _zarr_group(path)
+        self.index: dict[str, dict] = {}
+        for dim in ("time", "pressure_level", "dayofyear", "hour"):
+            if dim in ds.coords:
+                values = ds[dim].values.astype("datetime64[ns]") if dim == "time" else ds[dim].values.astype(int)
+                self.index[dim] = {v.item() if dim != "time" else v: i for i, v in enumerate(values)}
+
+    def plane(self, variable: str, **at) -> np.ndarray:  # noqa: ANN003
+        da = self.ds[variable]
+        where = tuple(self.index[d][at[d]] if d in at else slice(None) for d in da.dims)
+        raw = self.group is not None and not {"scale_factor", "add_offset"} & set(da.encoding)
+        return np.asarray(self.group[variable][where] if raw else da[where].values)
+
+
+def _zarr_group(path: str):  # noqa: ANN202
+    if path.endswith((".nc", ".nc4", ".netcdf")):
+        return None
+    try:
+        import zarr
+
+        return zarr.open_group(path, mode="r")
+    except Exception:  # noqa: BLE001 - fall back to xarray reads
+        return None
+
+
+def same_grid(a: xr.Dataset, b: xr.Dataset) -> bool:
+    """True when two stores share the lat/lon grid (no regridding needed)."""
+    return (a["lat"].size == b["lat"].size and a["lon"].size == b["lon"].size
+            and np.allclose(a["lat"].values, b["lat"].values) and np.allclose(a["lon"].values, b["lon"].values))
+
+
+def load_fields(forecast: FieldReader, truth: FieldReader, clim: FieldReader, t0: datetime,
                 keys: list[FieldKey]) -> Iterator[tuple[FieldKey, np.ndarray, np.ndarray, np.ndarray]]:
-    """(key, forecast, truth, climatology) planes, read ahead on ``READ_THREADS`` threads."""
+    """(key, forecast, truth, climatology) planes on the truth grid, read ahead on ``READ_THREADS``."""
+    regrid_f, regrid_c = not same_grid(forecast.ds, truth.ds), not same_grid(clim.ds, truth.ds)
+
     def read(key: FieldKey):  # noqa: ANN202
         valid = t0 + timedelta(hours=key.lead_hours)
-        o = _plane(truth, key.variable, key.level, valid)
-        f = _on_grid(_plane(forecast, key.variable, key.level, valid), o)
-        c = _on_grid(_climatology_plane(clim, key.variable, key.level, valid), o)
-        return key, f, np.asarray(o.values), c
+        level = {} if key.level is None else {"pressure_level": key.level}
+        o = truth.plane(key.variable, time=_naive64(valid), **level)
+        if regrid_f:
+            f = _on_grid(_plane(forecast.ds, key.variable, key.level, valid), _plane(truth.ds, key.variable, key.level, valid))
+        else:
+            f = forecast.plane(key.variable, time=_naive64(valid), **level)
+        if regrid_c:
+            c = _on_grid(_climatology_plane(clim.ds, key.variable, key.level, valid),
+                         _plane(truth.ds, key.variable, key.level, valid))
+        else:
+            c = clim.plane(key.variable, dayofyear=valid.timetuple().tm_yday, hour=valid.hour, **level)
+        return key, f, o, c
 
     with ThreadPoolExecutor(READ_THREADS) as pool:
         yield from pool.map(read, keys)
 
 
-def score_era5_stores(forecast: xr.Dataset, truth: xr.Dataset, clim: xr.Dataset, t0: datetime,
+def score_era5_stores(forecast: FieldReader, truth: FieldReader, clim: FieldReader, t0: datetime,
                       weights: str = "cos", acc: str = "centred") -> dict:
     """The ERA5 score of a forecast store, as JSON-ready data."""
-    keys, missing = plan_fields(forecast, truth, t0, ERA5_LEAD_HOURS)
-    w = lat_weights(truth["lat"].values, weights)
+    keys, missing = plan_fields(forecast.ds, truth.ds, t0, ERA5_LEAD_HOURS)
+    w = lat_weights(truth.ds["lat"].values, weights)
     rows, failure = [], None
     for key, f, o, c in load_fields(forecast, truth, clim, t0, keys):
         problem = verification_failure(f, key.name)
@@ -215,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     forecast, truth, clim = open_store(args.forecast), open_store(args.truth), open_store(args.climatology)
     t0 = init_time_of(forecast, args.init_time)
     if args.kind == "era5":
-        out = score_era5_stores(forecast, truth, clim, t0, args.weights, args.acc)
+        out = score_era5_stores(FieldReader(forecast, args.forecast), FieldReader(truth, args.truth),
+                                FieldReader(clim, args.climatology), t0, args.weights, args.acc)
     else:
         out = score_day1_stores(forecast, truth, open_store(args.reference), clim, t0, args.weights)
     if args.json:
