@@ -9,6 +9,9 @@
 
 Every POST must carry the signed transport headers (``gaia_dagster.core.transport``): 401 when they
 are missing, bad, stale or replayed, 403 when the validator is not in ``allowed_validators``.
+
+``MinerSettings.fault`` makes the miner misbehave in one named way (``gaia_dagster.miner.faults``),
+for driving a validator against broken miners; None (the default) is a healthy miner.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from gaia_dagster.core.contract import valid_times
 from gaia_dagster.core.job_ids import DeterministicJobID
 from gaia_dagster.core.signing import keypair_from_uri
 from gaia_dagster.core.transport import NonceCache, TransportRejected, verify_request
+from gaia_dagster.miner import faults
 from gaia_dagster.miner.store import write_manifest, write_zarr_store
 
 OFFLINE = "offline"
@@ -63,6 +67,10 @@ class MinerSettings:
     allowed_validators: tuple[str, ...] | None = None
     require_signature: bool = True
     keypair: Any = field(default=None, repr=False, compare=False)  # a ready Keypair (a wallet's); else from the URI
+    fault: str | None = None  # one injected misbehaviour (``gaia_dagster.miner.faults.FAULTS``); None = healthy
+    fault_count: int | None = None  # an API fault hits only the first N requests (transient); None = every one
+    fault_delay_s: float = HANG_SECONDS  # how long ``timeout``/``gone_mid_job`` hang and ``slow_drip`` drips
+    fault_size_bytes: int = 80 * 1024 * 1024  # the body size of ``oversized`` (above the client's default cap)
 
     def __post_init__(self) -> None:
         """Reject an unknown profile up front rather than at the first inference."""
@@ -73,6 +81,7 @@ class MinerSettings:
         if self.profile not in miner_profiles():
             raise ValueError(f"miner {self.hotkey_uri}: unknown profile {self.profile!r} "
                              f"(expected one of {miner_profiles()})")
+        faults.check_fault(self.fault)
 
 
 @dataclass
@@ -107,6 +116,8 @@ class MinerState:
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
         self.nonces = NonceCache()
+        self.fault = faults.FaultState(settings.fault, settings.fault_count, settings.fault_delay_s,
+                                       settings.fault_size_bytes)
         self.jobs: dict[str, MinerJob] = {}
         for file in sorted(self.jobs_dir.glob("*.json")):
             job = self._restore(file)
@@ -159,7 +170,8 @@ class MinerState:
     def store_answer(self, job: MinerJob) -> dict[str, Any]:
         """The store fields of a completed job: URL, verification hash and a fresh token."""
         return {"zarr_store_url": f"{self.settings.public_base_url}/forecasts/{self.store_rel(job)}",
-                "verification_hash": job.verification_hash, "access_token": self.token(job)}
+                "verification_hash": faults.claimed_hash(self.settings.fault, job.verification_hash),
+                "access_token": self.token(job)}
 
 
 def forecast_steps_for(state: MinerState, job: MinerJob) -> Iterator[xr.Dataset]:
@@ -167,11 +179,13 @@ def forecast_steps_for(state: MinerState, job: MinerJob) -> Iterator[xr.Dataset]
     from gaia_dagster.world.atmosphere import SyntheticAtmosphere
     from gaia_dagster.world.forecasts import forecast_step
 
-    atmosphere = SyntheticAtmosphere(resolution=state.settings.resolution)
+    fault = state.settings.fault
+    atmosphere = SyntheticAtmosphere(resolution=faults.store_resolution(fault, state.settings.resolution))
     t0 = _parse_time(job.forecast_start_time)
     for valid in valid_times(t0):
         lead = int((valid - t0).total_seconds() // 3600)
         step = forecast_step(atmosphere, state.settings.profile, t0, lead, member=state.hotkey)
+        step = faults.corrupt_step(fault, step)
         yield step.expand_dims(time=[np.datetime64(valid.replace(tzinfo=None), "ns")])
 
 
@@ -189,6 +203,7 @@ def run_inference(state: MinerState, job: MinerJob) -> None:
         write_zarr_store(path, forecast_steps_for(state, job), _parse_time(job.forecast_start_time))
         _set(state, job, "processing_output", "writing the signed manifest")
         job.verification_hash = write_manifest(path, state.keypair)
+        faults.after_manifest(state.settings.fault, path, state.settings.hotkey_uri)
         _set(state, job, "completed", "forecast ready")
     except Exception as exc:  # noqa: BLE001 - the job records the failure; the server keeps serving
         _set(state, job, "failed", f"miner {state.hotkey}, job {job.job_id}: inference failed: "
@@ -280,13 +295,21 @@ async def _answer(request: Request, rule) -> JSONResponse:  # noqa: ANN001 - one
     """Check the transport, then apply a protocol rule to the request's ``data``; a malformed
     request is a 400, never a 500."""
     state: MinerState = request.app.state.miner
+    if state.fault.gone:
+        return await faults.hang(state.fault.delay_s)
     body = await request.body()
     try:
         check_transport(state, request.headers, body)
     except TransportRejected as exc:
         return _rejected(state, request, exc)
+    if state.fault.api_fault_due():
+        if state.fault.fault == "timeout":
+            return await faults.hang(state.fault.delay_s)
+        return faults.api_fault_response(state.fault, state.hotkey, request.url.path)
     try:
-        return JSONResponse(rule(state, _data(json.loads(body))))
+        answer = rule(state, _data(json.loads(body)))
+        state.fault.after_answer(answer)
+        return JSONResponse(answer)
     except (ValueError, KeyError, TypeError) as exc:
         return JSONResponse({"status": "error", "job_id": None, "message": f"miner {state.hotkey}: bad request to "
                              f"{request.url.path}: {type(exc).__name__}: {exc}", **NO_STORE}, 400)
@@ -325,6 +348,8 @@ def create_app(settings: MinerSettings) -> FastAPI:
 
     @app.api_route("/forecasts/{path:path}", methods=["GET", "HEAD"])
     async def forecasts(path: str, request: Request) -> Response:
+        if state.fault.gone:
+            return await faults.hang(state.fault.delay_s)
         return serve_forecast_file(state, path, request)
 
     return app

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from gaia_dagster.miner.app import MinerSettings, create_app, miner_profiles
+from gaia_dagster.miner.faults import FAULTS, fault_names
 
 
 def serve(host: str, port: int, settings: MinerSettings) -> None:
@@ -16,7 +17,8 @@ def serve(host: str, port: int, settings: MinerSettings) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Command-line options of one miner (profile, hotkey, storage, grid, slowness, validator allowlist)."""
+    """Command-line options of one miner (profile, hotkey, storage, grid, slowness, validator allowlist,
+    injected fault)."""
     parser = argparse.ArgumentParser(prog="gaia-dagster miner serve", description="Serve one Gaia reference miner.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8091)
@@ -33,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default="./miner-data", help="where forecasts and job records are kept")
     parser.add_argument("--resolution", type=float, default=1.5, help="grid spacing in degrees")
     parser.add_argument("--inference-delay", type=float, default=0.0, help="seconds to wait before inference")
+    parser.add_argument("--fault", choices=fault_names(), default=None,
+                        help="inject one misbehaviour (testing validators): "
+                             + "; ".join(f"{name}: {text}" for name, text in FAULTS.items()))
+    parser.add_argument("--fault-count", type=int, default=None,
+                        help="an API fault hits only the first N requests (a transient fault; default: every one)")
+    parser.add_argument("--fault-delay", type=float, default=None,
+                        help="seconds the timeout/gone_mid_job faults hang and slow_drip drips (default 3600)")
     parser.add_argument("--public-url", default="", help="base URL validators reach (default http://HOST:PORT)")
     return parser
 
@@ -72,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         public_base_url=args.public_url or f"http://{args.host}:{args.port}",
         allowed_validators=tuple(args.allow_validator) if args.allow_validator else None,
         require_signature=not args.no_signature,
+        fault=args.fault, fault_count=args.fault_count,
+        **({"fault_delay_s": args.fault_delay} if args.fault_delay is not None else {}),
     )
     serve(args.host, args.port, settings)
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -128,8 +129,10 @@ def _transport_error(who: str, exc: httpx.HTTPError) -> MinerClientError:
 class MinerClient:
     """Synchronous calls to one miner at a time, plus a concurrent poll of many jobs.
 
-    ``connect_timeout``/``read_timeout`` bound every request, ``max_response_bytes`` every answer
-    (JSON or file), ``freeze_window`` how late after the run start a manifest may arrive.
+    ``connect_timeout``/``read_timeout`` bound every request (``read_timeout`` each socket read),
+    ``total_timeout`` the whole of one request including its body (a miner that trickles its answer
+    a byte at a time never trips a per-read timeout), ``max_response_bytes`` every answer (JSON or
+    file), ``freeze_window`` how late after the run start a manifest may arrive.
 
     ``signer`` is the pluggable transport (``gaia_dagster.core.transport.RequestSigner``: one method
     ``headers(miner_ss58, body_bytes) -> dict``), e.g. ``SignedTransport(keypair)``; the client
@@ -139,9 +142,11 @@ class MinerClient:
 
     def __init__(self, connect_timeout: float = 5.0, read_timeout: float = 30.0,
                  max_response_bytes: int = 64 * 1024 * 1024, fetch_workers: int = 4,
-                 freeze_window: timedelta = FREEZE_WINDOW, signer: RequestSigner | None = None):
+                 freeze_window: timedelta = FREEZE_WINDOW, signer: RequestSigner | None = None,
+                 total_timeout: float = 300.0):
         self.signer = signer
         self.timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        self.total_timeout = float(total_timeout)
         self.max_response_bytes = max_response_bytes
         self.fetch_workers = max(1, fetch_workers)
         self.freeze_window = freeze_window
@@ -159,8 +164,17 @@ class MinerClient:
             raise MinerClientError(f"{who}: wrong schema, the answer is not a JSON object: {body[:200]!r}")
         return answer
 
-    def _read_capped(self, response: httpx.Response, who: str) -> bytes:
-        """The response body, refusing more than ``max_response_bytes``."""
+    def _deadline(self) -> float:
+        """The monotonic time by which a request started now must have its whole answer."""
+        return time.monotonic() + self.total_timeout
+
+    def _too_slow(self, who: str) -> MinerClientError:
+        return MinerClientError(f"{who}: timeout, the answer was not complete within the {self.total_timeout:g} s "
+                                f"total time cap (slow drip)")
+
+    def _read_capped(self, response: httpx.Response, who: str, deadline: float | None = None) -> bytes:
+        """The response body, refusing more than ``max_response_bytes`` or past ``deadline``."""
+        deadline = self._deadline() if deadline is None else deadline
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_response_bytes:
             raise MinerClientError(f"{who}: answer of {declared} bytes exceeds the {self.max_response_bytes}-byte cap")
@@ -169,6 +183,8 @@ class MinerClient:
             size += len(chunk)
             if size > self.max_response_bytes:
                 raise MinerClientError(f"{who}: answer exceeds the {self.max_response_bytes}-byte cap")
+            if time.monotonic() > deadline:
+                raise self._too_slow(who)
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -187,9 +203,10 @@ class MinerClient:
         url = base_url.rstrip("/") + path
         who = f"miner {miner_hotkey} at {url}" + (f", job {job_id}" if job_id else "")
         body, headers = self._request(miner_hotkey, data)
+        deadline = self._deadline()
         try:
             with client.stream("POST", url, content=body, headers=headers) as response:
-                body = self._read_capped(response, who)
+                body = self._read_capped(response, who, deadline)
         except httpx.HTTPError as exc:
             raise _transport_error(who, exc) from exc
         return self._decode(response.status_code, body, who)
@@ -250,14 +267,23 @@ class MinerClient:
         url = base_url.rstrip("/") + "/weather-poll-job-status"
         who = f"miner {miner_hotkey} at {url}, job {job_id}"
         body, headers = self._request(miner_hotkey, {"job_id": job_id})
-        try:
+
+        async def read() -> tuple[int, bytes] | MinerClientError:
             async with client.stream("POST", url, content=body, headers=headers) as response:
-                body = bytearray()
+                received = bytearray()
                 async for chunk in response.aiter_bytes():
-                    body.extend(chunk)
-                    if len(body) > self.max_response_bytes:
+                    received.extend(chunk)
+                    if len(received) > self.max_response_bytes:
                         return MinerClientError(f"{who}: answer exceeds the {self.max_response_bytes}-byte cap")
-            return _poll_result(self._decode(response.status_code, bytes(body), who), who)
+            return response.status_code, bytes(received)
+
+        try:
+            got = await asyncio.wait_for(read(), self.total_timeout)
+            if isinstance(got, MinerClientError):
+                return got
+            return _poll_result(self._decode(*got, who), who)
+        except asyncio.TimeoutError:
+            return self._too_slow(who)
         except httpx.HTTPError as exc:
             return _transport_error(who, exc)
         except MinerClientError as exc:
@@ -273,11 +299,12 @@ class MinerClient:
     # -- the forecast store ---------------------------------------------------------------------
     def _get(self, client: httpx.Client, url: str, token: str, who: str) -> bytes:
         """GET one store file with the bearer token, capped in size."""
+        deadline = self._deadline()
         try:
             with client.stream("GET", url, headers={"Authorization": f"Bearer {token}"}) as response:
                 if response.status_code != 200:
                     raise MinerClientError(f"{who}: GET {url}: HTTP {response.status_code}")
-                return self._read_capped(response, f"{who}: GET {url}")
+                return self._read_capped(response, f"{who}: GET {url}", deadline)
         except httpx.HTTPError as exc:
             raise _transport_error(f"{who}: GET {url}", exc) from exc
 

@@ -1,0 +1,181 @@
+"""Fault injection for the reference miner: one broken behaviour per ``MinerSettings.fault``.
+
+A fault miner is an otherwise ordinary reference miner (same profile, keys, transport checks) that
+misbehaves in exactly one way, so a validator can be driven against it over real HTTP:
+
+- API faults (the JSON endpoints answer badly): ``timeout``, ``http500``, ``malformed_json``,
+  ``wrong_schema``, ``oversized``, ``slow_drip``;
+- store faults (the forecast it serves is bad): ``wrong_grid``, ``nan_inf``, ``hash_mismatch``,
+  ``bad_signature``, ``tampered_chunk``;
+- ``gone_mid_job``: accepts the job, then never answers again.
+
+``fault_count`` limits an API fault to the first N requests (a transient fault; None = always).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import AsyncIterator
+
+import numpy as np
+import xarray as xr
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+FAULTS: dict[str, str] = {
+    "timeout": "the JSON endpoints hold the request open and never answer in time",
+    "http500": "the JSON endpoints answer HTTP 500",
+    "malformed_json": "the JSON endpoints answer HTTP 200 with a body that is not JSON",
+    "wrong_schema": "the JSON endpoints answer a JSON object without the required fields",
+    "oversized": "the JSON endpoints answer a body larger than any sane client cap",
+    "slow_drip": "the JSON endpoints trickle their body one byte at a time, never finishing in time",
+    "wrong_grid": "the store is on a coarser lat/lon grid than the miner's configured resolution",
+    "nan_inf": "the store's fields are mostly NaN with some +/-Inf (beyond the coverage limit)",
+    "hash_mismatch": "the claimed verification hash differs from the manifest's",
+    "bad_signature": "manifest.sig is signed by another key than the miner's hotkey",
+    "tampered_chunk": "data chunks of lead 12 h are altered after the manifest was written",
+    "gone_mid_job": "the miner accepts the job, then never answers any request again",
+}
+API_FAULTS = frozenset({"timeout", "http500", "malformed_json", "wrong_schema", "oversized", "slow_drip"})
+STORE_FAULTS = frozenset({"wrong_grid", "nan_inf", "hash_mismatch", "bad_signature", "tampered_chunk"})
+COORD_ARRAYS = ("time", "pressure_level", "lat", "lon")
+DRIP_INTERVAL_S = 0.1
+WRONG_GRID_FACTOR = 1.5
+NAN_FRACTION = 0.95
+INF_FRACTION = 0.02
+TAMPERED_TIME_INDEX = 1  # lead 12 h, the day-1 lead
+
+
+def fault_names() -> tuple[str, ...]:
+    return tuple(FAULTS)
+
+
+def check_fault(fault: str | None) -> None:
+    """Reject an unknown fault name up front."""
+    if fault is not None and fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r} (expected one of {fault_names()})")
+
+
+class FaultState:
+    """The running fault of one miner: how many requests it has hit and whether the miner is gone."""
+
+    def __init__(self, fault: str | None, count: int | None, delay_s: float, size_bytes: int):
+        self.fault = fault
+        self.count = count
+        self.delay_s = delay_s
+        self.size_bytes = size_bytes
+        self.hits = 0
+        self.gone = False
+        self._lock = threading.Lock()
+
+    def api_fault_due(self) -> bool:
+        """True when this request gets the API fault (consumes one of ``count``)."""
+        if self.fault not in API_FAULTS:
+            return False
+        with self._lock:
+            if self.count is not None and self.hits >= self.count:
+                return False
+            self.hits += 1
+            return True
+
+    def after_answer(self, answer: dict) -> None:
+        """``gone_mid_job``: once a job is accepted the miner disappears."""
+        if self.fault == "gone_mid_job" and answer.get("status") in ("fetch_accepted", "completed"):
+            self.gone = True
+
+
+async def hang(seconds: float) -> Response:
+    """Hold the request open (a client with a shorter timeout gives up first)."""
+    await asyncio.sleep(seconds)
+    return Response(status_code=503)
+
+
+async def _drip(seconds: float) -> AsyncIterator[bytes]:
+    """One space every ``DRIP_INTERVAL_S`` for ``seconds``, then a JSON object (never valid in time)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        yield b" "
+        await asyncio.sleep(DRIP_INTERVAL_S)
+    yield b"{}"
+
+
+async def _oversized(size: int, hotkey: str) -> AsyncIterator[bytes]:
+    """A syntactically valid JSON answer padded to ``size`` bytes (streamed, no content-length)."""
+    head = b'{"status": "fetch_accepted", "message": "' + f"miner {hotkey}".encode() + b'", "padding": "'
+    yield head
+    block = b"x" * 65536
+    sent = len(head)
+    while sent < size:
+        yield block
+        sent += len(block)
+    yield b'"}'
+
+
+def api_fault_response(fault: FaultState, hotkey: str, path: str) -> Response:
+    """The broken answer of an API fault to a request for ``path``."""
+    name = fault.fault
+    if name == "http500":
+        return JSONResponse({"detail": f"miner {hotkey}: internal error on {path} (injected fault http500)"}, 500)
+    if name == "malformed_json":
+        return Response(b'{"status": "fetch_accepted", "job_id": <not json', 200, media_type="application/json")
+    if name == "wrong_schema":
+        return JSONResponse({"ok": True, "result": "accepted", "miner": hotkey})
+    if name == "oversized":
+        return StreamingResponse(_oversized(fault.size_bytes, hotkey), media_type="application/json")
+    if name == "slow_drip":
+        return StreamingResponse(_drip(fault.delay_s), media_type="application/json")
+    raise ValueError(f"{name!r} is not an API fault")
+
+
+# -- store faults ----------------------------------------------------------------------------------
+def store_resolution(fault: str | None, resolution: float) -> float:
+    """``wrong_grid`` writes the store on a coarser grid than the validator expects."""
+    return resolution * WRONG_GRID_FACTOR if fault == "wrong_grid" else resolution
+
+
+def corrupt_step(fault: str | None, step: xr.Dataset) -> xr.Dataset:
+    """``nan_inf``: most values NaN and some +/-Inf in every field (deterministic pattern)."""
+    if fault != "nan_inf":
+        return step
+    out = step.copy()
+    for name, da in step.data_vars.items():
+        values = np.array(da.values, dtype=np.float32)
+        flat = values.reshape(-1)
+        n = flat.size
+        flat[: int(n * NAN_FRACTION)] = np.nan
+        inf_end = min(n, int(n * (NAN_FRACTION + INF_FRACTION)) + 1)
+        flat[int(n * NAN_FRACTION): inf_end] = np.inf
+        flat[inf_end - 1] = -np.inf
+        out[name] = da.copy(data=values)
+    return out
+
+
+def claimed_hash(fault: str | None, verification_hash: str | None) -> str | None:
+    """``hash_mismatch``: the hash the miner claims differs from its manifest's."""
+    if fault != "hash_mismatch" or not verification_hash:
+        return verification_hash
+    first = "0" if verification_hash[0] != "0" else "1"
+    return first + verification_hash[1:]
+
+
+def after_manifest(fault: str | None, store: Path, hotkey_uri: str) -> None:
+    """Break a finished store: re-sign with another key, or alter chunks the manifest covers."""
+    if fault == "bad_signature":
+        from gaia_dagster.core.manifest import MANIFEST_FILE, SIGNATURE_FILE
+        from gaia_dagster.core.signing import keypair_from_uri, sign_manifest
+
+        impostor = keypair_from_uri(f"{hotkey_uri}//impostor")
+        (store / SIGNATURE_FILE).write_text(sign_manifest(impostor, (store / MANIFEST_FILE).read_bytes()))
+    elif fault == "tampered_chunk":
+        tampered = 0
+        for array in sorted(p for p in store.iterdir() if p.is_dir() and p.name not in COORD_ARRAYS):
+            for chunk in array.iterdir():
+                if chunk.is_file() and chunk.name.split(".")[0] == str(TAMPERED_TIME_INDEX):
+                    data = bytearray(chunk.read_bytes())
+                    data[-1] ^= 0xFF
+                    chunk.write_bytes(bytes(data))
+                    tampered += 1
+        if not tampered:
+            raise RuntimeError(f"tampered_chunk: no chunk of time index {TAMPERED_TIME_INDEX} in {store}")
