@@ -32,6 +32,9 @@ METADATA_NAMES = (".zmetadata", ".zgroup", ".zattrs", ".zarray", "zarr.json")
 FREEZE_WINDOW = timedelta(hours=2)
 
 
+MAX_IN_FLIGHT_PER_MINER = 2
+
+
 class MinerClientError(Exception):
     """A miner could not be reached or answered something unusable."""
 
@@ -141,7 +144,7 @@ class MinerClient:
     """
 
     def __init__(self, connect_timeout: float = 5.0, read_timeout: float = 30.0,
-                 max_response_bytes: int = 64 * 1024 * 1024, fetch_workers: int = 4,
+                 max_response_bytes: int = 64 * 1024 * 1024, fetch_workers: int = MAX_IN_FLIGHT_PER_MINER,
                  freeze_window: timedelta = FREEZE_WINDOW, signer: RequestSigner | None = None,
                  total_timeout: float = 300.0):
         self.signer = signer
@@ -249,14 +252,17 @@ class MinerClient:
     # -- many polls at once ---------------------------------------------------------------------
     async def apoll_many(self, jobs: Sequence[tuple[str, str, str]],
                          concurrency: int = 32) -> list[PollResult | MinerClientError]:
-        """Poll (base_url, miner_hotkey, job_id) jobs, at most ``concurrency`` at once.
+        """Poll (base_url, miner_hotkey, job_id) jobs, at most ``concurrency`` at once and at most
+        ``MAX_IN_FLIGHT_PER_MINER`` to any one miner (fair-job-distribution: bounded work per worker).
 
         One slow or broken miner never fails the others: its error is returned in its place.
         """
         semaphore = asyncio.Semaphore(max(1, concurrency))
+        per_miner: dict[str, asyncio.Semaphore] = {}
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
             async def one(base_url: str, miner_hotkey: str, job_id: str) -> PollResult | MinerClientError:
-                async with semaphore:
+                endpoint = per_miner.setdefault(base_url.rstrip("/"), asyncio.Semaphore(MAX_IN_FLIGHT_PER_MINER))
+                async with endpoint, semaphore:
                     return await self._apoll(client, base_url, miner_hotkey, job_id)
 
             return list(await asyncio.gather(*(one(*job) for job in jobs)))
