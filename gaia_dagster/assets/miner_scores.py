@@ -21,9 +21,13 @@ def miner_scores(context: AssetExecutionContext, validator_db: ValidatorDB) -> M
         raise ValueError(f"run {context.partition_key}: no run exists for this date")
     board = leaderboard(repo, run.id, context.run_id)
     rows = [e.as_row() for e in board]
+    selection = [{"position": s.position, "hotkey": s.miner_hotkey, "selected": s.selected, "reason": s.reason}
+                 for s in repo.selection(run.id)]
     return MaterializeResult(metadata={
         "miners": len(rows), "scored": sum(1 for e in board if e.status == "era5_scored"),
         "best_overall": max((e.overall_score for e in board), default=0.0),
         "leaderboard": markdown_table(rows, ["rank", "hotkey", "status", "day1_score", "era5_score",
                                              "overall_score", "weight", "error"]),
+        "selection": markdown_table(selection, ["position", "hotkey", "selected", "reason"]),
+        "selection_seed": run.run_key,
     })

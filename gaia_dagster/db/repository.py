@@ -75,6 +75,7 @@ class RunRecord:
     run_key: str
     status: str
     error: str | None
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -482,7 +483,7 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def _run_record(row: ForecastRun) -> RunRecord:
-    return RunRecord(row.id, utc(row.gfs_init_time), row.run_key, row.status, row.error)
+    return RunRecord(row.id, utc(row.gfs_init_time), row.run_key, row.status, row.error, utc(row.created_at))
 
 
 def _response_query():

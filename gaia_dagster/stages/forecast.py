@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
@@ -44,14 +45,15 @@ def mirror_dir(root: Path, row: ResponseRecord, part: str) -> Path:
 
 
 def fetch_fields(client: MinerClient, row: ResponseRecord, root: Path, part: str,
-                 time_indices: Sequence[int]) -> tuple[xr.Dataset, object]:
-    """Mirror the chunks of ``time_indices`` (each verified against the manifest) and open them."""
+                 time_indices: Sequence[int], run_start: datetime | None = None) -> tuple[xr.Dataset, object]:
+    """Mirror the chunks of ``time_indices`` (each verified against the manifest) and open them;
+    with ``run_start``, a manifest read after the freeze window is refused."""
     dest = mirror_dir(root, row, part)
     if dest.exists():
         shutil.rmtree(dest)
     try:
         store = client.fetch_verified_store(row.miner_base_url, row.miner_hotkey, row.job_id, dest,
-                                            time_indices=list(time_indices))
+                                            time_indices=list(time_indices), run_start=run_start)
     except ManifestError as exc:
         raise ForecastRejected(f"{who(row)}: {exc}") from exc
     return xr.open_zarr(dest, consolidated=True), store
@@ -63,7 +65,8 @@ def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: Respons
     if row.status != "inference_running":
         return VerifiedForecast(row, row.verification_hash_computed or "", 0, 0, "already_verified")
     try:
-        dataset, store = fetch_fields(client, row, root, "metadata", [])
+        run_start = repo.run_by_id(row.run_id).created_at
+        dataset, store = fetch_fields(client, row, root, "metadata", [], run_start=run_start)
         problems = contract_problems(dataset, grid, row.gfs_init_time)
         if problems:
             raise ForecastRejected(f"{who(row)}: the store breaks the data contract: " + "; ".join(problems))
