@@ -117,3 +117,15 @@ def test_a_whole_era5_score_table_is_stored_in_one_call(repo):
             for lead in range(24, 241, 24) for i in range(69)]
     assert repo.record_scores(row.id, "era5", rows) == 690
     assert len(repo.scores(row.id, "era5")) == 690 and repo.duplicate_scores() == []
+
+
+def test_overall_scores_of_earlier_runs_feed_the_look_back(repo):
+    from datetime import timedelta
+
+    for day, score in ((0, 0.2), (1, 0.4), (2, 0.9)):
+        t0 = T0 + timedelta(days=day)
+        run, _ = repo.get_or_create_run(t0)
+        row, _ = repo.create_response(run.id, "hk", "v", weather_job_id(t0, "hk"), "http://x")
+        repo.record_scores(row.id, "overall", [{"lead_hours": 0, "variable": "*", "level": 0, "score": score}])
+    history = repo.overall_scores_before(T0 + timedelta(days=2), 14)
+    assert history == [{"hk": pytest.approx(0.2)}, {"hk": pytest.approx(0.4)}]

@@ -425,6 +425,20 @@ class ValidatorRepository:
                 MinerScore.response_id == response_id, MinerScore.score_type == score_type,
                 MinerScore.variable == "*", MinerScore.lead_hours == 0, MinerScore.level == 0)))
 
+    def overall_scores_before(self, gfs_init_time: datetime, days: int) -> list[dict[str, float]]:
+        """The overall score per miner of each of the ``days`` runs before T0, oldest first."""
+        with self.session() as s:
+            runs = list(s.scalars(select(ForecastRun).where(ForecastRun.gfs_init_time < utc(gfs_init_time))
+                                  .order_by(ForecastRun.gfs_init_time.desc()).limit(days)))
+            out = []
+            for run in reversed(runs):
+                rows = s.execute(select(MinerResponse.miner_hotkey, MinerScore.score)
+                                 .join(MinerScore, MinerScore.response_id == MinerResponse.id)
+                                 .where(and_(MinerResponse.run_id == run.id, MinerScore.score_type == "overall",
+                                             MinerScore.variable == "*", MinerScore.lead_hours == 0)))
+                out.append({hotkey: float(score or 0.0) for hotkey, score in rows})
+            return out
+
     # -- dedup --------------------------------------------------------------------------------
     def record_duplicate(self, stage: str, key: str, outcome: str = "detected", detail: str | None = None) -> None:
         """Count a duplicate attempt: ``detected`` when stopped, ``allowed`` when it got through."""

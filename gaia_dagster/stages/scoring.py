@@ -18,7 +18,7 @@ import xarray as xr
 from gaia_dagster.core.contract import (
     ALL_VARIABLES, DAY1_LEAD_HOURS, ERA5_LEAD_HOURS, LEVEL_VARIABLES, PRESSURE_LEVELS, time_index,
 )
-from gaia_dagster.core.scoring.aggregate import overall_score
+from gaia_dagster.core.scoring.aggregate import LOOKBACK_DAYS, miner_weights, overall_score
 from gaia_dagster.core.scoring.fused import ReferenceField, fused_metrics
 from gaia_dagster.core.scoring.metrics import cos_lat_weights
 from gaia_dagster.core.scoring.day1 import DAY1_VARIABLES, Day1Field, score_day1
@@ -220,7 +220,8 @@ class LeaderboardEntry:
 
 
 def leaderboard(repo: ValidatorRepository, run_id: int, dagster_run_id: str | None = None) -> list[LeaderboardEntry]:
-    """Overall score per miner (0 for a failed job), ranked, with weights normalised to sum 1."""
+    """Overall score per miner (0 for a failed job), ranked, with the weights GAIA_SPEC 5 implies:
+    the top-miner bonus and the mean over a 15-day look-back, normalised to sum 1."""
     scored = []
     for r in repo.responses(run_id=run_id):
         day1 = repo.total_score(r.id, "day1")
@@ -229,9 +230,11 @@ def leaderboard(repo: ValidatorRepository, run_id: int, dagster_run_id: str | No
         repo.record_scores(r.id, "overall", [{"lead_hours": 0, "variable": "*", "level": 0, "score": overall}])
         scored.append((r, day1, era5, overall))
     scored.sort(key=lambda t: (-t[3], t[0].miner_hotkey))
-    total = sum(t[3] for t in scored)
-    board = [LeaderboardEntry(i + 1, r.miner_hotkey, r.status, day1, era5, overall,
-                              overall / total if total > 0 else 0.0, r.error)
+    run = repo.run_by_id(run_id)
+    latest = {r.miner_hotkey: overall for r, _, _, overall in scored}
+    weights = miner_weights(latest, repo.overall_scores_before(run.gfs_init_time, LOOKBACK_DAYS - 1))
+    board = [LeaderboardEntry(i + 1, r.miner_hotkey, r.status, day1, era5, overall, weights.get(r.miner_hotkey, 0.0),
+                              r.error)
              for i, (r, day1, era5, overall) in enumerate(scored)]
     if all(r.status in ("era5_scored", "failed") for r, *_ in scored):
         repo.advance_run(run_id, "completed", dagster_run_id)
