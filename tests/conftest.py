@@ -60,3 +60,14 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'validator.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def repo(db_url):
+    """A validator repository on each backend, schema at the latest migration."""
+    from gaia_dagster.db.repository import ValidatorRepository
+
+    r = ValidatorRepository(db_url)
+    r.create_schema()
+    yield r
+    r.engine.dispose()

@@ -14,13 +14,6 @@ from gaia_dagster.db.repository import LostTransition, ValidatorRepository
 T0 = datetime(2026, 10, 20, tzinfo=timezone.utc)
 
 
-@pytest.fixture
-def repo(db_url):
-    r = ValidatorRepository(db_url)
-    r.create_schema()
-    yield r
-    r.engine.dispose()
-
 
 def test_run_is_created_once_per_t0(repo):
     first, created = repo.get_or_create_run(T0)

@@ -35,13 +35,6 @@ def test_selection_is_seeded_by_the_run_and_skips_inactive_miners():
     assert len(selection.skipped) == 2
 
 
-@pytest.fixture
-def repo(db_url):
-    r = ValidatorRepository(db_url)
-    r.create_schema()
-    yield r
-    r.engine.dispose()
-
 
 def _fail_job(repo: ValidatorRepository, t0: datetime, hotkey: str) -> int:
     run, _ = repo.get_or_create_run(t0)

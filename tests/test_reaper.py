@@ -16,13 +16,6 @@ T0 = datetime(2026, 10, 20, tzinfo=timezone.utc)
 RETRIES = retry_policies(1.0)
 
 
-@pytest.fixture
-def repo(db_url):
-    r = ValidatorRepository(db_url)
-    r.create_schema()
-    yield r
-    r.engine.dispose()
-
 
 def job(repo: ValidatorRepository, hotkey: str):  # noqa: ANN201
     run, _ = repo.get_or_create_run(T0)

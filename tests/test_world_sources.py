@@ -21,15 +21,6 @@ def world():
     return SyntheticAtmosphere(resolution=5.0)
 
 
-def test_same_call_gives_the_same_field_and_other_times_differ(world):
-    a = world.truth(T0 + timedelta(hours=6))
-    b = SyntheticAtmosphere(resolution=5.0).truth(T0 + timedelta(hours=6))
-    c = world.truth(T0 + timedelta(hours=12))
-    for v in ALL_VARIABLES:
-        np.testing.assert_array_equal(a[v].values, b[v].values)
-        assert not np.array_equal(a[v].values, c[v].values)
-
-
 def test_fields_are_in_the_contract_layout(world):
     ds = world.truth(T0)
     assert set(ds.data_vars) == set(ALL_VARIABLES)

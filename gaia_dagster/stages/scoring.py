@@ -99,22 +99,32 @@ def _fields_for(variable: str) -> list[int | None]:
 
 
 # -- day-1 ------------------------------------------------------------------------------------
+def run_scoring_stage(repo: ValidatorRepository, row: ResponseRecord, score_type: str, ready: str, working: str,
+                      done: str, score, dagster_run_id: str | None = None) -> StageScore:  # noqa: ANN001
+    """The shape every scoring stage shares (idempotent, resumable, strict transitions):
+    ``ready -> working``, score, store the rows under their unique keys, ``working -> done``;
+    a rejected forecast fails the job with its reason; a finished job is not scored again."""
+    if row.status not in (ready, working):
+        return StageScore("already_scored", repo.total_score(row.id, score_type))
+    if row.status == ready:
+        repo.transition_response(row.id, ready, working, dagster_run_id)
+    try:
+        result = score()
+    except ForecastRejected as exc:
+        repo.transition_response(row.id, working, "failed", dagster_run_id, error=str(exc))
+        raise
+    totals = [{"lead_hours": lead, "variable": "*", "level": 0, "score": s} for lead, s in result.lead_scores.items()]
+    repo.record_scores(row.id, score_type,
+                       [*result.rows, *totals, {"lead_hours": 0, "variable": "*", "level": 0, "score": result.score}])
+    repo.transition_response(row.id, working, done, dagster_run_id, error=None)
+    return result
+
+
 def score_day1_stage(repo: ValidatorRepository, client: MinerClient, sources: WeatherSources,
                      row: ResponseRecord, dagster_run_id: str | None = None) -> StageScore:
     """Score a verified forecast at lead 12 h against the GFS analysis (forecast_ready -> day1_scored)."""
-    if row.status not in ("forecast_ready", "day1_scoring"):
-        return StageScore("already_scored", repo.total_score(row.id, "day1"))
-    if row.status == "forecast_ready":
-        repo.transition_response(row.id, "forecast_ready", "day1_scoring", dagster_run_id)
-    try:
-        result = _day1(client, sources, row)
-    except ForecastRejected as exc:
-        repo.transition_response(row.id, "day1_scoring", "failed", dagster_run_id, error=str(exc))
-        raise
-    rows = [*result.rows, {"lead_hours": 0, "variable": "*", "level": 0, "score": result.score}]
-    repo.record_scores(row.id, "day1", rows)
-    repo.transition_response(row.id, "day1_scoring", "day1_scored", dagster_run_id, error=None)
-    return result
+    return run_scoring_stage(repo, row, "day1", "forecast_ready", "day1_scoring", "day1_scored",
+                             lambda: _day1(client, sources, row), dagster_run_id)
 
 
 def _day1(client: MinerClient, sources: WeatherSources, row: ResponseRecord) -> StageScore:
@@ -154,21 +164,8 @@ def _day1_row(c) -> dict[str, Any]:  # noqa: ANN001
 def score_era5_stage(repo: ValidatorRepository, client: MinerClient, sources: WeatherSources,
                      row: ResponseRecord, dagster_run_id: str | None = None) -> StageScore:
     """Score every variable, level and lead 24..240 h against ERA5 (day1_scored -> era5_scored)."""
-    if row.status not in ("day1_scored", "era5_scoring"):
-        return StageScore("already_scored", repo.total_score(row.id, "era5"))
-    if row.status == "day1_scored":
-        repo.transition_response(row.id, "day1_scored", "era5_scoring", dagster_run_id)
-    try:
-        result = _era5(client, sources, row)
-    except ForecastRejected as exc:
-        repo.transition_response(row.id, "era5_scoring", "failed", dagster_run_id, error=str(exc))
-        raise
-    rows = [*result.rows,
-            *({"lead_hours": lead, "variable": "*", "level": 0, "score": s} for lead, s in result.lead_scores.items()),
-            {"lead_hours": 0, "variable": "*", "level": 0, "score": result.score}]
-    repo.record_scores(row.id, "era5", rows)
-    repo.transition_response(row.id, "era5_scoring", "era5_scored", dagster_run_id, error=None)
-    return result
+    return run_scoring_stage(repo, row, "era5", "day1_scored", "era5_scoring", "era5_scored",
+                             lambda: _era5(client, sources, row), dagster_run_id)
 
 
 def _era5(client: MinerClient, sources: WeatherSources, row: ResponseRecord) -> StageScore:
