@@ -128,7 +128,7 @@ def serve_miners_in_process(count: int, data_dir: Path, resolution: float = 30.0
     from gaia_dagster.miner.app import MinerSettings, create_app
     from gaia_dagster.resources.miner import hotkey_for_uri
 
-    servers, miners = [], []
+    servers, threads, miners = [], [], []
     try:
         for i in range(count):
             port = free_port()
@@ -139,8 +139,10 @@ def serve_miners_in_process(count: int, data_dir: Path, resolution: float = 30.0
                                            allowed_validators=tuple(allowed_validators) if allowed_validators
                                            is not None else None, require_signature=require_signature))
             server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-            threading.Thread(target=server.run, daemon=True).start()
+            thread = threading.Thread(target=server.run, daemon=True)
+            thread.start()
             servers.append(server)
+            threads.append(thread)
             miners.append((hotkey_for_uri(f"//{name}-{i}"), base_url))
         deadline = time.monotonic() + 60
         while not all(s.started for s in servers):
@@ -151,6 +153,8 @@ def serve_miners_in_process(count: int, data_dir: Path, resolution: float = 30.0
     finally:
         for server in servers:
             server.should_exit = True
+        for thread in threads:  # each server stops its miner's inference before it returns
+            thread.join(timeout=60)
 
 
 def _wait_listening(fleet: Fleet, timeout_s: float) -> None:

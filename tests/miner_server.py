@@ -48,4 +48,4 @@ def running_miner(data_dir: Path, profile: str = "good", hotkey_uri: str = "//te
         yield base_url, app
     finally:
         server.should_exit = True
-        thread.join(timeout=5)
+        thread.join(timeout=60)

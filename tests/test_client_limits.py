@@ -29,18 +29,19 @@ def counting_miner():  # noqa: ANN201
     return app, state
 
 
-def serve(app: FastAPI) -> tuple[str, uvicorn.Server]:
+def serve(app: FastAPI) -> tuple[str, uvicorn.Server, threading.Thread]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
     while not server.started:
         time.sleep(0.02)
-    return f"http://127.0.0.1:{port}", server
+    return f"http://127.0.0.1:{port}", server, thread
 
 
 def test_polls_to_one_miner_are_capped_while_other_miners_proceed():
     (app_a, state_a), (app_b, state_b) = counting_miner(), counting_miner()
-    (url_a, server_a), (url_b, server_b) = serve(app_a), serve(app_b)
+    (url_a, server_a, thread_a), (url_b, server_b, thread_b) = serve(app_a), serve(app_b)
     try:
         jobs = [(url_a, "hk-a", f"a{i}") for i in range(6)] + [(url_b, "hk-b", f"b{i}") for i in range(2)]
         started = time.perf_counter()
@@ -48,6 +49,8 @@ def test_polls_to_one_miner_are_capped_while_other_miners_proceed():
         elapsed = time.perf_counter() - started
     finally:
         server_a.should_exit = server_b.should_exit = True
+        thread_a.join(timeout=10)
+        thread_b.join(timeout=10)
     assert all(r.status == "running_inference" for r in results)
     assert state_a["peak"] == MAX_IN_FLIGHT_PER_MINER == 2 and state_b["peak"] == 2
     assert elapsed >= 0.55  # six polls of one miner, two at a time, 0.2 s each

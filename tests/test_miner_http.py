@@ -64,7 +64,7 @@ def serving_miner(data_dir: Path, profile: str = "good", hotkey_uri: str = MINER
         yield base_url, app
     finally:
         server.should_exit = True
-        thread.join(timeout=5)
+        thread.join(timeout=60)
 
 
 def poll_until_done(client: MinerClient, base_url: str, hotkey: str, job_id: str, timeout: float = 60) -> list[str]:

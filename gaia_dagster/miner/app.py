@@ -17,6 +17,7 @@ for driving a validator against broken miners; None (the default) is a healthy m
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 import json
 import secrets
 import threading
@@ -115,6 +116,8 @@ class MinerState:
         self.forecasts_dir.mkdir(parents=True, exist_ok=True)
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.workers: list[threading.Thread] = []
         self.nonces = NonceCache()
         self.fault = faults.FaultState(settings.fault, settings.fault_count, settings.fault_delay_s,
                                        settings.fault_size_bytes)
@@ -183,6 +186,8 @@ def forecast_steps_for(state: MinerState, job: MinerJob) -> Iterator[xr.Dataset]
     atmosphere = SyntheticAtmosphere(resolution=faults.store_resolution(fault, state.settings.resolution))
     t0 = _parse_time(job.forecast_start_time)
     for valid in valid_times(t0):
+        if state.stopping.is_set():
+            raise InferenceStopped("the miner is shutting down")
         lead = int((valid - t0).total_seconds() // 3600)
         step = forecast_step(atmosphere, state.settings.profile, t0, lead, member=state.hotkey)
         step = faults.corrupt_step(fault, step)
@@ -196,8 +201,8 @@ def run_inference(state: MinerState, job: MinerJob) -> None:
     the reason (the server keeps serving either way).
     """
     try:
-        if state.settings.inference_delay_s:
-            time.sleep(state.settings.inference_delay_s)
+        if state.settings.inference_delay_s and state.stopping.wait(state.settings.inference_delay_s):
+            raise InferenceStopped("the miner is shutting down")
         _set(state, job, "running_inference", "inference running")
         path = state.forecasts_dir / state.store_rel(job)
         write_zarr_store(path, forecast_steps_for(state, job), _parse_time(job.forecast_start_time))
@@ -208,6 +213,26 @@ def run_inference(state: MinerState, job: MinerJob) -> None:
     except Exception as exc:  # noqa: BLE001 - the job records the failure; the server keeps serving
         _set(state, job, "failed", f"miner {state.hotkey}, job {job.job_id}: inference failed: "
                                    f"{type(exc).__name__}: {exc}")
+
+
+class InferenceStopped(Exception):
+    """The miner is shutting down: inference stops between steps (the job is recorded failed)."""
+
+
+def start_inference(state: MinerState, job: MinerJob) -> None:
+    """Run inference on a worker thread the miner keeps track of (joined on shutdown)."""
+    worker = threading.Thread(target=run_inference, args=(state, job), daemon=True, name=f"inference-{job.job_id}")
+    with state.lock:
+        state.workers = [w for w in state.workers if w.is_alive()] + [worker]
+    worker.start()
+
+
+def stop_inference(state: MinerState, timeout: float = 60.0) -> None:
+    """Shutdown rule: no store write may outlive the server; running inference stops between
+    steps and its threads are joined before the process may exit."""
+    state.stopping.set()
+    for worker in list(state.workers):
+        worker.join(timeout=timeout)
 
 
 def _set(state: MinerState, job: MinerJob, status: str, message: str) -> None:
@@ -249,7 +274,7 @@ def initiate_fetch_answer(state: MinerState, data: dict[str, Any]) -> dict[str, 
         job = MinerJob(job_id, t0.isoformat(), validator)
         state.jobs[job_id] = job
         state.save(job)
-    threading.Thread(target=run_inference, args=(state, job), daemon=True, name=f"inference-{job_id}").start()
+    start_inference(state, job)
     return {"status": "fetch_accepted", "job_id": job_id, "message": "inference started"}
 
 
@@ -324,7 +349,13 @@ async def _never_answer() -> Response:
 def create_app(settings: MinerSettings) -> FastAPI:
     """The miner's FastAPI app for one hotkey and profile (GAIA_SPEC 2 endpoints)."""
     state = MinerState(settings)
-    app = FastAPI(title=f"gaia reference miner ({settings.profile})")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):  # noqa: ANN202
+        yield
+        await asyncio.to_thread(stop_inference, state)
+
+    app = FastAPI(title=f"gaia reference miner ({settings.profile})", lifespan=lifespan)
     app.state.miner = state
 
     if settings.profile == OFFLINE:
