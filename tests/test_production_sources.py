@@ -360,13 +360,3 @@ def test_weather_sources_resource_switches_to_the_production_sources(tmp_path):
     with pytest.raises(ValueError, match="unknown weather source kind"):
         WeatherSources(kind="crystal-ball").gfs()
 
-
-def test_a_process_using_grib_decoding_and_postgresql_exits_cleanly():
-    """A gfs_seed run on production loads ecCodes and psycopg2 together: their bundled C libraries
-    must not clash when the process exits (ecCodes 2.40+ wheels did, with a segfault)."""
-    import subprocess
-    import sys
-
-    code = "import psycopg2, eccodes, cfgrib, gaia_dagster.resources.gfs; print(eccodes.codes_get_api_version())"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, (proc.returncode, proc.stderr[-500:])
