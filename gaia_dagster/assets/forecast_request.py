@@ -30,7 +30,13 @@ def forecast_request(context: AssetExecutionContext, validator_db: ValidatorDB, 
         "miner_url": MetadataValue.url(row.miner_base_url),
         **counter_totals(repo),
     }
+    # The asset is the validator's record of the request, and it exists whatever the miner did:
+    # a refused or unreachable miner is a recorded outcome (the job's status and error), not a
+    # failed run, so the integrity checks evaluate after every request.
     if outcome.outcome in ("failed", "retry_scheduled"):
-        raise Failure(description=f"miner {hotkey}, run {date_key}: {outcome.detail}", metadata=metadata)
-    context.log.info(f"miner {hotkey}: {outcome.outcome} (job {row.job_id})")
+        context.log.warning(f"miner {hotkey}, run {date_key}: {outcome.outcome}: {outcome.detail}")
+        if row.next_attempt_at:
+            metadata["next_attempt_at"] = row.next_attempt_at.isoformat()
+    else:
+        context.log.info(f"miner {hotkey}: {outcome.outcome} (job {row.job_id})")
     return MaterializeResult(metadata=metadata)
