@@ -7,10 +7,7 @@ forecasts come from the embedded world at a coarse 5 degree grid for speed.
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,7 +15,6 @@ import httpx
 import jwt
 import numpy as np
 import pytest
-import uvicorn
 import xarray as xr
 
 from gaia_dagster.core.contract import ALL_VARIABLES, Grid, contract_problems
@@ -29,7 +25,8 @@ from gaia_dagster.miner.app import MinerSettings, create_app
 from gaia_dagster.core.transport import sign_request
 from gaia_dagster.resources.miner_client import MinerClient, MinerClientError, PollResult, select_chunks
 
-from miner_server import TEST_VALIDATOR_KEYPAIR, signed_client  # noqa: E402
+from gaia_dagster.fleet import free_port  # noqa: E402
+from miner_server import TEST_VALIDATOR_KEYPAIR, running_miner, signed_client  # noqa: E402
 
 RESOLUTION = 5.0
 T0 = datetime(2026, 10, 20, tzinfo=timezone.utc)
@@ -38,33 +35,9 @@ MINER_HOTKEY = keypair_from_uri(MINER_URI).ss58_address
 KEEP_POLLING = {"received", "running_inference", "processing_output"}
 
 
-def _free_port() -> int:
-    """A free loopback port (bound then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
 def serving_miner(data_dir: Path, profile: str = "good", hotkey_uri: str = MINER_URI, **settings):
-    """Serve a real miner on loopback; yields (base_url, app) and stops the server afterwards."""
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    app = create_app(MinerSettings(hotkey_uri=hotkey_uri, profile=profile, data_dir=data_dir,
-                                   resolution=RESOLUTION, public_base_url=base_url, **settings))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, daemon=True, name=f"miner-{port}")
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the test miner did not start"
-        time.sleep(0.02)
-    try:
-        yield base_url, app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
+    """A real miner on loopback at this file's resolution (see tests/miner_server.py)."""
+    return running_miner(data_dir, profile=profile, hotkey_uri=hotkey_uri, resolution=RESOLUTION, **settings)
 
 
 def poll_until_done(client: MinerClient, base_url: str, hotkey: str, job_id: str, timeout: float = 60) -> list[str]:
@@ -274,6 +247,6 @@ def test_an_offline_miner_times_out_with_an_error_naming_it(good_miner, tmp_path
 
 
 def test_a_closed_port_is_reported_as_refused():
-    base_url = f"http://127.0.0.1:{_free_port()}"
+    base_url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(MinerClientError, match="connection refused"):
         signed_client(connect_timeout=1.0).poll_job(base_url, MINER_HOTKEY, "job")

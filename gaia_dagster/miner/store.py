@@ -137,11 +137,6 @@ def write_zarr_store(path: Path, forecast: xr.Dataset | Iterable[xr.Dataset], in
     return n_steps
 
 
-def write_store(path: Path, steps: Iterable[xr.Dataset], init_iso: str) -> None:
-    """Stream the steps into a Zarr v2 store (kept for callers passing T0 as an ISO string)."""
-    write_zarr_store(path, steps, datetime.fromisoformat(init_iso.replace("Z", "+00:00")))
-
-
 def store_files(path: Path) -> dict[str, bytes]:
     """Every file of a store by relative path ("/" separators), the manifest files excluded."""
     files = {}
