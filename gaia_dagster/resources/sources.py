@@ -105,8 +105,13 @@ def read_cached(path: Path) -> xr.Dataset:
         return ds.load()
 
 
-def cached(path: Path, produce: Callable[[], xr.Dataset]) -> xr.Dataset:
-    """The cached dataset at ``path``, produced and written on first use."""
+def ensure_cached(path: Path, produce: Callable[[], xr.Dataset]) -> Path:
+    """Produce and write the dataset at ``path`` once; later calls touch nothing."""
     if not path.exists():
         write_cached(path, produce())
-    return read_cached(path)
+    return path
+
+
+def cached(path: Path, produce: Callable[[], xr.Dataset]) -> xr.Dataset:
+    """The cached dataset at ``path``, produced and written on first use."""
+    return read_cached(ensure_cached(path, produce))

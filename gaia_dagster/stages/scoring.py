@@ -27,7 +27,7 @@ from gaia_dagster.core.scoring.era5 import (
 )
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
 from gaia_dagster.resources.miner_client import MinerClient
-from gaia_dagster.resources.sources import WeatherSources, cache_path, cached
+from gaia_dagster.resources.sources import WeatherSources, cache_path, cached, ensure_cached
 from gaia_dagster.stages.forecast import ForecastRejected, fetch_fields, who
 
 
@@ -54,13 +54,13 @@ def seed_gfs(sources: WeatherSources, t0: datetime) -> dict[str, Path]:
 
 def _cache_gfs_analysis(gfs, root: Path, valid: datetime) -> Path:  # noqa: ANN001
     path = cache_path(root, "gfs", valid, "analysis")
-    cached(path, lambda: gfs.analysis(valid))
+    ensure_cached(path, lambda: gfs.analysis(valid))
     return path
 
 
 def _cache_gfs_forecast(gfs, root: Path, t0: datetime, lead: int) -> Path:  # noqa: ANN001
     path = cache_path(root, "gfs", t0, f"forecast_f{lead:03d}")
-    cached(path, lambda: gfs.forecast(t0, lead))
+    ensure_cached(path, lambda: gfs.forecast(t0, lead))
     return path
 
 
@@ -71,7 +71,7 @@ def seed_era5(sources: WeatherSources, t0: datetime) -> dict[int, Path]:
     for lead in ERA5_LEAD_HOURS:
         valid = t0 + timedelta(hours=lead)
         path = cache_path(root, "era5", valid, "truth")
-        cached(path, lambda valid=valid: era5.truth(valid))
+        ensure_cached(path, lambda valid=valid: era5.truth(valid))
         paths[lead] = path
     return paths
 
