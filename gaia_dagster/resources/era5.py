@@ -15,8 +15,6 @@ Production reads ``gs://`` and therefore needs ``gcsfs`` installed (anonymous ac
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -27,6 +25,7 @@ import xarray as xr
 
 from gaia_dagster.core.contract import ALL_VARIABLES
 from gaia_dagster.core.gfs_index import contract_dataset, normalise_grid
+from gaia_dagster.resources.cache import cached_entries, load_zarr, read_entry, write_entry, zarr_entry
 
 ARCO_ERA5_URL = "gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3"
 STOP_ATTRIBUTES: tuple[str, ...] = ("valid_time_stop_era5t", "valid_time_stop")
@@ -99,33 +98,28 @@ def to_contract(dataset: xr.Dataset, variables: Sequence[str], attrs: Mapping | 
 
 
 def cache_write(path: Path, dataset: xr.Dataset) -> None:
-    """Rule: cache entries are written aside and renamed, so a half-written one never looks complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    dataset.drop_encoding().to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    """Rule: cache entries follow ``resources/cache.py`` (unique temporary, entry lock, atomic
+    rename, completeness marker), so a half-written one never looks complete."""
+    write_entry(path, zarr_entry(lambda: dataset))
 
 
 def cache_read(path: Path) -> xr.Dataset:
-    """Read a cache entry fully into memory (the files are closed afterwards)."""
-    with xr.open_dataset(path, engine="zarr", chunks=None, consolidated=True) as ds:
-        return ds.load()
+    """Read a cache entry fully into memory, verified on read against its marker (IncompleteEntry
+    when it is missing, unmarked or unreadable); the files are closed afterwards."""
+    return read_entry(path, load_zarr)
 
 
 def cached_variables(directory: Path, variables: Sequence[str],
                      produce: Callable[[list[str]], xr.Dataset], attrs: Mapping) -> xr.Dataset:
-    """Rule: one cache entry per variable; only the variables missing from the cache are produced."""
-    missing = [v for v in variables if not (directory / f"{v}.zarr").exists()]
-    if missing:
-        fresh = produce(missing)
-        for v in missing:
-            cache_write(directory / f"{v}.zarr", fresh[[v]])
-    parts = [cache_read(directory / f"{v}.zarr")[v] for v in variables]
-    return contract_dataset({v: part for v, part in zip(variables, parts)}, attrs)
+    """Rule: one cache entry per variable under ``resources/cache.py`` (verified on read, rebuilt
+    when incomplete); only the variables missing from the cache are produced, in one call, while
+    their entry locks are held, so racing readers produce each variable once."""
+    def build(todo: list[str]) -> dict:
+        fresh = produce(todo)
+        return {v: zarr_entry(lambda v=v: fresh[[v]]) for v in todo}
+
+    parts = cached_entries({v: directory / f"{v}.zarr" for v in variables}, build, load_zarr)
+    return contract_dataset({v: parts[v][v] for v in variables}, attrs)
 
 
 class ArcoERA5Source:

@@ -8,7 +8,6 @@ cfgrib. Needs ``cfgrib`` and ``eccodes`` (the PyPI eccodes wheels carry the C li
 from __future__ import annotations
 
 import hashlib
-import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +27,7 @@ from gaia_dagster.core.gfs_index import (
     select_messages,
     wanted_messages,
 )
+from gaia_dagster.resources.cache import cached_entry, complete_marker, file_entry
 
 NOAA_GFS_BUCKET = "https://noaa-gfs-bdp-pds.s3.amazonaws.com"
 
@@ -95,12 +95,18 @@ class NoaaGFSSource:
         return self.cache_dir / "gfs" / f"{t:%Y%m%d%H}" / f"f{forecast_hour:03d}-{_selection_key(list(variables))}.grib2"
 
     def fetch_grib(self, init_time: datetime, forecast_hour: int, variables: Sequence[str]) -> Path:
-        """The cached ``.grib2`` of the needed messages, downloaded by merged byte ranges on first use."""
+        """The cached ``.grib2`` of the needed messages, downloaded by merged byte ranges on first use.
+        Cached under ``resources/cache.py`` (unique temporary, entry lock, atomic rename, marker with
+        the file size, checked on read): a truncated or unmarked file is fetched again."""
         path = self.grib_path(init_time, forecast_hour, variables)
         complete = self.grib_path(init_time, forecast_hour, ALL_VARIABLES)
         for ready in (path, complete):  # a cached full selection serves any subset
-            if ready.exists():
+            if complete_marker(ready) is not None:
                 return ready
+        return cached_entry(path, lambda tmp: self._download(init_time, forecast_hour, variables, tmp), file_entry)
+
+    def _download(self, init_time: datetime, forecast_hour: int, variables: Sequence[str], dest: Path) -> dict:
+        """Write the needed messages of the file to ``dest``: its ``.idx``, then one request per merged range."""
         url = self.file_url(init_time, forecast_hour)
         with httpx.Client(timeout=self.timeout, follow_redirects=True) as client:
             idx = client.get(url + ".idx")
@@ -109,13 +115,10 @@ class NoaaGFSSource:
             idx.raise_for_status()
             chosen = select_messages(parse_idx(idx.text), wanted_messages(variables))
             ranges = merge_ranges(span for _, span in chosen)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(path.name + ".partial")
-            with open(partial, "wb") as out:
+            with open(dest, "wb") as out:
                 for start, end in ranges:
                     out.write(_get_range(client, url, start, end))
-        os.replace(partial, path)
-        return path
+        return {"url": url, "messages": len(chosen)}
 
     # -- decoding -----------------------------------------------------------------------------
 

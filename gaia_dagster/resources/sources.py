@@ -6,7 +6,6 @@ Whatever the kind, the pipeline sees only the protocols of ``core.sources``.
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -14,6 +13,7 @@ from typing import Callable
 import xarray as xr
 from dagster import ConfigurableResource
 
+from gaia_dagster.resources.cache import cached_entry, check_zarr, load_zarr, read_entry, write_entry, zarr_entry
 from gaia_dagster.resources.settings import gaia_home
 
 
@@ -87,31 +87,25 @@ def cache_path(root: Path, kind: str, moment: datetime, name: str) -> Path:
 
 
 def write_cached(path: Path, dataset: xr.Dataset) -> Path:
-    """Write a dataset to the cache atomically (a half-written entry never looks complete)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    dataset.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
-    return path
+    """Write (or replace) a dataset entry under the cache rule of ``resources/cache.py``: unique
+    temporary, entry lock, atomic rename, completeness marker."""
+    return write_entry(path, zarr_entry(lambda: dataset))
 
 
 def read_cached(path: Path) -> xr.Dataset:
-    """Read a cached dataset fully into memory."""
-    with xr.open_zarr(path, consolidated=True) as ds:
-        return ds.load()
+    """Read a cached dataset fully into memory, verified on read (``resources/cache.py``): marker,
+    file sizes, every variable, every chunk; IncompleteEntry otherwise."""
+    return read_entry(path, load_zarr)
 
 
 def ensure_cached(path: Path, produce: Callable[[], xr.Dataset]) -> Path:
-    """Produce and write the dataset at ``path`` once; later calls touch nothing."""
-    if not path.exists():
-        write_cached(path, produce())
-    return path
+    """Produce and write the dataset at ``path`` once, under the cache rule (``resources/cache.py``);
+    a complete entry (marker, sizes, variables) is left alone without reading its data, an incomplete
+    one is rebuilt."""
+    return cached_entry(path, zarr_entry(produce), check_zarr)
 
 
 def cached(path: Path, produce: Callable[[], xr.Dataset]) -> xr.Dataset:
-    """The cached dataset at ``path``, produced and written on first use."""
-    return read_cached(ensure_cached(path, produce))
+    """The cached dataset at ``path``, produced and written on first use, verified on every read and
+    rebuilt when incomplete (the cache rule of ``resources/cache.py``)."""
+    return cached_entry(path, zarr_entry(produce), load_zarr)

@@ -7,18 +7,20 @@ a network error is left to the stage's retries.
 
 from __future__ import annotations
 
-import shutil
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import xarray as xr
 
 from gaia_dagster.core.contract import Grid, contract_problems
 from gaia_dagster.core.manifest import ManifestError
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
-from gaia_dagster.resources.miner_client import MinerClient
+from gaia_dagster.resources.cache import private_dir
+from gaia_dagster.resources.miner_client import MinerClient, VerifiedStore
 
 
 class ForecastRejected(Exception):
@@ -40,23 +42,49 @@ def who(row: ResponseRecord) -> str:
 
 
 def mirror_dir(root: Path, row: ResponseRecord, part: str) -> Path:
-    """Where the verified copy of a miner's store is kept: one folder per job and purpose."""
+    """Where the verified copies of a miner's store are kept: one folder per job and purpose, in
+    which every fetch gets a private folder of its own (``resources/cache.py`` ``private_dir``)."""
     return root / "forecasts" / f"{row.gfs_init_time:%Y%m%d%H}" / row.miner_hotkey / part
 
 
-def fetch_fields(client: MinerClient, row: ResponseRecord, root: Path, part: str,
-                 time_indices: Sequence[int], run_start: datetime | None = None) -> tuple[xr.Dataset, object]:
-    """Mirror the chunks of ``time_indices`` (each verified against the manifest) and open them;
-    with ``run_start``, a manifest read after the freeze window is refused."""
-    dest = mirror_dir(root, row, part)
-    if dest.exists():
-        shutil.rmtree(dest)
+def _mirror(client: MinerClient, row: ResponseRecord, root: Path, part: str, time_indices: Sequence[int],
+            run_start: datetime | None) -> tuple[xr.Dataset, VerifiedStore, weakref.finalize]:
+    """Rule (mirrors are never shared): mirror into a private folder of this fetch and open it; the
+    folder is removed by the returned finalizer, called at the latest when the dataset is collected."""
+    dest, release = private_dir(mirror_dir(root, row, part))
     try:
         store = client.fetch_verified_store(row.miner_base_url, row.miner_hotkey, row.job_id, dest,
                                             time_indices=list(time_indices), run_start=run_start)
+        dataset = xr.open_zarr(dest, consolidated=True)
     except ManifestError as exc:
+        release()
         raise ForecastRejected(f"{who(row)}: {exc}") from exc
-    return xr.open_zarr(dest, consolidated=True), store
+    except BaseException:
+        release()
+        raise
+    return dataset, store, weakref.finalize(dataset, release)
+
+
+def fetch_fields(client: MinerClient, row: ResponseRecord, root: Path, part: str,
+                 time_indices: Sequence[int], run_start: datetime | None = None) -> tuple[xr.Dataset, VerifiedStore]:
+    """Mirror the chunks of ``time_indices`` (each verified against the manifest) and open them;
+    with ``run_start``, a manifest read after the freeze window is refused. Each call mirrors into
+    its own folder, removed once the returned dataset is garbage collected (keep it referenced while
+    reading lazily from it); ``mirrored_fields`` removes it at the end of a ``with`` block."""
+    dataset, store, _ = _mirror(client, row, root, part, time_indices, run_start)
+    return dataset, store
+
+
+@contextmanager
+def mirrored_fields(client: MinerClient, row: ResponseRecord, root: Path, part: str, time_indices: Sequence[int],
+                    run_start: datetime | None = None) -> Iterator[tuple[xr.Dataset, VerifiedStore]]:
+    """``fetch_fields`` whose private mirror is closed and removed when the block ends."""
+    dataset, store, release = _mirror(client, row, root, part, time_indices, run_start)
+    try:
+        yield dataset, store
+    finally:
+        dataset.close()
+        release()
 
 
 def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: ResponseRecord, root: Path,
@@ -66,8 +94,8 @@ def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: Respons
         return VerifiedForecast(row, row.verification_hash_computed or "", 0, 0, "already_verified")
     try:
         run_start = repo.run_by_id(row.run_id).created_at
-        dataset, store = fetch_fields(client, row, root, "metadata", [], run_start=run_start)
-        problems = contract_problems(dataset, grid, row.gfs_init_time)
+        with mirrored_fields(client, row, root, "metadata", [], run_start=run_start) as (dataset, store):
+            problems = contract_problems(dataset, grid, row.gfs_init_time)
         if problems:
             raise ForecastRejected(f"{who(row)}: the store breaks the data contract: " + "; ".join(problems))
     except ForecastRejected as exc:

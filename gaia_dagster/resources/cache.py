@@ -1,0 +1,294 @@
+"""On-disk cache entries that stay correct when several processes fill and read them at once.
+
+The one rule every cache of this package follows (GFS GRIB files, ERA5 truth, climatology, the
+ARCO-ERA5 and WeatherBench2 per-variable entries):
+
+1. Build aside: a writer builds an entry under a temporary name unique to it
+   (``.{name}.{host}.{pid}.{random}.tmp`` beside the entry), never under a shared name.
+2. One writer at a time: building and publishing happen under an exclusive ``fcntl.flock`` on
+   ``{name}.lock`` beside the entry; a process that waited for the lock looks again first and
+   uses what the writer before it published.
+3. Publish atomically: the temporary entry is renamed into place (first writer wins: if an entry
+   appeared there meanwhile, the temporary copy is discarded), then its completeness marker
+   ``{name}.complete`` (the size of every file, and what the entry holds) is renamed beside it.
+4. Verify on read: an entry is used only when its marker is there, every file has the recorded size
+   and the reader finds what the marker lists (every variable, every chunk decodable). Anything
+   else is discarded and rebuilt, never trusted.
+
+Locks are advisory and Linux-only (a local or flock-honouring filesystem). Lock files stay in
+place: removing one could let two writers each hold "the" lock.
+
+Forecast mirrors follow the same idea with ``private_dir``: each fetch gets its own folder, held by
+a lock while in use, removed when released; folders whose writer is gone are swept.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import json
+import logging
+import os
+import shutil
+import socket
+import uuid
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Callable, Hashable, Iterator, Mapping, Sequence, TypeVar
+
+import xarray as xr
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+# Writes the entry at the temporary path it is given; returns what the marker records besides sizes.
+Build = Callable[[Path], Mapping]
+# Reads a complete entry (path, marker); raises when the entry is not what the marker says.
+Load = Callable[[Path, Mapping], T]
+
+MIRROR_STEM = "mirror"
+
+
+class IncompleteEntry(LookupError):
+    """A cache entry that is missing, has no valid completeness marker, or does not read as it says."""
+
+
+def lock_path(path: Path) -> Path:
+    """Rule: an entry's lock file sits beside it, ``{name}.lock``."""
+    return path.with_name(path.name + ".lock")
+
+
+def marker_path(path: Path) -> Path:
+    """Rule: an entry's completeness marker sits beside it, ``{name}.complete``."""
+    return path.with_name(path.name + ".complete")
+
+
+def unique_name(stem: str, suffix: str = ".tmp") -> str:
+    """Rule: a name no other writer uses (hidden): host, process id and a random part."""
+    return f".{stem}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}{suffix}"
+
+
+def acquire(lock: Path, wait: bool = True) -> int | None:
+    """Rule: an exclusive ``flock`` on ``lock`` (created if needed); the open descriptor holds it
+    until closed. Without ``wait``, None when another holder has it."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextmanager
+def entry_locks(paths: Sequence[Path]) -> Iterator[None]:
+    """Rule: hold the locks of several entries, taken in sorted order so two holders never deadlock."""
+    with ExitStack() as stack:
+        for path in sorted(set(paths)):
+            stack.callback(os.close, acquire(lock_path(path)))
+        yield
+
+
+def fingerprint(path: Path) -> dict[str, int]:
+    """Rule: an entry's fingerprint is the size of each of its files (a single file is ``"."``)."""
+    if path.is_file():
+        return {".": path.stat().st_size}
+    return {p.relative_to(path).as_posix(): p.stat().st_size for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def complete_marker(path: Path) -> dict | None:
+    """Rule: an entry is complete when its marker is readable and every file has the size it records
+    (no file missing, truncated or added); its marker then, else None."""
+    try:
+        marker = json.loads(marker_path(path).read_text())
+        return marker if path.exists() and fingerprint(path) == marker.get("files") else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def read_entry(path: Path, load: Load[T]) -> T:
+    """Rule (verify on read): load a complete entry and check it against its marker;
+    IncompleteEntry when it is missing, unmarked, or unreadable as marked."""
+    marker = complete_marker(path)
+    if marker is None:
+        raise IncompleteEntry(f"cache entry {path} is missing or incomplete (no matching {marker_path(path).name})")
+    try:
+        return load(path, marker)
+    except Exception as exc:  # noqa: BLE001 - anything unreadable is incomplete, never trusted
+        raise IncompleteEntry(f"cache entry {path} is unreadable: {exc!r}") from exc
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def discard(path: Path) -> None:
+    """Rule: drop an entry marker first (it stops looking complete at once), then the entry, moved
+    aside under a unique name before it is deleted. Call with the entry's lock held."""
+    marker_path(path).unlink(missing_ok=True)
+    trash = path.with_name(unique_name(path.name))
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:
+        return
+    _remove(trash)
+
+
+def publish(tmp: Path, path: Path, marker: Mapping) -> bool:
+    """Rule: rename the built entry into place atomically, first writer wins (False, and ``tmp`` left
+    to the caller, when an entry is already there); then write the marker, also by rename."""
+    if path.exists():
+        return False
+    try:
+        os.rename(tmp, path)  # a directory never replaces a non-empty one
+    except OSError:
+        if path.exists():
+            return False
+        raise
+    marker_tmp = path.with_name(unique_name(marker_path(path).name))
+    marker_tmp.write_text(json.dumps(dict(marker), sort_keys=True))
+    os.replace(marker_tmp, marker_path(path))
+    return True
+
+
+def _write_locked(path: Path, build: Build) -> None:
+    """Build at a unique temporary path and publish it in place of whatever is there (lock held).
+    Temporaries of this entry left by a writer that died are swept first: none can be live."""
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        _remove(leftover)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(unique_name(path.name))
+    try:
+        info = dict(build(tmp) or {})
+        marker = {**info, "files": fingerprint(tmp)}
+        discard(path)
+        publish(tmp, path, marker)
+    finally:
+        if tmp.exists():
+            _remove(tmp)
+
+
+def write_entry(path: Path, build: Build) -> Path:
+    """Rule: (re)write an entry under its lock: unique temporary, atomic rename, marker."""
+    with entry_locks([path]):
+        _write_locked(path, build)
+    return path
+
+
+_MISSING = object()
+
+
+def _attempt(path: Path, load: Load[T]) -> object:
+    """The loaded entry, or _MISSING when it is missing or incomplete (logged when it is rebuilt)."""
+    try:
+        return read_entry(path, load)
+    except IncompleteEntry as exc:
+        if path.exists():
+            log.warning("%s; rebuilding it unless another writer is completing it", exc)
+        return _MISSING
+
+
+def cached_entries(paths: Mapping[K, Path], produce: Callable[[list[K]], Mapping[K, Build]],
+                   load: Load[T]) -> dict[K, T]:
+    """Rule (fill once, verify on read) for entries produced together: complete entries are read
+    without a lock; for the others every lock is taken, they are looked at again (another writer may
+    have filled them meanwhile), and only those still incomplete are produced, in one call, written
+    and read back."""
+    found = {key: _attempt(path, load) for key, path in paths.items()}
+    todo = [key for key, value in found.items() if value is _MISSING]
+    if todo:
+        with entry_locks([paths[key] for key in todo]):
+            for key in todo:
+                found[key] = _attempt(paths[key], load)
+            todo = [key for key in todo if found[key] is _MISSING]
+            if todo:
+                builders = produce(todo)
+                for key in todo:
+                    _write_locked(paths[key], builders[key])
+                    found[key] = read_entry(paths[key], load)
+    return found  # type: ignore[return-value]
+
+
+def cached_entry(path: Path, build: Build, load: Load[T]) -> T:
+    """Rule (fill once, verify on read) for one entry: see ``cached_entries``."""
+    return cached_entries({path: path}, lambda _: {path: build}, load)[path]
+
+
+# -- Zarr datasets as entries -------------------------------------------------------------------
+def zarr_entry(make: Callable[[], xr.Dataset]) -> Build:
+    """Build step of a dataset entry: ``make()`` written as consolidated Zarr v2 (encodings dropped);
+    the marker records its variables."""
+    def build(tmp: Path) -> Mapping:
+        dataset = make()
+        dataset.drop_encoding().to_zarr(tmp, mode="w-", zarr_format=2, consolidated=True)
+        return {"variables": sorted(map(str, dataset.data_vars))}
+    return build
+
+
+def _open_zarr(path: Path, marker: Mapping, load: bool) -> xr.Dataset:
+    with xr.open_dataset(path, engine="zarr", chunks=None, consolidated=True) as ds:
+        missing = [v for v in marker.get("variables", []) if v not in ds.data_vars]
+        if missing:
+            raise KeyError(f"{path} lacks the variables {missing} its marker lists")
+        return ds.load() if load else ds
+
+
+def load_zarr(path: Path, marker: Mapping) -> xr.Dataset:
+    """Verify on read of a dataset entry: it opens, holds every variable of its marker, and every
+    chunk decodes; the dataset is read fully into memory (its files are closed afterwards)."""
+    return _open_zarr(path, marker, load=True)
+
+
+def check_zarr(path: Path, marker: Mapping) -> Path:
+    """Cheap verify of a dataset entry (no data read): it opens and holds every variable of its marker."""
+    _open_zarr(path, marker, load=False)
+    return path
+
+
+def file_entry(path: Path, marker: Mapping) -> Path:
+    """Verify of a plain-file entry: the marker's sizes (checked before) are all there is."""
+    return path
+
+
+# -- private folders (forecast mirrors) ----------------------------------------------------------
+def sweep_abandoned(parent: Path, stem: str = MIRROR_STEM) -> None:
+    """Rule: a private folder whose lock nobody holds belongs to a writer that is gone: remove it."""
+    for folder in parent.glob(f".{glob.escape(stem)}.*.dir"):
+        fd = acquire(lock_path(folder), wait=False)
+        if fd is None:
+            continue  # its writer still uses it
+        try:
+            _remove(folder)
+            lock_path(folder).unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+
+def private_dir(parent: Path, stem: str = MIRROR_STEM) -> tuple[Path, Callable[[], None]]:
+    """Rule (one folder per writer): a new folder under ``parent`` that only its writer uses, its
+    lock held until ``release()`` removes it; abandoned folders are swept first."""
+    parent.mkdir(parents=True, exist_ok=True)
+    sweep_abandoned(parent, stem)
+    folder = parent / unique_name(stem, ".dir")
+    fd = acquire(lock_path(folder))
+    folder.mkdir()
+
+    held = [fd]
+
+    def release() -> None:  # idempotent
+        if held:
+            try:
+                _remove(folder)
+                lock_path(folder).unlink(missing_ok=True)
+            finally:
+                os.close(held.pop())
+
+    return folder, release
