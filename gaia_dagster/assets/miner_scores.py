@@ -4,7 +4,7 @@
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from gaia_dagster.assets.partitions import daily_partitions, gfs_init_time, to_date
-from gaia_dagster.assets.plots import markdown_table
+from gaia_dagster.assets.plots import leaderboard_chart, leaderboard_table, selection_table
 from gaia_dagster.resources.validator_db import ValidatorDB
 from gaia_dagster.stages.scoring import leaderboard
 from dagster import AssetDep
@@ -20,14 +20,16 @@ def miner_scores(context: AssetExecutionContext, validator_db: ValidatorDB) -> M
     if run is None:
         raise ValueError(f"run {context.partition_key}: no run exists for this date")
     board = leaderboard(repo, run.id, context.run_id)
-    rows = [e.as_row() for e in board]
-    selection = [{"position": s.position, "hotkey": s.miner_hotkey, "selected": s.selected, "reason": s.reason}
+    uids = {m.hotkey: m.uid for m in repo.miners()}
+    rows = [{**e.as_row(), "uid": uids.get(e.hotkey)} for e in board]
+    selection = [{"position": s.position, "uid": uids.get(s.miner_hotkey), "hotkey": s.miner_hotkey,
+                  "selected": s.selected, "reason": s.reason}
                  for s in repo.selection(run.id)]
     return MaterializeResult(metadata={
         "miners": len(rows), "scored": sum(1 for e in board if e.status == "era5_scored"),
         "best_overall": max((e.overall_score for e in board), default=0.0),
-        "leaderboard": markdown_table(rows, ["rank", "hotkey", "status", "day1_score", "era5_score",
-                                             "overall_score", "weight", "error"]),
-        "selection": markdown_table(selection, ["position", "hotkey", "selected", "reason"]),
+        "leaderboard": leaderboard_table(rows),
+        "leaderboard_chart": leaderboard_chart(rows),
+        "selection": selection_table(selection),
         "selection_seed": run.run_key,
     })

@@ -1,26 +1,210 @@
-"""Metadata renderings of scores for the Dagster UI (tables in markdown)."""
+"""Metadata renderings of scores for the Dagster UI: the miner's identity, typed tables
+(``MetadataValue.table``) and small PNG charts embedded in markdown.
+
+matplotlib is imported inside the chart functions only, so loading the code location (every run
+and step process does) never pays for it."""
 
 
+import base64
+import io
 import math
-from typing import Any, Sequence
+import numbers
+from typing import Any, Mapping, Sequence
 
-from dagster import MetadataValue
+from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
+
+Cell = str | int | float | bool
+
+# -- the miner behind a per-miner partition -----------------------------------------------------
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "—" if math.isnan(value) else f"{value:.4g}"
-    return "—" if value is None else str(value)
+def miner_metadata(repo, hotkey: str) -> dict[str, MetadataValue]:  # noqa: ANN001
+    """``miner_uid`` (from the validator DB; null when the registry gave none) and the full
+    ``miner_hotkey`` of a per-miner asset: the UI cuts a partition key short, the metadata does not."""
+    miner = repo.miner(hotkey)
+    uid = miner.uid if miner is not None else None
+    return {"miner_uid": MetadataValue.int(uid) if uid is not None else MetadataValue.null(),
+            "miner_hotkey": MetadataValue.text(hotkey)}
 
 
-def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> MetadataValue:
-    """A markdown table of ``rows`` restricted to ``columns``."""
+def miner_label(repo, hotkey: str) -> str:  # noqa: ANN001
+    """A short name for a chart title: ``uid 7 (5FHneW46…)``, or the hotkey's start without a UID."""
+    miner = repo.miner(hotkey)
+    short = hotkey if len(hotkey) <= 10 else f"{hotkey[:8]}…"
+    return f"uid {miner.uid} ({short})" if miner is not None and miner.uid is not None else short
+
+
+# -- tables ---------------------------------------------------------------------------------------
+
+_CASTS = {"int": int, "float": float, "string": str, "bool": bool}
+
+
+def table_cell(value: Any, column_type: str) -> Cell | None:
+    """``value`` as the column's type (numpy scalars become Python ones), or None for a cell without
+    a value: missing, None, NaN or infinite. The UI parses each record with ``JSON.parse``, which
+    rejects the bare ``NaN`` that ``json.dumps`` writes ("Could not parse record"); a null shows as
+    an empty cell."""
+    if value is None:
+        return None
+    if column_type == "int" and isinstance(value, numbers.Integral):
+        return int(value)   # exact, however large
+    if column_type in ("int", "float"):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return None
+        if not math.isfinite(number):
+            return None
+        return int(number) if column_type == "int" else number
+    return _CASTS.get(column_type, str)(value)
+
+
+def records_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[TableColumn]) -> MetadataValue:
+    """A typed Dagster table of ``rows`` restricted to ``columns``. Every record has every column
+    (``TableMetadataValue`` requires the same fields in all records); a cell without a value (see
+    ``table_cell``) is None and shows empty in the UI."""
+    records = [TableRecord({c.name: table_cell(row.get(c.name), c.type) for c in columns}) for row in rows]
+    return MetadataValue.table(records=records, schema=TableSchema(columns=list(columns)))
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> MetadataValue:
+    """A markdown table of ``rows`` restricted to ``columns`` (the UI pops these up and cuts them:
+    prefer ``records_table``). Kept only while the committed era5.py still imports it."""
+    def fmt(value: Any) -> str:
+        if isinstance(value, float):
+            return "—" if math.isnan(value) else f"{value:.4g}"
+        return "—" if value is None else str(value)
+
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(fmt(row.get(c)) for c in columns) + " |" for row in rows]
     return MetadataValue.md("\n".join(lines))
 
 
-def metrics_table(rows: Sequence[dict[str, Any]]) -> MetadataValue:
-    """Per (variable, level, lead) metrics of one miner."""
-    return markdown_table(rows, ["variable", "level", "lead_hours", "rmse", "bias", "acc", "skill",
-                                 "clone_distance", "clone_penalty", "score"])
+LEADERBOARD_COLUMNS = [
+    TableColumn("rank", "int", "position by overall score (ties by hotkey)"),
+    TableColumn("uid", "int", "the miner's UID on the subnet"),
+    TableColumn("hotkey", "string", "the miner's hotkey, in full"),
+    TableColumn("status", "string", "the job's status in the validator DB"),
+    TableColumn("day1_score", "float", "day-1 score against the GFS analysis (GAIA_SPEC 4)"),
+    TableColumn("era5_score", "float", "ERA5 score over leads 24..240 h (GAIA_SPEC 5)"),
+    TableColumn("overall_score", "float", "0.95 * ERA5 + 0.05 * [day-1 >= 0.1]; 0 for a failed job"),
+    TableColumn("weight", "float", "the weight the validator sets (15-day look-back, sums to 1)"),
+    TableColumn("error", "string", "why the job failed, if it did"),
+]
+
+SELECTION_COLUMNS = [
+    TableColumn("position", "int", "place in the run's seeded order"),
+    TableColumn("uid", "int", "the miner's UID on the subnet"),
+    TableColumn("hotkey", "string", "the miner's hotkey, in full"),
+    TableColumn("selected", "bool", "whether the run queried this miner"),
+    TableColumn("reason", "string", "why the miner was skipped"),
+]
+
+METRICS_COLUMNS = [
+    TableColumn("variable", "string", "forecast variable"),
+    TableColumn("level", "int", "pressure level in hPa (0 for a surface variable)"),
+    TableColumn("lead_hours", "int", "hours after the GFS T0"),
+    TableColumn("rmse", "float", "latitude-weighted root mean square error"),
+    TableColumn("bias", "float", "latitude-weighted mean error"),
+    TableColumn("acc", "float", "anomaly correlation coefficient against climatology"),
+    TableColumn("skill", "float", "skill score against the reference forecast"),
+    TableColumn("clone_distance", "float", "distance to the reference forecast (day-1 only)"),
+    TableColumn("clone_penalty", "float", "penalty for copying the reference (day-1 only)"),
+    TableColumn("score", "float", "the component's score"),
+]
+
+LEAD_SCORE_COLUMNS = [
+    TableColumn("lead_hours", "int", "hours after the GFS T0"),
+    TableColumn("score", "float", "the lead's score over every variable and level"),
+]
+
+
+def leaderboard_table(rows: Sequence[Mapping[str, Any]]) -> MetadataValue:
+    """The day's leaderboard: rank, uid, full hotkey, status, scores, weight and error per miner."""
+    return records_table(rows, LEADERBOARD_COLUMNS)
+
+
+def selection_table(rows: Sequence[Mapping[str, Any]]) -> MetadataValue:
+    """The run's miner selection in its seeded order: who was queried, who was skipped and why."""
+    return records_table(rows, SELECTION_COLUMNS)
+
+
+def lead_scores_table(lead_scores: Mapping[int, float]) -> MetadataValue:
+    """A miner's ERA5 score per lead, in lead order."""
+    return records_table([{"lead_hours": lead, "score": s} for lead, s in sorted(lead_scores.items())],
+                         LEAD_SCORE_COLUMNS)
+
+
+def metrics_table(rows: Sequence[Mapping[str, Any]]) -> MetadataValue:
+    """Per (variable, level, lead) metrics of one miner; columns no row has (the clone columns of
+    an ERA5 score) are left out."""
+    present = {name for row in rows for name in row}
+    return records_table(rows, [c for c in METRICS_COLUMNS if c.name in present])
+
+
+# -- charts ---------------------------------------------------------------------------------------
+
+CHART_SIZE_IN = (6.0, 3.0)
+CHART_DPI = 80
+
+
+def _figure():  # noqa: ANN202
+    """A fresh matplotlib figure on the Agg canvas (no pyplot, no global backend state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=CHART_SIZE_IN, dpi=CHART_DPI)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def png_markdown(figure, alt: str) -> MetadataValue:  # noqa: ANN001
+    """``figure`` as a PNG embedded in markdown (a data URL), which the Dagster UI renders inline."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=CHART_DPI)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
+
+
+def score_by_lead_chart(lead_scores: Mapping[int, float], miner_label: str) -> MetadataValue:
+    """Line chart of one miner's ERA5 score against lead time (hours after T0); NaN leads are left
+    out. A miner with no finite lead score gets a line of text instead of an empty chart."""
+    points = sorted((int(lead), float(s)) for lead, s in lead_scores.items()
+                    if s is not None and math.isfinite(float(s)))
+    if not points:
+        return MetadataValue.md(f"_no ERA5 lead scores for {miner_label}_")
+    figure = _figure()
+    axes = figure.add_subplot()
+    axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", linewidth=1.5)
+    axes.axhline(0.0, color="grey", linewidth=0.8)
+    if len(points) <= 12:
+        axes.set_xticks([p[0] for p in points])
+    axes.set_xlabel("lead (hours)")
+    axes.set_ylabel("lead score")
+    axes.set_title(f"ERA5 score against lead: {miner_label}", fontsize=10)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return png_markdown(figure, "score against lead")
+
+
+def leaderboard_chart(rows: Sequence[Mapping[str, Any]], top: int = 30) -> MetadataValue:
+    """Bar chart of the overall score per miner, best first, each bar labelled by UID (the hotkey's
+    first 6 characters when the miner has none); only the ``top`` miners when there are more."""
+    scored = [(table_cell(r.get("overall_score"), "float") or 0.0, r) for r in rows]
+    ranked = sorted(scored, key=lambda t: -t[0])
+    if not ranked:
+        return MetadataValue.md("_no miners on the leaderboard_")
+    shown = ranked[:top]
+    labels = [str(r["uid"]) if r.get("uid") is not None else str(r.get("hotkey", "?"))[:6] for _, r in shown]
+    values = [s for s, _ in shown]
+    figure = _figure()
+    axes = figure.add_subplot()
+    axes.bar(range(len(values)), values, color="tab:blue")
+    axes.set_xticks(range(len(values)), labels, fontsize=8, rotation=90 if len(values) > 15 else 0)
+    axes.set_xlabel("miner UID")
+    axes.set_ylabel("overall score")
+    more = f" (top {top} of {len(ranked)})" if len(ranked) > top else ""
+    axes.set_title(f"overall score per miner{more}", fontsize=10)
+    axes.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    return png_markdown(figure, "leaderboard")
