@@ -23,4 +23,5 @@ test: setup
 	$(BIN)/pytest -q
 
 ui: setup
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(BIN)/dagster dev -w workspace.yaml
+	export DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home}; \
+	$(BIN)/gaia-dagster instance init && $(BIN)/dagster dev -w workspace.yaml

@@ -1,4 +1,4 @@
-"""``gaia-dagster``: demo, miner serve, db upgrade."""
+"""``gaia-dagster``: demo, miner serve, db upgrade, validator whoami, instance init."""
 
 from __future__ import annotations
 
@@ -40,6 +40,38 @@ def _metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validator_whoami(args: argparse.Namespace) -> int:
+    """The hotkey the pipeline signs with: the code location's own ``miner_access`` resource, its
+    ``GAIA_*`` settings resolved as Dagster resolves them, then ``MinerAccess.identity()``."""
+    import json
+
+    from gaia_dagster.definitions import default_resources
+    from gaia_dagster.resources.identity import ValidatorIdentityError
+
+    try:
+        identity = default_resources()["miner_access"].process_config_and_initialize().identity()
+    except ValidatorIdentityError as exc:
+        print(f"gaia-dagster validator whoami: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(identity.as_dict()))
+    else:
+        print(identity.ss58)
+        print(f"from {identity.describe()}")
+    return 0
+
+
+def _instance_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gaia_dagster.resources.settings import init_instance
+
+    result = init_instance(Path(args.home) if args.home else None)
+    print(result.describe())
+    print(f"DAGSTER_HOME={result.home}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gaia-dagster", description="The Gaia weather validator on Dagster.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = db_sub.add_parser("upgrade", help="create or upgrade the validator DB schema")
     upgrade.add_argument("--url", default="", help="SQLAlchemy URL (default: GAIA_DB_URL or the instance's SQLite)")
     sub.add_parser("score", help="score a forecast store as validators do (see: score era5 --help)", add_help=False)
+    validator = sub.add_parser("validator", help="this validator's identity")
+    validator_sub = validator.add_subparsers(dest="validator_command", required=True)
+    whoami = validator_sub.add_parser("whoami", help="print the hotkey miner requests are signed with, and its source")
+    whoami.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    instance = sub.add_parser("instance", help="the Dagster instance directory ($DAGSTER_HOME)")
+    instance_sub = instance.add_subparsers(dest="instance_command", required=True)
+    init = instance_sub.add_parser("init", help="create $DAGSTER_HOME with the project's dagster.yaml (never "
+                                                "overwrites an existing one)")
+    init.add_argument("--home", default="", help="the instance directory (default: $DAGSTER_HOME or ./.dagster_home)")
     metrics = sub.add_parser("metrics", help="print the duplicate counters in Prometheus text format")
     metrics.add_argument("--url", default="", help="validator DB URL (default: GAIA_DB_URL or the instance's SQLite)")
     return parser
@@ -77,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         return _db_upgrade(args)
     if args.command == "metrics":
         return _metrics(args)
+    if args.command == "validator":
+        return _validator_whoami(args)
+    if args.command == "instance":
+        return _instance_init(args)
     return 2
 
 

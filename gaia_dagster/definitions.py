@@ -26,13 +26,24 @@ from gaia_dagster.sensors.registry import miner_registry_sensor
 
 
 def default_resources() -> dict[str, object]:
-    """Resources of the embedded default, tunable through ``GAIA_*`` environment variables."""
+    """Resources of the embedded default, tunable through ``GAIA_*`` environment variables.
+
+    Each set variable is bound as ``EnvVar`` and read by Dagster when the resource is initialised
+    (``resources/settings.py``); an unset one leaves the field's default. README "Configuration"
+    lists them.
+    """
+    from gaia_dagster.resources.settings import bound_env
+
     return {
-        "validator_db": ValidatorDB(url=os.environ.get("GAIA_DB_URL", "")),
-        "miner_registry": MinerRegistry(path=os.environ.get("GAIA_REGISTRY", "")),
-        "miner_access": MinerAccess(retry_scale=float(os.environ.get("GAIA_RETRY_SCALE", "1.0")),
-                                    read_timeout_s=float(os.environ.get("GAIA_MINER_TIMEOUT_S", "30"))),
-        "sources": WeatherSources(resolution=float(os.environ.get("GAIA_RESOLUTION", "1.5"))),
+        "validator_db": ValidatorDB(**bound_env(url="GAIA_DB_URL")),
+        "miner_registry": MinerRegistry(**bound_env(path="GAIA_REGISTRY")),
+        "miner_access": MinerAccess(**bound_env(
+            retry_scale="GAIA_RETRY_SCALE", read_timeout_s="GAIA_MINER_TIMEOUT_S",
+            wallet_name="GAIA_WALLET_NAME", wallet_hotkey="GAIA_WALLET_HOTKEY", wallet_path="GAIA_WALLET_PATH",
+            validator_hotkey_uri="GAIA_VALIDATOR_URI")),
+        # WeatherSources.resolution is a float field and Dagster has no float EnvVar: the one
+        # setting still read when the definitions load.
+        "sources": WeatherSources(resolution=float(os.environ.get("GAIA_RESOLUTION") or 1.5)),
     }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import sys
 import time
@@ -21,20 +20,18 @@ from typing import Any
 
 DEMO_RETRY_SCALE = "0.005"   # query backoff 0.3/1.5/4.5 s, poll every 1.5 s
 DEMO_MINER_TIMEOUT_S = "3"
-PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 
 def prepare_home() -> Path:
-    """``$DAGSTER_HOME`` (project-local ``.dagster_home`` when unset) with the embedded instance config."""
-    from gaia_dagster.resources.settings import dagster_home
+    """``$DAGSTER_HOME`` (project-local ``.dagster_home`` when unset) with the embedded instance config
+    (``gaia-dagster instance init``: copied when missing, an operator's own file kept)."""
+    from gaia_dagster.resources.settings import init_instance
 
-    home = dagster_home()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
-    config = home / "dagster.yaml"
-    if not config.exists() and PROJECT_DAGSTER_YAML.exists():
-        shutil.copy(PROJECT_DAGSTER_YAML, config)
-    return home
+    result = init_instance()
+    os.environ["DAGSTER_HOME"] = str(result.home)
+    if result.status == "kept":
+        print(f"note: {result.describe()}", file=sys.stderr, flush=True)
+    return result.home
 
 
 def _say(as_json: bool, text: str) -> None:

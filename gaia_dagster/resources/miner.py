@@ -7,8 +7,9 @@ from functools import lru_cache
 from dagster import ConfigurableResource
 
 from gaia_dagster.core.retry import StageRetry, retry_policies
+from gaia_dagster.resources.identity import ValidatorIdentity, resolve_identity
 from gaia_dagster.resources.miner_client import MinerClient
-from gaia_dagster.resources.settings import DEFAULT_VALIDATOR_URI
+from gaia_dagster.resources.settings import DEFAULT_VALIDATOR_URI, DecimalText, decimal_setting
 
 
 @lru_cache(maxsize=8)
@@ -20,28 +21,41 @@ def hotkey_for_uri(uri: str) -> str:
 
 
 class MinerAccess(ConfigurableResource):
-    """How this validator talks to miners.
+    """How this validator talks to miners: who it signs as, timeouts, retries.
+
+    Identity (``resources/identity.py``): the hotkey of wallet ``wallet_name`` (``GAIA_WALLET_NAME``;
+    ``wallet_hotkey`` and ``wallet_path`` default to bittensor's ``default`` and
+    ``~/.bittensor/wallets``) when a wallet name is set, else the key URI ``validator_hotkey_uri``
+    (``GAIA_VALIDATOR_URI``, the public development key by default).
 
     ``retry_scale`` multiplies every backoff of the refactor plan (1.0 in production; the demo
-    compresses a day into minutes with a small value).
+    compresses a day into minutes with a small value). ``retry_scale`` and ``read_timeout_s`` are
+    decimal text so that ``EnvVar`` can supply them (``resources/settings.py``).
     """
 
     validator_hotkey_uri: str = DEFAULT_VALIDATOR_URI
+    wallet_name: str = ""
+    wallet_hotkey: str = ""
+    wallet_path: str = ""
     connect_timeout_s: float = 5.0
-    read_timeout_s: float = 30.0
+    read_timeout_s: DecimalText = "30"
     poll_concurrency: int = 32
-    retry_scale: float = 1.0
+    retry_scale: DecimalText = "1.0"
+
+    def identity(self) -> ValidatorIdentity:
+        """The validator's keypair and where it came from (wallet, else key URI)."""
+        return resolve_identity(self.wallet_name, self.wallet_hotkey, self.wallet_path, self.validator_hotkey_uri)
 
     def validator_hotkey(self) -> str:
-        return hotkey_for_uri(self.validator_hotkey_uri)
+        return self.identity().ss58
 
     def client(self) -> MinerClient:
         """A client that signs every miner request with this validator's hotkey (signed transport)."""
-        from gaia_dagster.core.signing import keypair_from_uri
         from gaia_dagster.core.transport import SignedTransport
 
-        return MinerClient(connect_timeout=self.connect_timeout_s, read_timeout=self.read_timeout_s,
-                           signer=SignedTransport(keypair_from_uri(self.validator_hotkey_uri)))
+        return MinerClient(connect_timeout=self.connect_timeout_s,
+                           read_timeout=decimal_setting(self.read_timeout_s, "read_timeout_s", "GAIA_MINER_TIMEOUT_S"),
+                           signer=SignedTransport(self.identity().keypair))
 
     def retry(self, stage: str) -> StageRetry:
-        return retry_policies(self.retry_scale)[stage]
+        return retry_policies(decimal_setting(self.retry_scale, "retry_scale", "GAIA_RETRY_SCALE"))[stage]
