@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from gaia_dagster.assets.era5 import era5_score, era5_truth
 from gaia_dagster.assets.forecast_request import forecast_request
@@ -56,6 +56,8 @@ def build_definitions(resources: dict[str, object] | None = None) -> Definitions
         sensors=[miner_registry_sensor, miner_orchestration_sensor, forecast_poll_sensor,
                  era5_availability_sensor, stale_work_reaper],
         resources=resources or default_resources(),
+        # Every step of a run executes in the run's own process: no process per step or check.
+        executor=in_process_executor,
     )
 
 

@@ -21,10 +21,18 @@ def _instance_from(config: Path, home: Path) -> DagsterInstance:
     return DagsterInstance.from_config(str(home))
 
 
-def test_embedded_instance_runs_on_sqlite_with_low_concurrency(tmp_path):
+def _one_retry_mechanism_and_monitored_runs(instance: DagsterInstance) -> None:
+    assert not instance.run_retries_enabled                      # the validator's own attempts only
+    assert instance.run_monitoring_enabled and instance.run_launcher.supports_check_run_worker_health
+    assert type(instance.run_launcher).__name__ == "ForkingRunLauncher"
+    [limit] = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+    assert limit["key"] == "dagster/partition" and limit["limit"] == 1   # one run per partition at a time
+
+
+def test_embedded_instance_runs_on_sqlite_with_forked_monitored_runs(tmp_path):
     with _instance_from(ROOT / "dagster.yaml", tmp_path / "home") as instance:
-        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
-        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 2
+        _one_retry_mechanism_and_monitored_runs(instance)
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs >= 4
         assert materialize([probe], instance=instance).success
 
 
@@ -32,6 +40,7 @@ def test_production_instance_runs_on_postgresql(tmp_path, monkeypatch, pg_url):
     monkeypatch.setenv("DAGSTER_PG_URL", pg_url)
     with _instance_from(ROOT / "deploy" / "dagster.yaml", tmp_path / "home") as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        _one_retry_mechanism_and_monitored_runs(instance)
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 16
         result = materialize([probe], instance=instance)
         assert result.success

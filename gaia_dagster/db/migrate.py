@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from alembic import command
@@ -19,7 +20,9 @@ def alembic_config() -> Config:
     return config
 
 
+@lru_cache(maxsize=1)
 def head_revision() -> str:
+    """The newest migration of this code (read once per process: the scripts ship with the code)."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 

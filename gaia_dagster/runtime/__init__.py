@@ -1,0 +1,1 @@
+"""How runs are executed: a forking run launcher and its warm zygote."""
