@@ -51,14 +51,21 @@ def test_the_last_lost_attempt_fails_the_job_with_the_reason(repo):
     assert failed.status == "failed" and "hk" in failed.error and "lost" in failed.error
 
 
-def test_a_stuck_scoring_stage_is_rerun_then_failed_after_its_attempts(repo):
+def test_a_stuck_scoring_stage_gets_its_next_attempt_due_and_is_kept_for_a_rerun_after_the_last(repo):
     row = job(repo, "hk")
     for old, new in [("created", "fetch_initiated"), ("fetch_initiated", "inference_running"),
                      ("inference_running", "forecast_ready"), ("forecast_ready", "day1_scoring")]:
         repo.transition_response(row.id, old, new)
     actions = []
-    for _ in range(4):
+    for attempt in range(RETRIES["day1"].max_attempts):
+        assert repo.claim_attempt(row.id, "day1", "day1_scoring", attempt, next_attempt_at=None)  # a worker dies
+        assert reap_stale_work(repo, RETRIES, now=later(), busy=lambda r: True) == []  # a run still holds it
         actions += [r.action for r in reap_stale_work(repo, RETRIES, now=later())]
-    assert actions == ["rerun", "rerun", "failed"]
-    assert repo.response_by_id(row.id).status == "failed"
-    assert "day1 stage stuck" in repo.response_by_id(row.id).error
+        if repo.response_by_id(row.id).next_attempt_at is not None:
+            assert "lost" in repo.response_by_id(row.id).error
+    assert actions == ["retry_due", "retry_due", "stalled"]
+    stalled = repo.response_by_id(row.id)
+    # A validator-side loss never fails the miner: the job keeps its status for a rerun.
+    assert stalled.status == "day1_scoring" and stalled.next_attempt_at is None
+    assert "rerun or backfill" in stalled.error
+    assert reap_stale_work(repo, RETRIES, now=later()) == []       # reported once

@@ -3,9 +3,11 @@
 
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from gaia_dagster.assets.miner_forecast import _response, era5_retry_policy, run_stage
+from gaia_dagster.assets.stage_runs import stage_call, response_for_partition
 from gaia_dagster.assets.partitions import MINER_IO_POOL, daily_partitions, date_miner_partitions, gfs_init_time, to_date
-from gaia_dagster.assets.plots import markdown_table, metrics_table
+from gaia_dagster.assets.plots import (
+    lead_scores_table, metrics_table, miner_label, miner_metadata, score_by_lead_chart,
+)
 from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.sources import WeatherSources
 from gaia_dagster.resources.validator_db import ValidatorDB
@@ -26,17 +28,16 @@ def era5_truth(context: AssetExecutionContext, sources: WeatherSources) -> Mater
 
 @asset(partitions_def=date_miner_partitions, group_name="gaia", pool=MINER_IO_POOL, kinds={"python"},
        deps=["miner_forecast", AssetDep("era5_truth", partition_mapping=to_date)],
-       retry_policy=era5_retry_policy,
        description="ERA5 score (GAIA_SPEC 5): every variable and level at leads 24..240 h against ERA5.")
 def era5_score(context: AssetExecutionContext, validator_db: ValidatorDB, miner_access: MinerAccess,
                sources: WeatherSources) -> MaterializeResult:
-    repo, row = _response(validator_db, context.partition_key)
-    result = run_stage(context, repo, row, "era5_scoring",
-                       lambda: score_era5_stage(repo, miner_access.client(), sources, row, context.run_id))
+    repo, row = response_for_partition(validator_db, context.partition_key)
+    with stage_call(context):
+        result = score_era5_stage(repo, miner_access.client(), sources, row, context.run_id, miner_access.retry("era5"))
     repo.advance_run(row.run_id, "scoring_era5", context.run_id)
-    leads = [{"lead_hours": lead, "score": score} for lead, score in sorted(result.lead_scores.items())]
     return MaterializeResult(metadata={
         "outcome": result.outcome, "era5_score": result.score,
-        "lead_scores": markdown_table(leads, ["lead_hours", "score"]),
-        "metrics": metrics_table(result.rows),
+        "lead_scores": lead_scores_table(result.lead_scores),
+        "score_by_lead": score_by_lead_chart(result.lead_scores, miner_label(repo, row.miner_hotkey)),
+        "metrics": metrics_table(result.rows), **miner_metadata(repo, row.miner_hotkey),
     })

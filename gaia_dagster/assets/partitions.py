@@ -1,16 +1,35 @@
 """Partitions: a daily ``date`` (one run per GFS T0) and a dynamic ``miner`` keyed by hotkey."""
 
 
+import os
 import warnings
 from datetime import datetime, timezone
+from typing import Mapping
 
 from dagster import (
     DailyPartitionsDefinition, DynamicPartitionsDefinition, MultiPartitionKey, MultiPartitionsDefinition,
     MultiToSingleDimensionPartitionMapping,
 )
 
+FIRST_DATE_ENV = "GAIA_FIRST_DATE"
+DEFAULT_FIRST_DATE = "2026-10-01"
+
+
+def first_date(environ: Mapping[str, str] = os.environ) -> str:
+    """The first day of the daily partitions, from ``GAIA_FIRST_DATE`` (YYYY-MM-DD), by default
+    2026-10-01. Start it near deployment: every day before it would show as a missing partition
+    ("0% filled") and multiply the date x miner space. Read once, when the code location loads
+    (partitions are structural). A malformed value raises ``ValueError`` naming the variable."""
+    raw = (environ.get(FIRST_DATE_ENV) or "").strip() or DEFAULT_FIRST_DATE
+    try:
+        return datetime.strptime(raw, "%Y-%m-%d").date().isoformat()
+    except ValueError:
+        raise ValueError(f"{FIRST_DATE_ENV}={raw!r} is not a date in YYYY-MM-DD form "
+                         f"(e.g. {DEFAULT_FIRST_DATE})") from None
+
+
 # end_offset=1: today's partition exists from 00:00 UTC, so the 18:00 UTC tick can target it.
-daily_partitions = DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC", end_offset=1)
+daily_partitions = DailyPartitionsDefinition(start_date=first_date(), timezone="UTC", end_offset=1)
 miner_partitions = DynamicPartitionsDefinition(name="miners")
 date_miner_partitions = MultiPartitionsDefinition({"date": daily_partitions, "miner": miner_partitions})
 with warnings.catch_warnings():  # the mapping is marked beta; its behaviour is covered by our tests
@@ -31,6 +50,12 @@ def date_miner_key(date_key: str, hotkey: str) -> MultiPartitionKey:
 
 
 def split_key(partition_key) -> tuple[str, str]:  # noqa: ANN001
-    """(date, miner) of a date x miner partition key."""
-    keys = partition_key.keys_by_dimension
-    return keys["date"], keys["miner"]
+    """(date, miner) of a date x miner partition key. A run launched with only the
+    ``dagster/partition`` tag (``dagster job launch``) carries it as the plain string ``date|miner``."""
+    keys = getattr(partition_key, "keys_by_dimension", None)
+    if keys is not None:
+        return keys["date"], keys["miner"]
+    date_key, sep, hotkey = str(partition_key).partition("|")
+    if not sep or not date_key or not hotkey:
+        raise ValueError(f"not a date|miner partition key: {partition_key!r}")
+    return date_key, hotkey

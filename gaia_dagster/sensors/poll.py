@@ -1,4 +1,5 @@
-"""Forecast poll: poll in-flight jobs and launch verification + day-1 for completed ones.
+"""Forecast poll: poll in-flight jobs and launch verification + day-1 for completed ones; launch the
+next initiate-fetch or day-1 attempt when one is due.
 
 Run keys are built from (date, miner, stage, attempt): Dagster never reuses a run key, so a failed
 run is retried under the next attempt's key, never under its own.
@@ -6,19 +7,27 @@ run is retried under the next attempt's key, never under its own.
 
 
 from dagster import (
-    DagsterRunStatus, DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluationContext, SensorResult,
+    AssetKey, DagsterRunStatus, DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluationContext, SensorResult,
     SkipReason, sensor,
 )
 
 from gaia_dagster.assets.partitions import date_miner_key
+from gaia_dagster.core.states import ResponseStatus
 from gaia_dagster.db.repository import ResponseRecord, now_utc
 from gaia_dagster.jobs import forecast_job, forecast_request_job
 from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.validator_db import ValidatorDB
+from gaia_dagster.sensors.intervals import sensor_interval
+from gaia_dagster.stages.attempts import DAY1, attempts_of, due_retries
 from gaia_dagster.stages.poll import poll_in_flight
 
 ACTIVE_RUN_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-                       DagsterRunStatus.STARTED]
+                       DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+
+
+def partition_of(row: ResponseRecord) -> str:
+    """The date x miner partition key of a job, as Dagster tags runs with it."""
+    return str(date_miner_key(f"{row.gfs_init_time:%Y-%m-%d}", row.miner_hotkey))
 
 
 def partition_busy(context: SensorEvaluationContext, partition_key: str) -> bool:
@@ -28,14 +37,17 @@ def partition_busy(context: SensorEvaluationContext, partition_key: str) -> bool
     return bool(runs)
 
 
-def stage_run_request(row: ResponseRecord, stage: str, attempt: int, job_name: str) -> RunRequest:
-    """A run for one (date, miner) stage, keyed by its attempt."""
+def stage_run_request(row: ResponseRecord, stage: str, attempt: int, job_name: str,
+                      assets: list[str] | None = None) -> RunRequest:
+    """A run for one (date, miner) stage, keyed by its attempt (``assets``: a subset of the job)."""
     date_key = f"{row.gfs_init_time:%Y-%m-%d}"
     return RunRequest(
         run_key=f"{date_key}|{row.miner_hotkey}|{stage}|{attempt}",
         partition_key=date_miner_key(date_key, row.miner_hotkey),
         job_name=job_name,
-        tags={"gaia/stage": stage, "gaia/miner": row.miner_hotkey, "gaia/job_id": row.job_id},
+        asset_selection=[AssetKey(a) for a in assets] if assets else None,
+        tags={"gaia/stage": stage, "gaia/miner": row.miner_hotkey, "gaia/job_id": row.job_id,
+              "gaia/attempt": str(attempt)},
     )
 
 
@@ -45,9 +57,10 @@ def query_retries_due(rows: list[ResponseRecord], now) -> list[ResponseRecord]: 
             and r.next_attempt_at is not None and r.next_attempt_at <= now]
 
 
-@sensor(name="forecast_poll_sensor", minimum_interval_seconds=30, jobs=[forecast_job, forecast_request_job], default_status=DefaultSensorStatus.RUNNING,
+@sensor(name="forecast_poll_sensor", minimum_interval_seconds=sensor_interval(30),
+        jobs=[forecast_job, forecast_request_job], default_status=DefaultSensorStatus.RUNNING,
         description="Polls every in-flight forecast job concurrently; launches miner_forecast + day1_score "
-                    "for completed ones and the next initiate-fetch attempt when one is due.")
+                    "for completed ones, and the next initiate-fetch or day-1 attempt when one is due.")
 def forecast_poll_sensor(context: SensorEvaluationContext, validator_db: ValidatorDB,
                          miner_access: MinerAccess) -> SensorResult | SkipReason:
     repo = validator_db.repo
@@ -58,11 +71,15 @@ def forecast_poll_sensor(context: SensorEvaluationContext, validator_db: Validat
     for decision in decisions:
         context.log.info(f"{decision.response.miner_hotkey}: {decision.action} {decision.detail}")
         row = decision.response
-        if decision.action == "ready" and not partition_busy(context, str(date_miner_key(
-                f"{row.gfs_init_time:%Y-%m-%d}", row.miner_hotkey))):
+        if decision.action == "ready" and not partition_busy(context, partition_of(row)):
             requests.append(stage_run_request(row, "forecast", row.poll_attempts, forecast_job.name))
-    for row in query_retries_due(repo.responses(statuses=["created"]), now):
+    for row in query_retries_due(repo.responses(statuses=[ResponseStatus.CREATED.value]), now):
         requests.append(stage_run_request(row, "query", row.query_attempts + 1, forecast_request_job.name))
+    day1_rows = repo.responses(statuses=[DAY1.ready, DAY1.working])
+    for row in due_retries(day1_rows, DAY1, miner_access.retry("day1"), now):
+        if not partition_busy(context, partition_of(row)):
+            requests.append(stage_run_request(row, "day1", attempts_of(row, "day1") + 1, forecast_job.name,
+                                              ["day1_score"]))
     if not requests and not decisions:
         return SkipReason("no job in flight")
     return SensorResult(run_requests=requests)

@@ -1,34 +1,24 @@
-"""The stale-work reaper: work stuck past its lease goes back to a retryable state or fails."""
+"""The stale-work reaper: work stuck past its lease gets its next attempt due (see stages.reaper)."""
 
 from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
-from gaia_dagster.jobs import era5_score_job, forecast_job
 from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.validator_db import ValidatorDB
-from gaia_dagster.sensors.poll import partition_busy, stage_run_request
+from gaia_dagster.sensors.intervals import sensor_interval
+from gaia_dagster.sensors.poll import partition_busy, partition_of
 from gaia_dagster.stages.reaper import reap_stale_work
 
-STAGE_JOBS = {"day1": forecast_job.name, "era5": era5_score_job.name}
 
-
-@sensor(name="stale_work_reaper", minimum_interval_seconds=120, jobs=[forecast_job, era5_score_job],
+@sensor(name="stale_work_reaper", minimum_interval_seconds=sensor_interval(120),
         default_status=DefaultSensorStatus.RUNNING,
-        description="Jobs untouched past a 10-minute lease (a worker killed mid-stage) go back to a "
-                    "retryable state, or fail after their stage's last attempt; never duplicated.")
+        description="Jobs untouched past a 10-minute lease with no run holding their partition (a worker "
+                    "killed mid-stage) get their next attempt due; the stage's own retry takes it from there.")
 def stale_work_reaper(context: SensorEvaluationContext, validator_db: ValidatorDB,
                       miner_access: MinerAccess) -> SensorResult | SkipReason:
-    repo = validator_db.repo
     retries = {stage: miner_access.retry(stage) for stage in ("query", "day1", "era5")}
-    requests = []
-    for item in reap_stale_work(repo, retries):
-        row = item.response
-        context.log.warning(f"miner {row.miner_hotkey}: {item.action} ({item.stage}): {item.detail}")
-        if item.action != "rerun":
-            continue
-        partition = f"{row.gfs_init_time:%Y-%m-%d}|{row.miner_hotkey}"
-        if not partition_busy(context, partition):
-            attempts = row.day1_attempts if item.stage == "day1" else row.era5_attempts
-            requests.append(stage_run_request(row, f"reap-{item.stage}", attempts, STAGE_JOBS[item.stage]))
-    if not requests:
+    reaped = reap_stale_work(validator_db.repo, retries, busy=lambda row: partition_busy(context, partition_of(row)))
+    for item in reaped:
+        context.log.warning(f"miner {item.response.miner_hotkey}: {item.action} ({item.stage}): {item.detail}")
+    if not reaped:
         return SkipReason("no stale work")
-    return SensorResult(run_requests=requests)
+    return SensorResult(run_requests=[])

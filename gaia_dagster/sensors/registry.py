@@ -11,9 +11,10 @@ from gaia_dagster.assets.partitions import miner_partitions
 from gaia_dagster.core.registry import normalise_registry
 from gaia_dagster.resources.registry import MinerRegistry
 from gaia_dagster.resources.validator_db import ValidatorDB
+from gaia_dagster.sensors.intervals import sensor_interval
 
 
-@sensor(name="miner_registry_sensor", minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
+@sensor(name="miner_registry_sensor", minimum_interval_seconds=sensor_interval(60), default_status=DefaultSensorStatus.RUNNING,
         description="Reads the miner registry, drops duplicate hotkeys and endpoints (warned and counted), "
                     "registers miners in the validator DB and adds their dynamic partitions.")
 def miner_registry_sensor(context: SensorEvaluationContext, miner_registry: MinerRegistry,

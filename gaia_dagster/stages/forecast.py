@@ -21,10 +21,8 @@ from gaia_dagster.core.manifest import ManifestError
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
 from gaia_dagster.resources.cache import private_dir
 from gaia_dagster.resources.miner_client import MinerClient, VerifiedStore
-
-
-class ForecastRejected(Exception):
-    """The miner's forecast is invalid: fail the job, do not retry."""
+from gaia_dagster.core.states import ResponseStatus
+from gaia_dagster.stages.attempts import ForecastRejected, StageRefused, is_past, who
 
 
 @dataclass(frozen=True)
@@ -34,11 +32,6 @@ class VerifiedForecast:
     files_fetched: int
     bytes_fetched: int
     outcome: str  # verified | already_verified
-
-
-def who(row: ResponseRecord) -> str:
-    """How errors name a job: the miner and the run."""
-    return f"miner {row.miner_hotkey}, run T0={row.gfs_init_time:%Y-%m-%dT%HZ}, job {row.job_id}"
 
 
 def mirror_dir(root: Path, row: ResponseRecord, part: str) -> Path:
@@ -90,8 +83,12 @@ def mirrored_fields(client: MinerClient, row: ResponseRecord, root: Path, part: 
 def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: ResponseRecord, root: Path,
                     grid: Grid, dagster_run_id: str | None = None) -> VerifiedForecast:
     """Verify the miner's store and move the job to ``forecast_ready`` (idempotent)."""
-    if row.status != "inference_running":
+    if row.status == ResponseStatus.FAILED.value:
+        raise StageRefused(f"{who(row)}: the job failed earlier and is not verified again: {row.error}")
+    if is_past(row.status, ResponseStatus.FORECAST_READY.value):
         return VerifiedForecast(row, row.verification_hash_computed or "", 0, 0, "already_verified")
+    if row.status != ResponseStatus.INFERENCE_RUNNING.value:
+        raise StageRefused(f"{who(row)}: no completed forecast to verify yet (status {row.status})")
     try:
         run_start = repo.run_by_id(row.run_id).created_at
         with mirrored_fields(client, row, root, "metadata", [], run_start=run_start) as (dataset, store):

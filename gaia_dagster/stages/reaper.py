@@ -1,19 +1,23 @@
 """Stale work (requirement: fair-job-distribution, "stuck work is reset after a lease").
 
 A worker killed mid-stage leaves its job where it was: a claimed initiate-fetch with no answer, or
-a job in ``day1_scoring`` / ``era5_scoring`` / ``forecast_ready`` that nothing moves on. After the
-lease (10 minutes) such work returns to a retryable state, or fails after its stage's last
-attempt. Nothing is duplicated: the reaper only sets a next-attempt time or asks for the stage to
-run again under a new attempt key, and every stage re-checks the status before it acts.
+a job in ``forecast_ready`` / ``day1_scoring`` / ``era5_scoring`` with an attempt claimed and no
+next attempt. After the lease (10 minutes), when no Dagster run holds the partition, the reaper
+makes the next attempt due, so the stage's own retry (``stages.attempts``, launched by the
+sensors) takes it: the reaper is not a second retry mechanism. A lost query after the last
+attempt fails the job (the plan's query budget); a scoring stage with no attempt left keeps its
+status, with the reason, for a rerun or backfill of the partition. Nothing is duplicated.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Callable
 
 from gaia_dagster.core.retry import StageRetry
 from gaia_dagster.db.repository import LostTransition, ResponseRecord, ValidatorRepository, now_utc
+from gaia_dagster.stages.attempts import attempts_of
 
 LEASE = timedelta(minutes=10)
 RESUMABLE = {"forecast_ready": "day1", "day1_scoring": "day1", "era5_scoring": "era5"}
@@ -22,7 +26,7 @@ RESUMABLE = {"forecast_ready": "day1", "day1_scoring": "day1", "era5_scoring": "
 @dataclass(frozen=True)
 class Reaped:
     response: ResponseRecord
-    action: str  # query_retry | rerun | failed
+    action: str  # query_retry | retry_due | stalled | failed
     stage: str
     detail: str
 
@@ -33,12 +37,14 @@ def is_stale(row: ResponseRecord, now: datetime, lease: timedelta) -> bool:
 
 
 def reap_stale_work(repo: ValidatorRepository, retries: dict[str, StageRetry], now: datetime | None = None,
-                    lease: timedelta = LEASE, dagster_run_id: str | None = None) -> list[Reaped]:
-    """Return stale work to a retryable state, or fail it after the last attempt."""
+                    lease: timedelta = LEASE, dagster_run_id: str | None = None,
+                    busy: Callable[[ResponseRecord], bool] = lambda _row: False) -> list[Reaped]:
+    """Make stale work's next attempt due (or fail a lost last query); ``busy`` tells whether a
+    run still holds the job's partition (such a job is not stale, only slow)."""
     now = now or now_utc()
     reaped = []
     for row in repo.responses(statuses=["created", *RESUMABLE]):
-        if not is_stale(row, now, lease):
+        if not is_stale(row, now, lease) or row.next_attempt_at is not None or busy(row):
             continue
         try:
             outcome = _reap(repo, row, retries, now, dagster_run_id)
@@ -53,8 +59,8 @@ def _reap(repo: ValidatorRepository, row: ResponseRecord, retries: dict[str, Sta
           dagster_run_id: str | None) -> Reaped | None:
     who = f"miner {row.miner_hotkey}, job {row.job_id}"
     if row.status == "created":
-        if row.query_attempts == 0 or row.next_attempt_at is not None:
-            return None  # never claimed, or already waiting for its next attempt
+        if row.query_attempts == 0:
+            return None  # never claimed
         if retries["query"].exhausted(row.query_attempts):
             error = f"{who}: initiate-fetch attempt {row.query_attempts} was lost (worker gone) and was the last"
             repo.transition_response(row.id, "created", "failed", dagster_run_id, error=error)
@@ -63,11 +69,14 @@ def _reap(repo: ValidatorRepository, row: ResponseRecord, retries: dict[str, Sta
                              error=f"attempt {row.query_attempts} lost (worker gone); retrying")
         return Reaped(repo.response_by_id(row.id), "query_retry", "query", "lease expired")
     stage = RESUMABLE[row.status]
-    attempts = row.day1_attempts if stage == "day1" else row.era5_attempts
-    if retries[stage].exhausted(attempts + 1):
-        error = f"{who}: {stage} stage stuck in {row.status} past its lease after {attempts + 1} attempts"
-        repo.transition_response(row.id, row.status, "failed", dagster_run_id, error=error)
-        return Reaped(repo.response_by_id(row.id), "failed", stage, error)
-    if not repo.claim_attempt(row.id, stage, row.status, attempts):
+    attempts = attempts_of(row, stage)
+    if retries[stage].exhausted(attempts):
+        error = (f"{who}: {stage} stage stuck in {row.status} past its lease after {attempts} attempts; "
+                 f"no attempt left: rerun or backfill this partition to re-score it")
+        if row.error != error:
+            repo.update_response(row.id, row.status, error=error)
+            return Reaped(repo.response_by_id(row.id), "stalled", stage, error)
         return None
-    return Reaped(repo.response_by_id(row.id), "rerun", stage, f"{row.status} past its lease")
+    repo.update_response(row.id, row.status, next_attempt_at=now,
+                         error=f"{stage} attempt {attempts} lost (worker gone, {row.status} past its lease); retrying")
+    return Reaped(repo.response_by_id(row.id), "retry_due", stage, f"{row.status} past its lease")

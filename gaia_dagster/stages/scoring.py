@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from gaia_dagster.core.retry import DEFAULT_RETRIES, StageRetry
 from gaia_dagster.core.contract import (
     ALL_VARIABLES, DAY1_LEAD_HOURS, ERA5_LEAD_HOURS, LEVEL_VARIABLES, PRESSURE_LEVELS, time_index,
 )
@@ -28,7 +29,8 @@ from gaia_dagster.core.scoring.era5 import (
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
 from gaia_dagster.resources.miner_client import MinerClient
 from gaia_dagster.resources.sources import WeatherSources, cache_path, cached, ensure_cached
-from gaia_dagster.stages.forecast import ForecastRejected, fetch_fields, who
+from gaia_dagster.stages.attempts import DAY1, ERA5, ForecastRejected, StageSpec, run_attempt, who
+from gaia_dagster.stages.forecast import fetch_fields
 
 
 @dataclass
@@ -99,32 +101,29 @@ def _fields_for(variable: str) -> list[int | None]:
 
 
 # -- day-1 ------------------------------------------------------------------------------------
-def run_scoring_stage(repo: ValidatorRepository, row: ResponseRecord, score_type: str, ready: str, working: str,
-                      done: str, score, dagster_run_id: str | None = None) -> StageScore:  # noqa: ANN001
-    """The shape every scoring stage shares (idempotent, resumable, strict transitions):
-    ``ready -> working``, score, store the rows under their unique keys, ``working -> done``;
-    a rejected forecast fails the job with its reason; a finished job is not scored again."""
-    if row.status not in (ready, working):
-        return StageScore("already_scored", repo.total_score(row.id, score_type))
-    if row.status == ready:
-        repo.transition_response(row.id, ready, working, dagster_run_id)
-    try:
-        result = score()
-    except ForecastRejected as exc:
-        repo.transition_response(row.id, working, "failed", dagster_run_id, error=str(exc))
-        raise
-    totals = [{"lead_hours": lead, "variable": "*", "level": 0, "score": s} for lead, s in result.lead_scores.items()]
-    repo.record_scores(row.id, score_type,
-                       [*result.rows, *totals, {"lead_hours": 0, "variable": "*", "level": 0, "score": result.score}])
-    repo.transition_response(row.id, working, done, dagster_run_id, error=None)
-    return result
+def run_scoring_stage(repo: ValidatorRepository, row: ResponseRecord, spec: StageSpec, retry: StageRetry, score,
+                      dagster_run_id: str | None = None) -> StageScore:  # noqa: ANN001
+    """The shape every scoring stage shares (claimed attempt, strict transitions, see ``attempts``):
+    score, store the rows under their unique keys, ``working -> done``. A scored job answers
+    ``already_scored`` with the score it holds."""
+    def finish(current: ResponseRecord, result: StageScore) -> None:
+        totals = [{"lead_hours": lead, "variable": "*", "level": 0, "score": s} for lead, s in result.lead_scores.items()]
+        repo.record_scores(current.id, spec.name,
+                           [*result.rows, *totals, {"lead_hours": 0, "variable": "*", "level": 0, "score": result.score}])
+        repo.transition_response(current.id, spec.working, spec.done, dagster_run_id, error=None)
+
+    def already_done(current: ResponseRecord) -> StageScore:
+        return StageScore("already_scored", repo.total_score(current.id, spec.name))
+
+    return run_attempt(repo, row, spec, retry, lambda current: score(), finish, already_done, dagster_run_id)
 
 
 def score_day1_stage(repo: ValidatorRepository, client: MinerClient, sources: WeatherSources,
-                     row: ResponseRecord, dagster_run_id: str | None = None) -> StageScore:
+                     row: ResponseRecord, dagster_run_id: str | None = None,
+                     retry: StageRetry | None = None) -> StageScore:
     """Score a verified forecast at lead 12 h against the GFS analysis (forecast_ready -> day1_scored)."""
-    return run_scoring_stage(repo, row, "day1", "forecast_ready", "day1_scoring", "day1_scored",
-                             lambda: _day1(client, sources, row), dagster_run_id)
+    return run_scoring_stage(repo, row, DAY1, retry or DEFAULT_RETRIES["day1"], lambda: _day1(client, sources, row),
+                             dagster_run_id)
 
 
 def _day1(client: MinerClient, sources: WeatherSources, row: ResponseRecord) -> StageScore:
@@ -162,10 +161,11 @@ def _day1_row(c) -> dict[str, Any]:  # noqa: ANN001
 
 # -- ERA5 -------------------------------------------------------------------------------------
 def score_era5_stage(repo: ValidatorRepository, client: MinerClient, sources: WeatherSources,
-                     row: ResponseRecord, dagster_run_id: str | None = None) -> StageScore:
+                     row: ResponseRecord, dagster_run_id: str | None = None,
+                     retry: StageRetry | None = None) -> StageScore:
     """Score every variable, level and lead 24..240 h against ERA5 (day1_scored -> era5_scored)."""
-    return run_scoring_stage(repo, row, "era5", "day1_scored", "era5_scoring", "era5_scored",
-                             lambda: _era5(client, sources, row), dagster_run_id)
+    return run_scoring_stage(repo, row, ERA5, retry or DEFAULT_RETRIES["era5"], lambda: _era5(client, sources, row),
+                             dagster_run_id)
 
 
 def _era5(client: MinerClient, sources: WeatherSources, row: ResponseRecord) -> StageScore:
