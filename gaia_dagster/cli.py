@@ -10,7 +10,7 @@ def _demo(args: argparse.Namespace) -> int:
     from gaia_dagster.demo import run_demo
 
     return run_demo(miners=args.miners, date=args.date, as_json=args.json, resolution=args.resolution,
-                    timeout_s=args.timeout)
+                    timeout_s=args.timeout, ui_port=args.ui_port if args.ui else None)
 
 
 def _miner_serve(args: argparse.Namespace, rest: list[str]) -> int:
@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="end with one JSON line of results")
     demo.add_argument("--resolution", type=float, default=1.5, help="grid spacing in degrees")
     demo.add_argument("--timeout", type=float, default=540.0, help="give up on the day after this many seconds")
+    demo.add_argument("--ui", action="store_true", help="also start the Dagster webserver, and keep it up afterwards")
+    demo.add_argument("--ui-port", type=int, default=3000, help="the webserver's port on 127.0.0.1 (with --ui)")
     miner = sub.add_parser("miner", help="the reference miner")
     miner_sub = miner.add_subparsers(dest="miner_command", required=True)
     miner_sub.add_parser("serve", help="serve one reference miner (see --help after serve)", add_help=False)

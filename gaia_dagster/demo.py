@@ -1,25 +1,27 @@
-"""``gaia-dagster demo``: one simulated day end to end on the embedded default.
+"""``gaia-dagster demo``: one simulated day end to end on the embedded default, under the real daemon.
 
-Starts a fleet of reference miners on loopback, registers them, and drives the day through the
-real Dagster instance at ``$DAGSTER_HOME``: registry sensor, the 18:00 schedule tick, forecast
-requests, poll-sensor ticks, verification and day-1, ERA5 truth and scores, the leaderboard.
-Backoffs are compressed (``GAIA_RETRY_SCALE``) so the day takes minutes, not hours.
+Starts a fleet of reference miners on loopback and registers them, starts ``dagster-daemon`` (and,
+with ``--ui``, the webserver) on the instance at ``$DAGSTER_HOME``, launches the day's ``gfs_seed``
+partition as an operator does, and waits for the leaderboard while the schedule and sensors do
+the rest. Sensor intervals and backoffs are compressed (``GAIA_SENSOR_INTERVAL_S``,
+``GAIA_RETRY_SCALE``) so the day takes minutes, not days.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-DEMO_RETRY_SCALE = "0.005"   # query backoff 0.3/1.5/4.5 s, poll every 1.5 s
-DEMO_MINER_TIMEOUT_S = "3"
+DEMO_SETTINGS = {
+    "GAIA_RETRY_SCALE": "0.03",        # query backoff 1.8/9/27 s, poll every 9 s (10 polls), day-1 retry 9 s
+    "GAIA_MINER_TIMEOUT_S": "3",
+    "GAIA_SENSOR_INTERVAL_S": "2",     # every sensor ticks as often as the daemon allows
+}
 
 
 def prepare_home() -> Path:
@@ -38,30 +40,43 @@ def _say(as_json: bool, text: str) -> None:
     print(text, file=sys.stderr if as_json else sys.stdout, flush=True)
 
 
-def run_demo(miners: int, date: str, as_json: bool = False, resolution: float = 1.5, timeout_s: float = 540.0) -> int:
-    """Run the demo day; exit code 0 when the day completed."""
-    os.environ.setdefault("GAIA_RETRY_SCALE", DEMO_RETRY_SCALE)
-    os.environ.setdefault("GAIA_MINER_TIMEOUT_S", DEMO_MINER_TIMEOUT_S)
+def run_demo(miners: int, date: str, as_json: bool = False, resolution: float = 1.5, timeout_s: float = 540.0,
+             ui_port: int | None = None) -> int:
+    """Run the demo day under the daemon; exit code 0 when the day completed."""
+    for name, value in DEMO_SETTINGS.items():
+        os.environ.setdefault(name, value)
     os.environ["GAIA_RESOLUTION"] = str(resolution)
+    os.environ.setdefault("GAIA_FIRST_DATE", date)
     home = prepare_home()
     from gaia_dagster.fleet import start_fleet
     from gaia_dagster.resources.registry import write_registry
     from gaia_dagster.resources.settings import gaia_home
+    from gaia_dagster.runtime.daemon import DagsterProcesses
 
     say = lambda text: _say(as_json, text)  # noqa: E731
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     say(f"instance: {home}")
     say(f"starting {miners} reference miners on loopback ...")
     fleet = start_fleet(miners, gaia_home() / "fleet", resolution=resolution)
+    dagster = DagsterProcesses(home, ui_port=ui_port)
     try:
         for m in fleet.miners:
-            say(f"  miner {m.index} {m.profile:<12} {m.hotkey} at {m.base_url}")
+            say(f"  miner uid {m.index} {m.profile:<12} {m.hotkey} at {m.base_url}")
         write_registry(gaia_home() / "miners.json", fleet.registry_entries())
-        results = drive_day(date, timeout_s, say)
+        dagster.start()
+        say(f"dagster-daemon started (pid {dagster.daemon.pid}); logs in {home / 'logs'}")
+        if ui_port:
+            say(f"Dagster UI: http://127.0.0.1:{ui_port}")
+        results = watch_day(dagster, date, timeout_s, say)
+        if ui_port:
+            say("the day is done; the UI stays up until Ctrl-C")
+            while dagster.alive():
+                time.sleep(1)
     except KeyboardInterrupt:
-        say("interrupted: stopping the miners")
+        say("interrupted: stopping the daemon and the miners")
         return 130
     finally:
+        dagster.stop()
         fleet.stop()
     profiles = {m.hotkey: m.profile for m in fleet.miners}
     summary = summarise(date, results, profiles)
@@ -71,53 +86,72 @@ def run_demo(miners: int, date: str, as_json: bool = False, resolution: float = 
     return 0 if summary["completed"] else 1
 
 
-def drive_day(date: str, timeout_s: float, say) -> list[Any]:  # noqa: ANN001
-    """Tick the schedule and sensors and execute their runs until the day's run is complete."""
-    from dagster import DagsterInstance
-
+def watch_day(dagster, date: str, timeout_s: float, say) -> list[Any]:  # noqa: ANN001
+    """Launch the day's ``gfs_seed`` partition onto the run queue, then report what the daemon
+    does (runs as they end, jobs as they move) until the day's leaderboard is built."""
     from gaia_dagster.assets.partitions import gfs_init_time
-    from gaia_dagster.definitions import build_definitions
-    from gaia_dagster.driver import DayDriver
+    from gaia_dagster.db.repository import ValidatorRepository, default_db_url
+    from gaia_dagster.resources.settings import dagster_home
 
-    logging.getLogger("dagster").setLevel(logging.WARNING)
-    defs = build_definitions()
-    instance = DagsterInstance.get()
-    driver = DayDriver(instance, defs, log_level="ERROR")
-    repo = defs.resources["validator_db"].repo
+    repo = ValidatorRepository(os.environ.get("GAIA_DB_URL") or default_db_url(dagster_home()))
+    repo.create_schema()
     t0 = gfs_init_time(date)
-    driver.tick_sensor("miner_registry_sensor")
-    say(f"registry: {len(repo.miners())} miners known")
-    requests = driver.tick_schedule("daily_forecast_schedule", t0 + timedelta(hours=18))
-    say(f"schedule tick {date} 18:00 UTC: {len(requests)} run request(s)")
-    _launch(driver, requests, say)
-    _launch(driver, driver.tick_sensor("miner_orchestration_sensor"), say)
-    deadline = time.monotonic() + timeout_s
     run = repo.run_for_init_time(t0)
     if run is not None and run.status == "completed":
-        say(f"run for {date} is already complete on this instance: nothing to do")
-    while time.monotonic() < deadline:
+        say(f"the run for {date} is already complete on this instance; launching gfs_seed again changes nothing")
+    say(f"launching gfs_seed[{date}] (dagster job launch -j daily_seed_job) ...")
+    dagster.launch("daily_seed_job", date)
+    from dagster import DagsterInstance
+
+    instance = DagsterInstance.get()
+    started = time.monotonic()
+    seen_runs: set[str] = set()
+    seen_status: dict[str, str] = {}
+    already_complete = run is not None and run.status == "completed"
+    while time.monotonic() - started < timeout_s:
+        _report_runs(instance, seen_runs, say)
         run = repo.run_for_init_time(t0)
-        if run is None or run.status in ("completed", "error"):
+        for r in repo.responses(run_id=run.id) if run else []:
+            if seen_status.get(r.miner_hotkey) != r.status:
+                seen_status[r.miner_hotkey] = r.status
+                say(f"  {time.monotonic() - started:6.1f}s  miner {r.miner_hotkey[:10]}… {r.status}"
+                    + (f": {r.error.splitlines()[0][:160]}" if r.status == "failed" and r.error else ""))
+        if already_complete and _seed_runs_finished(instance):
             break
-        launched = _launch(driver, driver.tick_sensor("forecast_poll_sensor"), say)
-        launched += _launch(driver, driver.tick_sensor("era5_availability_sensor"), say)
-        if not launched:
-            time.sleep(1.0)
+        if run is not None and run.status in ("completed", "error") and not already_complete:
+            break
+        if not dagster.alive():
+            say("dagster-daemon exited; see its log")
+            break
+        time.sleep(1.0)
+    else:
+        say(f"timed out after {timeout_s:.0f} s")
+    _report_runs(instance, seen_runs, say)
     run = repo.run_for_init_time(t0)
     return [run, repo.responses(run_id=run.id) if run else [], repo]
 
 
-def _launch(driver, requests, say) -> int:  # noqa: ANN001
-    count = 0
-    for request in requests:
-        launched = driver.launch(request)
-        if launched.skipped:
+def _seed_runs_finished(instance) -> bool:  # noqa: ANN001
+    """True when the latest gfs_seed run has ended (a rerun of a completed day)."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    runs = instance.get_runs(RunsFilter(job_name="daily_seed_job"), limit=1)
+    return bool(runs) and runs[0].status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)
+
+
+def _report_runs(instance, seen: set[str], say) -> None:  # noqa: ANN001
+    """One line per run that ended since the last call: stage, partition, outcome."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    finished = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
+    runs = instance.get_runs(RunsFilter(statuses=finished), limit=200)
+    for run in reversed(runs):
+        if run.run_id in seen:
             continue
-        count += 1
-        stage = (request.tags or {}).get("gaia/stage", "")
-        say(f"  run {launched.run_id[:8]} {stage:<12} {request.partition_key}: "
-            f"{'ok' if launched.success else 'FAILED'}")
-    return count
+        seen.add(run.run_id)
+        stage = run.tags.get("gaia/stage", run.job_name)
+        partition = run.tags.get("dagster/partition", "")
+        say(f"  run {run.run_id[:8]} {stage:<12} {partition[:40]:<40} {run.status.value.lower()}")
 
 
 def summarise(date: str, results: list[Any], profiles: dict[str, str]) -> dict[str, Any]:

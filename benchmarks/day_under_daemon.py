@@ -1,0 +1,148 @@
+"""A whole day under the real ``dagster-daemon``, and what it costs the validator.
+
+Cheap reference miners (a coarse grid, no inference delay) are served on loopback from this
+process; a fresh instance with the project's ``dagster.yaml`` (forking run launcher, four runs at
+once, run monitoring) and the daemon run the day exactly as an operator's would: ``gfs_seed``
+launched onto the run queue, then the schedule's sensors do the rest. Printed:
+
+- CPU-s of the daemon's whole process tree (daemon, code server, run-worker zygote, every run),
+  and per miner-stage (three per-miner stages: request, verify + day-1, ERA5);
+- CPU-s of the run workers alone (each run records its own on the run as ``gaia/worker_cpu_s``),
+  and per run of each stage (query and integrity runs are pure orchestration; forecast and ERA5
+  runs include verifying and scoring: their ``orchestration`` figure is the run's CPU less the
+  stage's own, which the assets record as ``gaia/stage_cpu_s``);
+- runs launched, seconds from launch to the first day-1 score and to the leaderboard;
+- peak RSS of the daemon's process tree (sampled every 0.5 s).
+
+    python benchmarks/day_under_daemon.py --miners 64 [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PER_MINER_STAGES = 3
+
+
+def run_day(miners: int, date: str, resolution: float, timeout_s: float) -> dict:
+    from dagster import DagsterInstance
+
+    from gaia_dagster.core.registry import RegistryEntry
+    from gaia_dagster.db.repository import ValidatorRepository
+    from gaia_dagster.fleet import serve_miners_in_process
+    from gaia_dagster.resources.registry import write_registry
+    from gaia_dagster.runtime.daemon import DagsterProcesses
+
+    t0 = datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    work = Path(tempfile.mkdtemp(prefix="gaia-day-bench-"))
+    home = work / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    db_url = f"sqlite:///{work / 'validator.db'}"
+    env = {"GAIA_DB_URL": db_url, "GAIA_REGISTRY": str(work / "miners.json"), "GAIA_HOME": str(work / "gaia"),
+           "GAIA_RESOLUTION": str(resolution), "GAIA_RETRY_SCALE": "0.01", "GAIA_MINER_TIMEOUT_S": "10",
+           "GAIA_SENSOR_INTERVAL_S": "1", "GAIA_FIRST_DATE": date}
+    repo = ValidatorRepository(db_url)
+    repo.create_schema()
+    try:
+        with serve_miners_in_process(miners, work / "miners", resolution=resolution, inference_delay_s=0.0) as fleet:
+            write_registry(Path(env["GAIA_REGISTRY"]),
+                           [RegistryEntry(hotkey, url, uid) for uid, (hotkey, url) in enumerate(fleet)])
+            with DagsterProcesses(home, env) as dagster:
+                time.sleep(3.0)  # the daemon and its code server come up before the clock starts
+                cpu_start = dagster.cpu_seconds()
+                peak = {"rss": 0}
+                sampling = threading.Event()
+
+                def sample() -> None:
+                    while not sampling.is_set():
+                        peak["rss"] = max(peak["rss"], dagster.rss_bytes())
+                        time.sleep(0.5)
+
+                sampler = threading.Thread(target=sample, daemon=True)
+                sampler.start()
+                started = time.monotonic()
+                dagster.launch("daily_seed_job", date)
+                first_day1 = leaderboard = None
+                while time.monotonic() - started < timeout_s:
+                    run = repo.run_for_init_time(t0)
+                    rows = repo.responses(run_id=run.id) if run else []
+                    if first_day1 is None and any(r.day1_attempts and r.status in ("day1_scored", "era5_scoring",
+                                                                                    "era5_scored") for r in rows):
+                        first_day1 = time.monotonic() - started
+                    if run is not None and run.status == "completed":
+                        leaderboard = time.monotonic() - started
+                        break
+                    time.sleep(0.5)
+                instance = DagsterInstance.from_config(str(home))
+                _wait_runs_ended(instance, 60)
+                cpu_total = dagster.cpu_seconds() - cpu_start
+                sampling.set()
+                sampler.join()
+                runs = instance.get_runs()
+                worker_cpu = sum(float(r.tags.get("gaia/worker_cpu_s", 0)) for r in runs)
+                by_stage: dict[str, list[float]] = {}
+                overhead: dict[str, list[float]] = {}
+                for r in runs:
+                    stage = r.tags.get("gaia/stage", r.job_name)
+                    cpu = float(r.tags.get("gaia/worker_cpu_s", 0))
+                    by_stage.setdefault(stage, []).append(cpu)
+                    overhead.setdefault(stage, []).append(cpu - float(r.tags.get("gaia/stage_cpu_s", 0)))
+                statuses = [r.status for r in repo.responses()]
+        miner_stages = miners * PER_MINER_STAGES
+        return {
+            "miners": miners, "resolution": resolution, "completed": leaderboard is not None,
+            "jobs_scored": statuses.count("era5_scored"), "jobs_failed": statuses.count("failed"),
+            "runs_launched": len(runs),
+            "cpu_s_total": round(cpu_total, 1), "cpu_s_per_miner_stage": round(cpu_total / miner_stages, 3),
+            "worker_cpu_s": round(worker_cpu, 1), "worker_cpu_s_per_miner_stage": round(worker_cpu / miner_stages, 3),
+            "s_to_first_day1": None if first_day1 is None else round(first_day1, 1),
+            "s_to_leaderboard": None if leaderboard is None else round(leaderboard, 1),
+            "peak_rss_mb": round(peak["rss"] / 2**20),
+            "worker_cpu_s_per_run_by_stage": {
+                stage: {"runs": len(v), "mean": round(sum(v) / len(v), 3),
+                        "orchestration_mean": round(sum(overhead[stage]) / len(v), 3)}
+                for stage, v in sorted(by_stage.items())},
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _wait_runs_ended(instance, timeout_s: float) -> None:  # noqa: ANN001
+    from dagster import DagsterRunStatus, RunsFilter
+
+    active = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+              DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+    deadline = time.monotonic() + timeout_s
+    while instance.get_runs(RunsFilter(statuses=active), limit=1) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--miners", type=int, default=8)
+    parser.add_argument("--date", default="2026-10-20")
+    parser.add_argument("--resolution", type=float, default=30.0, help="grid of miners and validator (degrees)")
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    result = run_day(args.miners, args.date, args.resolution, args.timeout)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>30}: {value}")
+    return 0 if result["completed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The real Dagster processes on an instance: ``dagster-daemon`` (and optionally the webserver),
+and launching a partition the way an operator does (``dagster job launch`` onto the run queue).
+
+The demo, the day benchmark and the end-to-end tests run a day through these, so a day is only
+ever orchestrated by Dagster's own daemon: its schedule and sensor ticks, its run queue, and the
+instance's run launcher.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+WORKSPACE = PROJECT_ROOT / "workspace.yaml"
+
+
+def dagster_command(name: str) -> str:
+    """A Dagster console script of this interpreter's environment (``dagster``, ``dagster-daemon``)."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name
+
+
+def process_cpu_seconds(pid: int, include_children: bool = True) -> float:
+    """User + system CPU of a live process from ``/proc`` (and of its reaped children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if include_children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live descendant."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parts = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(parts[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += children.get(current, [])
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process tree: every live process and the children each has reaped."""
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            total += process_cpu_seconds(p)
+        except OSError:
+            pass
+    return total
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process tree right now."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+@dataclass
+class DagsterProcesses:
+    """``dagster-daemon`` (and the webserver when ``ui_port`` is set) on the instance at ``home``."""
+
+    home: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    ui_port: int | None = None
+    log_dir: Path | None = None
+    daemon: subprocess.Popen | None = None
+    webserver: subprocess.Popen | None = None
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **self.env, "DAGSTER_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
+
+    def _log(self, name: str):  # noqa: ANN202
+        directory = self.log_dir or self.home / "logs"
+        directory.mkdir(parents=True, exist_ok=True)
+        return open(directory / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+
+    def start(self) -> "DagsterProcesses":
+        """Start the daemon (and the webserver); both load the code location from workspace.yaml."""
+        log = self._log("dagster-daemon")
+        self.daemon = subprocess.Popen([dagster_command("dagster-daemon"), "run", "-w", str(WORKSPACE)],
+                                       env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
+                                       cwd=PROJECT_ROOT, start_new_session=True)
+        log.close()
+        if self.ui_port:
+            log = self._log("dagster-webserver")
+            self.webserver = subprocess.Popen(
+                [dagster_command("dagster-webserver"), "-w", str(WORKSPACE), "-h", "127.0.0.1", "-p", str(self.ui_port)],
+                env=self.environment(), stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+                start_new_session=True)
+            log.close()
+        return self
+
+    def launch(self, job: str, partition: str, tags: Mapping[str, str] | None = None) -> None:
+        """Submit one partition's run to the instance's run queue, as ``dagster job launch`` does;
+        the daemon dequeues it and the instance's run launcher starts it."""
+        all_tags = {"dagster/partition": partition, **(tags or {})}
+        subprocess.run([dagster_command("dagster"), "job", "launch", "-w", str(WORKSPACE), "-j", job,
+                        "--tags", json.dumps(all_tags)],
+                       env=self.environment(), cwd=PROJECT_ROOT, check=True, capture_output=True)
+
+    def alive(self) -> bool:
+        return self.daemon is not None and self.daemon.poll() is None
+
+    def cpu_seconds(self) -> float:
+        """CPU used so far by the daemon, its code server, the run-worker zygote and every run."""
+        return tree_cpu_seconds(self.daemon.pid) if self.alive() else 0.0
+
+    def rss_bytes(self) -> int:
+        return tree_rss_bytes(self.daemon.pid) if self.alive() else 0
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop the webserver and the daemon (SIGTERM to their process groups, then SIGKILL)."""
+        for proc in (self.webserver, self.daemon):
+            if proc is not None and proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout_s
+        for proc in (self.webserver, self.daemon):
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def __enter__(self) -> "DagsterProcesses":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        self.stop()
