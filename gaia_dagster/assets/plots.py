@@ -67,6 +67,45 @@ def records_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[TableColu
     return MetadataValue.table(records=records, schema=TableSchema(columns=list(columns)))
 
 
+LEADERBOARD_COLUMNS = [
+    TableColumn("rank", "int", "position by overall score (ties by hotkey)"),
+    TableColumn("uid", "int", "the miner's UID on the subnet"),
+    TableColumn("hotkey", "string", "the miner's hotkey, in full"),
+    TableColumn("status", "string", "the job's status in the validator DB"),
+    TableColumn("day1_score", "float", "day-1 score against the GFS analysis (GAIA_SPEC 4)"),
+    TableColumn("era5_score", "float", "ERA5 score over leads 24..240 h (GAIA_SPEC 5)"),
+    TableColumn("overall_score", "float", "0.95 * ERA5 + 0.05 * [day-1 >= 0.1]; 0 for a failed job"),
+    TableColumn("weight", "float", "the weight the validator sets (15-day look-back, sums to 1)"),
+    TableColumn("error", "string", "why the job failed, if it did"),
+]
+
+SELECTION_COLUMNS = [
+    TableColumn("position", "int", "place in the run's seeded order"),
+    TableColumn("uid", "int", "the miner's UID on the subnet"),
+    TableColumn("hotkey", "string", "the miner's hotkey, in full"),
+    TableColumn("selected", "bool", "whether the run queried this miner"),
+    TableColumn("reason", "string", "why the miner was skipped"),
+]
+
+METRICS_COLUMNS = [
+    TableColumn("variable", "string", "forecast variable"),
+    TableColumn("level", "int", "pressure level in hPa (0 for a surface variable)"),
+    TableColumn("lead_hours", "int", "hours after the GFS T0"),
+    TableColumn("rmse", "float", "latitude-weighted root mean square error"),
+    TableColumn("bias", "float", "latitude-weighted mean error"),
+    TableColumn("acc", "float", "anomaly correlation coefficient against climatology"),
+    TableColumn("skill", "float", "skill score against the reference forecast"),
+    TableColumn("clone_distance", "float", "distance to the reference forecast (day-1 only)"),
+    TableColumn("clone_penalty", "float", "penalty for copying the reference (day-1 only)"),
+    TableColumn("score", "float", "the component's score"),
+]
+
+LEAD_SCORE_COLUMNS = [
+    TableColumn("lead_hours", "int", "hours after the GFS T0"),
+    TableColumn("score", "float", "the lead's score over every variable and level"),
+]
+
+
 def leaderboard_table(rows: Sequence[Mapping[str, Any]]) -> MetadataValue:
     """The day's leaderboard: rank, uid, full hotkey, status, scores, weight and error per miner."""
     return records_table(rows, LEADERBOARD_COLUMNS)
