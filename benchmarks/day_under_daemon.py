@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="GAIA_RETRY_SCALE: 0.3 polls every 90 s, 10 polls per job (the loopback miners share one core: 64 forecasts take minutes)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the daemon and miners on the way out
     result = run_day(args.miners, args.date, args.resolution, args.timeout, args.retry_scale)
     if args.json:
         print(json.dumps(result))

@@ -15,6 +15,7 @@ from gaia_dagster.resources.sources import WeatherSources
 from gaia_dagster.resources.validator_db import ValidatorDB
 from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.sensors.intervals import sensor_interval
+from gaia_dagster.sensors.orchestrate import selected_without_job
 from gaia_dagster.sensors.poll import stage_run_request
 from gaia_dagster.stages.attempts import ERA5, due_retries
 
@@ -47,7 +48,7 @@ def run_requests_for(context: SensorEvaluationContext, repo: ValidatorRepository
                            job_name=era5_truth_job.name, tags={"gaia/stage": "era5_truth"})]
     if waiting or retries:
         return [stage_run_request(r, "era5", r.era5_attempts + 1, era5_score_job.name) for r in waiting + retries]
-    if not in_flight and run.status != "completed":
+    if not in_flight and not selected_without_job(repo, run) and run.status != "completed":
         scored = sum(1 for r in rows if r.status == "era5_scored")
         return [RunRequest(run_key=f"{date_key}|miner_scores|{scored}|{len(rows)}", partition_key=date_key,
                            job_name=miner_scores_job.name, tags={"gaia/stage": "miner_scores"})]

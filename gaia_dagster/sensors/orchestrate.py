@@ -1,7 +1,9 @@
 """Orchestration (the plan's singleton stage): select the run's miners, then one forecast request
 per selected miner that has no job yet."""
 
-from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from typing import Callable
+
+from dagster import DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from gaia_dagster.assets.partitions import date_miner_key, miner_partitions
 from gaia_dagster.core.selection import Candidate, select_miners
@@ -10,8 +12,12 @@ from gaia_dagster.core.states import ResponseStatus
 from gaia_dagster.jobs import forecast_request_job, integrity_checks_job
 from gaia_dagster.resources.validator_db import ValidatorDB
 from gaia_dagster.sensors.intervals import sensor_interval
+from gaia_dagster.sensors.poll import ACTIVE_RUN_STATUSES
 
-QUERYABLE_RUN_STATUSES = ("gfs_ready", "querying_miners")
+# A selected miner is asked whenever its day is live: a request that died is relaunched even after
+# other miners' scoring has moved the run on.
+QUERYABLE_RUN_STATUSES = ("gfs_ready", "querying_miners", "scoring_day1", "awaiting_era5", "scoring_era5")
+MAX_REQUEST_RUNS = 3
 
 
 def run_selection(repo: ValidatorRepository, run: RunRecord, partitioned: set[str]) -> list[str]:
@@ -43,18 +49,32 @@ def integrity_check_requests(repo: ValidatorRepository) -> list[RunRequest]:
             for run in repo.all_runs() if run.status not in ("completed", "error") and requests_settled(repo, run)]
 
 
-def forecast_requests(repo: ValidatorRepository, partitioned: set[str]) -> list[RunRequest]:
-    """Requests for every (seeded run, selected miner) that has no job yet (check before execute)."""
+def selected_without_job(repo: ValidatorRepository, run: RunRecord) -> list[str]:
+    """Selected miners of a run that have no job row yet (their request has not run, or died first)."""
+    have = {r.miner_hotkey for r in repo.responses(run_id=run.id)}
+    return [r.miner_hotkey for r in repo.selection(run.id) if r.selected and r.miner_hotkey not in have]
+
+
+def forecast_requests(repo: ValidatorRepository, partitioned: set[str],
+                      request_runs: Callable[[str], tuple[bool, int]]) -> list[RunRequest]:
+    """Requests for every (live run, selected miner) that has no job yet (check before execute).
+    ``request_runs(partition)`` says whether a request run for it is active and how many ended:
+    a request run that died before the job existed is launched again, at most ``MAX_REQUEST_RUNS``
+    times in all (a run key is never reused, so each relaunch has its own)."""
     requests = []
     for run in repo.all_runs():
         if run.status not in QUERYABLE_RUN_STATUSES:
             continue
         date_key = f"{run.gfs_init_time:%Y-%m-%d}"
-        have = {r.miner_hotkey for r in repo.responses(run_id=run.id)}
-        requests += [RunRequest(run_key=f"{date_key}|{hotkey}|query|1", partition_key=date_miner_key(date_key, hotkey),
-                                job_name=forecast_request_job.name,
-                                tags={"gaia/stage": "query", "gaia/miner": hotkey})
-                     for hotkey in run_selection(repo, run, partitioned) if hotkey not in have]
+        run_selection(repo, run, partitioned)
+        for hotkey in selected_without_job(repo, run):
+            partition = date_miner_key(date_key, hotkey)
+            busy, ended = request_runs(str(partition))
+            if busy or ended >= MAX_REQUEST_RUNS:
+                continue
+            key = f"{date_key}|{hotkey}|query|1" + (f"|relaunch{ended}" if ended else "")
+            requests.append(RunRequest(run_key=key, partition_key=partition, job_name=forecast_request_job.name,
+                                       tags={"gaia/stage": "query", "gaia/miner": hotkey}))
     return requests
 
 
@@ -66,7 +86,12 @@ def forecast_requests(repo: ValidatorRepository, partitioned: set[str]) -> list[
                     "that has no job yet; runs the integrity checks once the day's requests have settled.")
 def miner_orchestration_sensor(context: SensorEvaluationContext, validator_db: ValidatorDB) -> SensorResult | SkipReason:
     partitioned = set(context.instance.get_dynamic_partitions(miner_partitions.name))
-    requests = forecast_requests(validator_db.repo, partitioned) + integrity_check_requests(validator_db.repo)
+    def request_runs(partition: str) -> tuple[bool, int]:
+        runs = context.instance.get_runs(RunsFilter(tags={"dagster/partition": partition, "gaia/stage": "query"}))
+        busy = any(r.status in ACTIVE_RUN_STATUSES for r in runs)
+        return busy, sum(1 for r in runs if r.status not in ACTIVE_RUN_STATUSES)
+
+    requests = forecast_requests(validator_db.repo, partitioned, request_runs) + integrity_check_requests(validator_db.repo)
     if not requests:
         return SkipReason("every seeded run has a job for every selected miner")
     return SensorResult(run_requests=requests)
