@@ -65,8 +65,10 @@ def _instance_init(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gaia_dagster.resources.settings import init_instance
+    from gaia_dagster.runtime.daemon import prepare_storage
 
     result = init_instance(Path(args.home) if args.home else None)
+    prepare_storage(result.home)  # created once, here, before a webserver and a daemon race to
     print(result.describe())
     print(f"DAGSTER_HOME={result.home}")
     return 0

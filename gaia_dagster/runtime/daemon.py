@@ -77,6 +77,21 @@ def tree_rss_bytes(pid: int) -> int:
     return total
 
 
+def prepare_storage(home: Path) -> None:
+    """Create the instance's storage (run, event log, schedule) once, from this one process.
+
+    On SQLite each storage is created and stamped with its Alembic revision by whichever process
+    opens it first; a daemon, a webserver and a ``dagster job launch`` starting together on a fresh
+    home can each stamp it, leaving two heads that no later process can open. Doing it first, alone,
+    leaves nothing to race on."""
+    from dagster import AssetKey, DagsterInstance
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
+        instance.all_instigator_state()
+        instance.get_latest_materialization_event(AssetKey("gfs_seed"))
+
+
 @dataclass
 class DagsterProcesses:
     """``dagster-daemon`` (and the webserver when ``ui_port`` is set) on the instance at ``home``."""
@@ -98,6 +113,7 @@ class DagsterProcesses:
 
     def start(self) -> "DagsterProcesses":
         """Start the daemon (and the webserver); both load the code location from workspace.yaml."""
+        prepare_storage(self.home)
         log = self._log("dagster-daemon")
         self.daemon = subprocess.Popen([dagster_command("dagster-daemon"), "run", "-w", str(WORKSPACE)],
                                        env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
