@@ -177,7 +177,7 @@ def assert_asset_pages_show_uids_tables_and_charts(day: Day, good: str) -> None:
     assert {r["hotkey"] for r in ui_records(scores["selection"])} == set(uid_of)
 
 
-def test_a_run_worker_killed_mid_score_fails_its_run_and_a_rerun_scores_the_partition(tmp_path):
+def test_a_run_worker_killed_mid_score_fails_its_run_and_the_partition_is_scored_once(tmp_path):
     day = Day(tmp_path, resolution=2.0)
     with start_fleet(1, tmp_path / "fleet", resolution=2.0, profiles=["good"]) as fleet, day.processes:
         write_registry(day.registry, fleet.registry_entries())
@@ -190,19 +190,26 @@ def test_a_run_worker_killed_mid_score_fails_its_run_and_a_rerun_scores_the_part
         pid = int(day.instance.get_run_by_id(scoring[0].run_id).tags["gaia/worker_pid"])
         os.kill(pid, signal.SIGKILL)
 
-        # Run monitoring sees the worker gone and fails the run; the job is left to be re-scored.
+        # Run monitoring sees the worker gone and fails the run; the reaper sees the run that held the
+        # job end without moving it on and makes the next attempt due; the ERA5 sensor launches it.
         day.wait("run monitoring to fail the killed run",
                  lambda: day.instance.get_run_by_id(scoring[0].run_id).status == DagsterRunStatus.FAILURE, 120)
-        row = day.repo.responses()[0]
-        assert row.status == "era5_scoring" and day.repo.total_score(row.id, "era5") is None
-        assert day.run_status() != "completed"
-
-        # The operator reruns the partition: it is scored, once, and the day completes.
-        day.processes.launch("era5_score_job", partition)
-        day.wait("the rerun to score the partition", lambda: day.run_status() == "completed", 240)
+        day.wait("the next attempt to score the partition and the day to complete",
+                 lambda: day.run_status() == "completed", 240)
         row = day.repo.responses()[0]
         assert row.status == "era5_scored" and row.era5_attempts == 2
-        assert day.repo.total_score(row.id, "era5") > 0.5
-        assert day.repo.duplicate_scores() == []
-        reruns = [r for r in day.runs(**{"dagster/partition": partition}) if r.job_name == "era5_score_job"]
-        assert [r.status for r in reruns] == [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE]
+        score = day.repo.total_score(row.id, "era5")
+        assert score > 0.5 and day.repo.duplicate_scores() == []
+        attempts = [r for r in day.runs(**{"dagster/partition": partition}) if r.job_name == "era5_score_job"]
+        assert [r.status for r in attempts] == [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE]
+        assert [r.tags.get("gaia/attempt") for r in attempts] == ["2", "1"]
+
+        # The operator reruns the partition anyway: the run succeeds on the score the job holds,
+        # and nothing is scored twice.
+        rows_before = len(day.repo.scores(row.id))
+        day.processes.launch("era5_score_job", partition)
+        day.wait("the operator's rerun", lambda: len([r for r in day.runs(**{"dagster/partition": partition})
+                                                       if r.job_name == "era5_score_job"]) == 3 and day.all_ended(), 120)
+        rerun = day.runs(**{"dagster/partition": partition})[0]
+        assert rerun.status == DagsterRunStatus.SUCCESS
+        assert len(day.repo.scores(row.id)) == rows_before and day.repo.total_score(row.id, "era5") == score

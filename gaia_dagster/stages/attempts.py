@@ -29,6 +29,7 @@ from gaia_dagster.db.repository import LostTransition, ResponseRecord, Validator
 
 T = TypeVar("T")
 MAX_ERROR_CHARS = 1000
+NO_ATTEMPT_LEFT = "no attempt left: rerun or backfill this partition to re-score it"
 
 
 class ForecastRejected(Exception):
@@ -106,7 +107,7 @@ def record_fault(repo: ValidatorRepository, row: ResponseRecord, spec: StageSpec
     fault = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
     if retry.exhausted(attempt):
         message = (f"{who(row)}: {spec.name} attempt {attempt} of {retry.max_attempts} failed on the validator's "
-                   f"side ({fault}); no attempt left: rerun or backfill this partition to re-score it")
+                   f"side ({fault}); {NO_ATTEMPT_LEFT}")
         next_at = None
     else:
         next_at = retry.next_attempt_at(now, attempt)

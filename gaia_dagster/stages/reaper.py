@@ -2,7 +2,8 @@
 
 A worker killed mid-stage leaves its job where it was: a claimed initiate-fetch with no answer, or
 a job in ``forecast_ready`` / ``day1_scoring`` / ``era5_scoring`` with an attempt claimed and no
-next attempt. After the lease (10 minutes), when no Dagster run holds the partition, the reaper
+next attempt. When no Dagster run holds the partition and either the run that held it has ended
+(run monitoring fails a run whose worker died) or the lease (10 minutes) has passed, the reaper
 makes the next attempt due, so the stage's own retry (``stages.attempts``, launched by the
 sensors) takes it: the reaper is not a second retry mechanism. A lost query after the last
 attempt fails the job (the plan's query budget); a scoring stage with no attempt left keeps its
@@ -17,7 +18,7 @@ from typing import Callable
 
 from gaia_dagster.core.retry import StageRetry
 from gaia_dagster.db.repository import LostTransition, ResponseRecord, ValidatorRepository, now_utc
-from gaia_dagster.stages.attempts import attempts_of
+from gaia_dagster.stages.attempts import NO_ATTEMPT_LEFT, attempts_of
 
 LEASE = timedelta(minutes=10)
 RESUMABLE = {"forecast_ready": "day1", "day1_scoring": "day1", "era5_scoring": "era5"}
@@ -38,13 +39,17 @@ def is_stale(row: ResponseRecord, now: datetime, lease: timedelta) -> bool:
 
 def reap_stale_work(repo: ValidatorRepository, retries: dict[str, StageRetry], now: datetime | None = None,
                     lease: timedelta = LEASE, dagster_run_id: str | None = None,
-                    busy: Callable[[ResponseRecord], bool] = lambda _row: False) -> list[Reaped]:
-    """Make stale work's next attempt due (or fail a lost last query); ``busy`` tells whether a
-    run still holds the job's partition (such a job is not stale, only slow)."""
+                    busy: Callable[[ResponseRecord], bool] = lambda _row: False,
+                    orphaned: Callable[[ResponseRecord], bool] = lambda _row: False) -> list[Reaped]:
+    """Make stale work's next attempt due (or fail a lost last query). ``busy`` tells whether a run
+    still holds the job's partition (such a job is not stale, only slow); ``orphaned`` whether the
+    run that held it has ended without moving it on (its worker died: no lease to wait out)."""
     now = now or now_utc()
     reaped = []
     for row in repo.responses(statuses=["created", *RESUMABLE]):
-        if not is_stale(row, now, lease) or row.next_attempt_at is not None or busy(row):
+        if row.next_attempt_at is not None or busy(row):
+            continue
+        if not is_stale(row, now, lease) and not orphaned(row):
             continue
         try:
             outcome = _reap(repo, row, retries, now, dagster_run_id)
@@ -71,9 +76,8 @@ def _reap(repo: ValidatorRepository, row: ResponseRecord, retries: dict[str, Sta
     stage = RESUMABLE[row.status]
     attempts = attempts_of(row, stage)
     if retries[stage].exhausted(attempts):
-        error = (f"{who}: {stage} stage stuck in {row.status} past its lease after {attempts} attempts; "
-                 f"no attempt left: rerun or backfill this partition to re-score it")
-        if row.error != error:
+        error = f"{who}: {stage} stage stuck in {row.status} after {attempts} attempts; {NO_ATTEMPT_LEFT}"
+        if NO_ATTEMPT_LEFT not in (row.error or ""):  # a recorded last fault already says why
             repo.update_response(row.id, row.status, error=error)
             return Reaped(repo.response_by_id(row.id), "stalled", stage, error)
         return None
