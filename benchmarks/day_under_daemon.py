@@ -12,7 +12,9 @@ launched onto the run queue, then the schedule's sensors do the rest. Printed:
   runs include verifying and scoring: their ``orchestration`` figure is the run's CPU less the
   stage's own, which the assets record as ``gaia/stage_cpu_s``);
 - runs launched, seconds from launch to the first day-1 score and to the leaderboard;
-- peak RSS of the daemon's process tree (sampled every 0.5 s).
+- peak RSS of the daemon's process tree (sampled every 0.5 s);
+- what the validator keeps on disk after the day: forecast mirrors (should be nothing once
+  scored) and the shared GFS, ERA5 and climatology caches.
 
 The miners' own inference (~7 CPU-s each at 30 degrees, all on this process's one core) is not
 counted, but it sets the pace: polls are spaced by ``--retry-scale`` so that slow miners are not
@@ -104,6 +106,8 @@ def run_day(miners: int, date: str, resolution: float, timeout_s: float, retry_s
                     by_stage.setdefault(stage, []).append(cpu)
                     overhead.setdefault(stage, []).append(cpu - float(r.tags.get("gaia/stage_cpu_s", 0)))
                 statuses = [r.status for r in repo.responses()]
+                disk = {part: _bytes_under(work / "gaia" / "cache" / part) for part in ("forecasts", "gfs", "era5",
+                                                                                      "climatology")}
                 reasons = Counter((r.error or "").split(": ", 1)[-1][:90] for r in repo.responses()
                                   if r.status == "failed")
         miner_stages = miners * PER_MINER_STAGES
@@ -117,6 +121,7 @@ def run_day(miners: int, date: str, resolution: float, timeout_s: float, retry_s
             "s_to_first_day1": None if first_day1 is None else round(first_day1, 1),
             "s_to_leaderboard": None if leaderboard is None else round(leaderboard, 1),
             "peak_rss_mb": round(peak["rss"] / 2**20),
+            "validator_disk_kb": {part: round(size / 1024) for part, size in disk.items()},
             "worker_cpu_s_per_run_by_stage": {
                 stage: {"runs": len(v), "mean": round(sum(v) / len(v), 3),
                         "orchestration_mean": round(sum(overhead[stage]) / len(v), 3)}
@@ -124,6 +129,11 @@ def run_day(miners: int, date: str, resolution: float, timeout_s: float, retry_s
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _bytes_under(path: Path) -> int:
+    """Bytes of every file under ``path`` (what the validator keeps on disk after the day)."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
 def _wait_runs_ended(instance, timeout_s: float) -> None:  # noqa: ANN001
