@@ -35,7 +35,9 @@ from fastapi.responses import JSONResponse, Response
 
 from gaia_dagster.core.contract import valid_times
 from gaia_dagster.core.job_ids import DeterministicJobID
+from gaia_dagster.core.manifest import MANIFEST_FILE, verification_hash
 from gaia_dagster.core.signing import keypair_from_uri
+from gaia_dagster.core import fiber
 from gaia_dagster.core.transport import NonceCache, TransportRejected, verify_request
 from gaia_dagster.miner import faults
 from gaia_dagster.miner.store import write_manifest, write_zarr_store
@@ -72,6 +74,7 @@ class MinerSettings:
     fault_count: int | None = None  # an API fault hits only the first N requests (transient); None = every one
     fault_delay_s: float = HANG_SECONDS  # how long ``timeout``/``gone_mid_job`` hang and ``slow_drip`` drips
     fault_size_bytes: int = 80 * 1024 * 1024  # the body size of ``oversized`` (above the client's default cap)
+    fault_copy_of: str | None = None  # ``copier``: the hotkey whose good forecast it re-signs as its own
 
     def __post_init__(self) -> None:
         """Reject an unknown profile up front rather than at the first inference."""
@@ -119,6 +122,7 @@ class MinerState:
         self.stopping = threading.Event()
         self.workers: list[threading.Thread] = []
         self.nonces = NonceCache()
+        self.fiber = FiberKeys()
         self.fault = faults.FaultState(settings.fault, settings.fault_count, settings.fault_delay_s,
                                        settings.fault_size_bytes)
         self.jobs: dict[str, MinerJob] = {}
@@ -164,20 +168,24 @@ class MinerState:
         """The store's directory relative to the forecasts dir: ``{job_id}.zarr``."""
         return f"{job.job_id}.zarr"
 
-    def token(self, job: MinerJob) -> str:
+    def token(self, job: MinerJob, rel: str | None = None) -> str:
         """A fresh HS256 JWT scoped to the job's store (claims job_id, file_path, exp)."""
-        claims = {"job_id": job.job_id, "file_path": self.store_rel(job),
+        claims = {"job_id": job.job_id, "file_path": rel or self.store_rel(job),
                   "exp": int(time.time()) + self.settings.token_ttl_s}
         return jwt.encode(claims, self.settings.jwt_secret, algorithm="HS256")
 
     def store_answer(self, job: MinerJob) -> dict[str, Any]:
         """The store fields of a completed job: URL, verification hash and a fresh token."""
-        return {"zarr_store_url": f"{self.settings.public_base_url}/forecasts/{self.store_rel(job)}",
-                "verification_hash": faults.claimed_hash(self.settings.fault, job.verification_hash),
-                "access_token": self.token(job)}
+        rel = self.fault.served_store_rel(self.store_rel(job))
+        claimed = job.verification_hash
+        if rel != self.store_rel(job):
+            claimed = verification_hash((self.forecasts_dir / rel / MANIFEST_FILE).read_bytes())
+        return {"zarr_store_url": f"{self.settings.public_base_url}/forecasts/{rel}",
+                "verification_hash": faults.claimed_hash(self.settings.fault, claimed),
+                "access_token": self.token(job, rel)}
 
 
-def forecast_steps_for(state: MinerState, job: MinerJob) -> Iterator[xr.Dataset]:
+def forecast_steps_for(state: MinerState, job: MinerJob, profile: str | None = None) -> Iterator[xr.Dataset]:
     """The profile's 40 steps T0+6h..T0+240h, generated one at a time (each with a length-1 time dim)."""
     from gaia_dagster.world.atmosphere import SyntheticAtmosphere
     from gaia_dagster.world.forecasts import forecast_step
@@ -189,7 +197,8 @@ def forecast_steps_for(state: MinerState, job: MinerJob) -> Iterator[xr.Dataset]
         if state.stopping.is_set():
             raise InferenceStopped("the miner is shutting down")
         lead = int((valid - t0).total_seconds() // 3600)
-        step = forecast_step(atmosphere, state.settings.profile, t0, lead, member=state.hotkey)
+        member = faults.forecast_member(fault, state.hotkey, state.settings.fault_copy_of)
+        step = forecast_step(atmosphere, profile or state.settings.profile, t0, lead, member=member)
         step = faults.corrupt_step(fault, step)
         yield step.expand_dims(time=[np.datetime64(valid.replace(tzinfo=None), "ns")])
 
@@ -209,6 +218,11 @@ def run_inference(state: MinerState, job: MinerJob) -> None:
         _set(state, job, "processing_output", "writing the signed manifest")
         job.verification_hash = write_manifest(path, state.keypair)
         faults.after_manifest(state.settings.fault, path, state.settings.hotkey_uri)
+        if state.settings.fault == "swap_after_freeze":
+            swap = state.forecasts_dir / faults.swapped_rel(state.store_rel(job))
+            write_zarr_store(swap, forecast_steps_for(state, job, faults.SWAP_PROFILE),
+                             _parse_time(job.forecast_start_time))
+            write_manifest(swap, state.keypair)
         _set(state, job, "completed", "forecast ready")
     except Exception as exc:  # noqa: BLE001 - the job records the failure; the server keeps serving
         _set(state, job, "failed", f"miner {state.hotkey}, job {job.job_id}: inference failed: "
@@ -310,6 +324,66 @@ def check_transport(state: MinerState, headers: Any, body: bytes) -> str | None:
                           allowed_validators=state.settings.allowed_validators)
 
 
+class FiberKeys:
+    """The miner's side of the Fiber handshake: its RSA key (new at every start, as fiber's), the
+    symmetric keys validators exchanged (kept ``MINER_KEY_TTL_S``) and the nonces seen."""
+
+    def __init__(self, key_ttl_s: float = fiber.MINER_KEY_TTL_S):
+        self.private_key = fiber.new_rsa_key()
+        self.public_pem = fiber.public_pem(self.private_key)
+        self.key_ttl_s = key_ttl_s
+        self.nonces = fiber.NonceStore()
+        self._keys: dict[tuple[str, str], tuple[bytes, float]] = {}
+        self._lock = threading.Lock()
+
+    def store(self, validator: str, key_uuid: str, key: bytes) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._keys = {k: v for k, v in self._keys.items() if v[1] > now}
+            self._keys[(validator, key_uuid)] = (key, now + self.key_ttl_s)
+
+    def lookup(self, validator: str, key_uuid: str) -> bytes | None:
+        with self._lock:
+            found = self._keys.get((validator, key_uuid))
+        return found[0] if found is not None and found[1] > time.monotonic() else None
+
+
+def check_fiber_headers(state: MinerState, headers: Any) -> str:
+    """Fiber rule, in fiber's order: headers present, nonce fresh and unseen (401), signature of
+    ``{nonce}:{miner_hotkey}:{uuid}`` by the validator (401), ``miner-hotkey`` is this miner (401,
+    our addition), the validator served (403). Returns the validator's hotkey."""
+    values = {name: fiber.header(headers, name) for name in fiber.SIGNED_HEADERS}
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise TransportRejected(401, f"unsigned request: missing {', '.join(missing)}")
+    nonce, validator = values[fiber.HEADER_NONCE], values[fiber.HEADER_VALIDATOR]
+    if not state.fiber.nonces.accept(nonce):
+        raise TransportRejected(401, f"invalid nonce {nonce[:40]!r}: replayed, stale or malformed")
+    message = fiber.signed_message(nonce, values[fiber.HEADER_MINER], values[fiber.HEADER_KEY_UUID])
+    if not fiber.signature_valid(message, values[fiber.HEADER_SIGNATURE], validator):
+        raise TransportRejected(401, f"bad signature: not validator {validator}'s signature")
+    if values[fiber.HEADER_MINER] != state.hotkey:
+        raise TransportRejected(401, f"the request is for miner {values[fiber.HEADER_MINER]!r}, not this miner")
+    allowed = state.settings.allowed_validators
+    if allowed is not None and validator not in set(allowed):
+        raise TransportRejected(403, f"validator {validator} is not in this miner's allowlist")
+    return validator
+
+
+def open_fiber_body(state: MinerState, headers: Any, body: bytes) -> bytes:
+    """A verified Fiber request's decrypted JSON body (400 ``No symmetric key found`` for an
+    unknown (validator, key id) pair or a body that does not open)."""
+    validator = check_fiber_headers(state, headers)
+    key = state.fiber.lookup(validator, fiber.header(headers, fiber.HEADER_KEY_UUID))
+    if key is None:
+        raise TransportRejected(400, fiber.NO_KEY_MESSAGE)
+    try:
+        payload = fiber.decrypt_payload(key, body)
+    except fiber.FiberRejected as exc:
+        raise TransportRejected(exc.status, exc.reason) from None
+    return json.dumps(payload).encode("utf-8")
+
+
 def _rejected(state: MinerState, request: Request, exc: TransportRejected) -> JSONResponse:
     """The answer to a request refused by the transport rule (401, 403 or 503)."""
     return JSONResponse({"status": "error", "job_id": None, "message": f"miner {state.hotkey}: refused "
@@ -324,7 +398,10 @@ async def _answer(request: Request, rule) -> JSONResponse:  # noqa: ANN001 - one
         return await faults.hang(state.fault.delay_s)
     body = await request.body()
     try:
-        check_transport(state, request.headers, body)
+        if fiber.header(request.headers, fiber.HEADER_KEY_UUID):
+            body = open_fiber_body(state, request.headers, body)
+        else:
+            check_transport(state, request.headers, body)
     except TransportRejected as exc:
         return _rejected(state, request, exc)
     if state.fault.api_fault_due():
@@ -364,6 +441,23 @@ def create_app(settings: MinerSettings) -> FastAPI:
             return await _never_answer()
 
         return app
+
+    @app.get(fiber.PUBLIC_KEY_PATH)
+    async def public_encryption_key() -> JSONResponse:
+        return JSONResponse({"public_key": state.fiber.public_pem, "timestamp": time.time()})
+
+    @app.post(fiber.EXCHANGE_KEY_PATH)
+    async def exchange_symmetric_key(request: Request) -> JSONResponse:
+        try:
+            validator = check_fiber_headers(state, request.headers)
+            encrypted = json.loads(await request.body())["encrypted_symmetric_key"]
+            key = fiber.decrypt_symmetric_key(state.fiber.private_key, encrypted)
+        except TransportRejected as exc:
+            return _rejected(state, request, exc)
+        except (ValueError, KeyError, TypeError) as exc:
+            return _rejected(state, request, TransportRejected(400, f"bad key exchange: {type(exc).__name__}"))
+        state.fiber.store(validator, fiber.header(request.headers, fiber.HEADER_KEY_UUID), key)
+        return JSONResponse({"status": "Symmetric key exchanged successfully"})
 
     @app.post("/weather-initiate-fetch")
     async def initiate_fetch(request: Request) -> JSONResponse:
