@@ -119,7 +119,7 @@ def test_a_day_under_the_daemon_scores_rerunning_it_duplicates_nothing(tmp_path)
             assert f"{DATE}|{by_profile[profile].miner_hotkey}" in \
                 day.instance.get_materialized_partitions(AssetKey("era5_score"))
         # The integrity checks ran per batch (requests settled; the leaderboard), never per miner, and held.
-        for check in ("no_duplicate_jobs", "job_ids_deterministic"):
+        for check in ("no_duplicate_jobs", "job_ids_deterministic", "no_copied_forecasts"):
             key = AssetCheckKey(AssetKey("forecast_request"), check)
             record = day.instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
             assert record.status.value == "SUCCEEDED", (check, record.status)

@@ -248,7 +248,8 @@ def test_gone_mid_job_fails_after_the_poll_attempts(repo, miners, sources, tmp_p
 
 def test_every_fault_has_a_test():
     covered = {"timeout", "http500", "malformed_json", "wrong_schema", "oversized", "slow_drip", "wrong_grid",
-               "hash_mismatch", "bad_signature", "tampered_chunk", "nan_inf", "gone_mid_job"}
+               "hash_mismatch", "bad_signature", "tampered_chunk", "nan_inf", "gone_mid_job",
+               "swap_after_freeze", "copier"}  # the last two: tests/test_freeze.py
     assert covered == set(FAULTS)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Mapping
 
 MANIFEST_FILE = "manifest.json"
@@ -16,8 +17,42 @@ SIGNATURE_FILE = "manifest.sig"
 SCHEMA_VERSION = "1.0"
 
 
+ZARR_METADATA_NAMES = frozenset({".zmetadata", ".zgroup", ".zattrs", ".zarray", "zarr.json"})
+STORE_CHANGED = "store changed after freeze"
+
+
 class ManifestError(Exception):
     """The manifest or a file it covers does not verify."""
+
+
+class StoreChanged(ManifestError):
+    """A read after verification does not match the manifest frozen at verification."""
+
+
+@dataclass(frozen=True)
+class PinnedManifest:
+    """The manifest frozen at verification (issue 10): its hash and every file's digest. Every later
+    read of the store must serve this very manifest and chunks with exactly these digests."""
+
+    manifest_hash: str
+    files: Mapping[str, str]
+
+
+def data_digest(files: Mapping[str, str]) -> str:
+    """Copy rule: the digest of a store's data, sha256 over the sorted ``path NUL digest LF`` lines of
+    its data chunks. Two stores with equal data digests hold the same chunks under the same paths.
+
+    Metadata files (``.zattrs``, ``.zgroup``, ``.zarray``, ``.zmetadata``) and the manifest files are
+    left out: they are free text a copier can change at no cost (an attribute naming its own hotkey)
+    without changing a single forecast value, whereas each chunk digest covers its path and bytes.
+    """
+    h = hashlib.sha256()
+    for path in sorted(files):
+        name = path.rsplit("/", 1)[-1]
+        if name in ZARR_METADATA_NAMES or path in (MANIFEST_FILE, SIGNATURE_FILE):
+            continue
+        h.update(f"{path}\0{files[path]}\n".encode("utf-8"))
+    return h.hexdigest()
 
 
 def file_digest(relpath: str, data: bytes) -> str:

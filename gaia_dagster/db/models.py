@@ -149,3 +149,20 @@ class RunSelection(Base):
     selected: Mapped[bool] = mapped_column(Boolean, nullable=False)
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class FrozenManifest(Base):
+    """A response's manifest as verified inside the freeze window (issue 10): its hash, every file's
+    digest (JSON ``{relpath: digest}``) and the digest of its data chunks, which finds copies."""
+
+    __tablename__ = "weather_frozen_manifests"
+    __table_args__ = (Index("ix_frozen_run_data_digest", "run_id", "data_digest"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    response_id: Mapped[int] = mapped_column(ForeignKey("weather_miner_responses.id"), nullable=False, unique=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("weather_forecast_runs.id"), nullable=False)
+    miner_hotkey: Mapped[str] = mapped_column(String(64), nullable=False)
+    manifest_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    files: Mapped[str] = mapped_column(Text, nullable=False)
+    data_digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    frozen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

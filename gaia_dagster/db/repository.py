@@ -9,6 +9,7 @@ Rules it implements:
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from gaia_dagster.core.job_ids import DeterministicJobID
+from gaia_dagster.core.manifest import PinnedManifest, data_digest
 from gaia_dagster.core.liveness import DEFAULT_GRACE_RUNS, Liveness, record_delivery, record_miss
 from gaia_dagster.core.selection import Selection
 from gaia_dagster.core.states import (
@@ -27,7 +29,7 @@ from gaia_dagster.core.states import (
     check_transition,
 )
 from gaia_dagster.db.models import (
-    DuplicateEvent, ForecastRun, Miner, MinerResponse, MinerScore, RunSelection, StateTransition,
+    DuplicateEvent, ForecastRun, FrozenManifest, Miner, MinerResponse, MinerScore, RunSelection, StateTransition,
 )
 
 
@@ -331,6 +333,54 @@ class ValidatorRepository:
         with self.session() as s:
             return list(s.scalars(select(RunSelection).where(RunSelection.run_id == run_id)
                                   .order_by(RunSelection.position)))
+
+    # -- frozen manifests (issue 10) ----------------------------------------------------------
+    def freeze_manifest(self, response_id: int, run_id: int, miner_hotkey: str, manifest_hash: str,
+                        files: dict[str, str]) -> FrozenManifest:
+        """Freeze rule: a response's manifest is recorded once, at verification; a second freeze of the
+        same response (a retried verification) keeps the first. Returns the stored row."""
+        stmt = self._insert(FrozenManifest).values(
+            response_id=response_id, run_id=run_id, miner_hotkey=miner_hotkey, manifest_hash=manifest_hash,
+            files=json.dumps(files, sort_keys=True, separators=(",", ":")), data_digest=data_digest(files),
+            frozen_at=now_utc(),
+        ).on_conflict_do_nothing()
+        with self.session() as s, s.begin():
+            s.execute(stmt)
+        with self.session() as s:
+            return s.scalars(select(FrozenManifest).where(FrozenManifest.response_id == response_id)).one()
+
+    def pinned_manifest(self, response_id: int) -> PinnedManifest | None:
+        """The manifest frozen at verification of this response, or None (never frozen)."""
+        with self.session() as s:
+            row = s.scalars(select(FrozenManifest).where(FrozenManifest.response_id == response_id)).first()
+        return PinnedManifest(row.manifest_hash, json.loads(row.files)) if row else None
+
+    def copied_miner(self, response_id: int) -> str | None:
+        """Copy rule: the miner whose store, frozen earlier in the same run, has the same data digest
+        as this response's (the earliest such freeze), or None."""
+        with self.session() as s:
+            mine = s.scalars(select(FrozenManifest).where(FrozenManifest.response_id == response_id)).first()
+            if mine is None:
+                return None
+            return s.scalars(select(FrozenManifest.miner_hotkey).where(
+                FrozenManifest.run_id == mine.run_id, FrozenManifest.data_digest == mine.data_digest,
+                FrozenManifest.id < mine.id, FrozenManifest.miner_hotkey != mine.miner_hotkey,
+            ).order_by(FrozenManifest.id)).first()
+
+    def copy_pairs(self) -> list[tuple[int, str, str]]:
+        """Every (run_id, original miner, copying miner) whose frozen data digests are equal, the
+        original being the earlier freeze."""
+        with self.session() as s:
+            rows = s.execute(select(FrozenManifest.run_id, FrozenManifest.data_digest, FrozenManifest.miner_hotkey)
+                             .order_by(FrozenManifest.id)).all()
+        first: dict[tuple[int, str], str] = {}
+        pairs = []
+        for row in rows:
+            key = (row.run_id, row.data_digest)
+            if key in first and first[key] != row.miner_hotkey:
+                pairs.append((row.run_id, first[key], row.miner_hotkey))
+            first.setdefault(key, row.miner_hotkey)
+        return pairs
 
     def update_response(self, response_id: int, expected: str, **fields: Any) -> None:
         """Update non-status columns (attempt counters, next attempt) guarded by the current status."""

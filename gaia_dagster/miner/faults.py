@@ -7,6 +7,9 @@ misbehaves in exactly one way, so a validator can be driven against it over real
   ``wrong_schema``, ``oversized``, ``slow_drip``;
 - store faults (the forecast it serves is bad): ``wrong_grid``, ``nan_inf``, ``hash_mismatch``,
   ``bad_signature``, ``tampered_chunk``;
+- hostile stores, each correctly signed by the miner (issue 10): ``swap_after_freeze`` serves its
+  store to the first kerchunk request (the validator's verification) and another signed store to
+  every later one; ``copier`` re-signs as its own the good forecast of the miner ``fault_copy_of``;
 - ``gone_mid_job``: accepts the job, then never answers again.
 
 ``fault_count`` limits an API fault to the first N requests (a transient fault; None = always).
@@ -36,9 +39,13 @@ FAULTS: dict[str, str] = {
     "bad_signature": "manifest.sig is signed by another key than the miner's hotkey",
     "tampered_chunk": "data chunks of lead 12 h are altered after the manifest was written",
     "gone_mid_job": "the miner accepts the job, then never answers any request again",
+    "swap_after_freeze": "after the first kerchunk answer, a different correctly signed store is served",
+    "copier": "the store is another miner's (fault_copy_of) good forecast, re-signed with this miner's hotkey",
 }
 API_FAULTS = frozenset({"timeout", "http500", "malformed_json", "wrong_schema", "oversized", "slow_drip"})
-STORE_FAULTS = frozenset({"wrong_grid", "nan_inf", "hash_mismatch", "bad_signature", "tampered_chunk"})
+STORE_FAULTS = frozenset({"wrong_grid", "nan_inf", "hash_mismatch", "bad_signature", "tampered_chunk",
+                          "swap_after_freeze", "copier"})
+SWAP_PROFILE = "clone"  # what ``swap_after_freeze`` serves once verified: another profile's forecast
 COORD_ARRAYS = ("time", "pressure_level", "lat", "lon")
 DRIP_INTERVAL_S = 0.1
 WRONG_GRID_FACTOR = 1.5
@@ -66,6 +73,7 @@ class FaultState:
         self.delay_s = delay_s
         self.size_bytes = size_bytes
         self.hits = 0
+        self.store_answers = 0
         self.gone = False
         self._lock = threading.Lock()
 
@@ -78,6 +86,14 @@ class FaultState:
                 return False
             self.hits += 1
             return True
+
+    def served_store_rel(self, rel: str) -> str:
+        """``swap_after_freeze``: the first store answer names the store, every later one the swap."""
+        if self.fault != "swap_after_freeze":
+            return rel
+        with self._lock:
+            self.store_answers += 1
+            return rel if self.store_answers == 1 else swapped_rel(rel)
 
     def after_answer(self, answer: dict) -> None:
         """``gone_mid_job``: once a job is accepted the miner disappears."""
@@ -130,6 +146,20 @@ def api_fault_response(fault: FaultState, hotkey: str, path: str) -> Response:
 
 
 # -- store faults ----------------------------------------------------------------------------------
+def swapped_rel(rel: str) -> str:
+    """Where ``swap_after_freeze`` keeps the store it serves after verification."""
+    return rel.removesuffix(".zarr") + ".swapped.zarr"
+
+
+def forecast_member(fault: str | None, hotkey: str, copy_of: str | None) -> str:
+    """``copier``: the forecast drawn as the copied miner's (identical chunks); else the miner's own."""
+    if fault == "copier":
+        if not copy_of:
+            raise ValueError("the copier fault needs fault_copy_of (the hotkey of the miner it copies)")
+        return copy_of
+    return hotkey
+
+
 def store_resolution(fault: str | None, resolution: float) -> float:
     """``wrong_grid`` writes the store on a coarser grid than the validator expects."""
     return resolution * WRONG_GRID_FACTOR if fault == "wrong_grid" else resolution

@@ -18,17 +18,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import httpx
 
 from gaia_dagster.core.contract import PREVIOUS_STEP
 from gaia_dagster.core.manifest import (
-    MANIFEST_FILE, SIGNATURE_FILE, ManifestError, parse_and_verify_manifest, verify_file,
+    MANIFEST_FILE, SIGNATURE_FILE, STORE_CHANGED, ManifestError, PinnedManifest, StoreChanged,
+    parse_and_verify_manifest, verify_file,
 )
 from gaia_dagster.core.signing import verify_manifest_signature
+from gaia_dagster.core.fiber import NO_KEY_MESSAGE
 from gaia_dagster.core.transport import RequestSigner
+from gaia_dagster.resources.fiber_session import FiberHandshakeError, FiberSession
 
 METADATA_NAMES = (".zmetadata", ".zgroup", ".zattrs", ".zarray", "zarr.json")
 FREEZE_WINDOW = timedelta(hours=2)
@@ -82,6 +85,7 @@ class VerifiedStore:
     files_fetched: int
     bytes_fetched: int
     zarr_store_url: str = ""
+    files: Mapping[str, str] | None = None  # the verified manifest's {relpath: digest}
 
 
 def _iso(moment: datetime) -> str:
@@ -155,8 +159,9 @@ class MinerClient:
     def __init__(self, connect_timeout: float = 5.0, read_timeout: float = 30.0,
                  max_response_bytes: int = 64 * 1024 * 1024, fetch_workers: int = MAX_IN_FLIGHT_PER_MINER,
                  freeze_window: timedelta = FREEZE_WINDOW, signer: RequestSigner | None = None,
-                 total_timeout: float = 300.0):
+                 total_timeout: float = 300.0, fiber: "FiberSession | None" = None):
         self.signer = signer
+        self.fiber = fiber
         self.timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self.total_timeout = float(total_timeout)
         self.max_response_bytes = max_response_bytes
@@ -209,30 +214,56 @@ class MinerClient:
             headers.update(self.signer.headers(miner_hotkey, body))
         return body, headers
 
+    def _fiber_request(self, client: httpx.Client, base_url: str, miner_hotkey: str, data: dict,
+                       who: str) -> tuple[bytes, dict[str, str]]:
+        """The Fiber body and headers of one POST (handshake first when no key is cached)."""
+        try:
+            key_uuid, key = self.fiber.key_for(client, base_url, miner_hotkey)
+        except FiberHandshakeError as exc:
+            raise MinerClientError(f"{who}: Fiber handshake failed: {exc}") from exc
+        return self.fiber.request(key_uuid, key, miner_hotkey, data)
+
     def _post(self, client: httpx.Client, base_url: str, path: str, miner_hotkey: str, data: dict,
               job_id: str | None = None) -> dict[str, Any]:
-        """POST ``{"nonce": null, "data": data}`` (signed when a signer is set) and decode the JSON answer."""
+        """POST ``{"nonce": ..., "data": data}`` (Fiber-encrypted when a Fiber session is set, else
+        signed when a signer is set) and decode the JSON answer. Under Fiber, a 400 ``No symmetric
+        key found`` (the miner restarted) redoes the handshake once."""
         url = base_url.rstrip("/") + path
         who = f"miner {miner_hotkey} at {url}" + (f", job {job_id}" if job_id else "")
-        body, headers = self._request(miner_hotkey, data)
         deadline = self._deadline()
-        try:
-            with client.stream("POST", url, content=body, headers=headers) as response:
-                body = self._read_capped(response, who, deadline)
-        except httpx.HTTPError as exc:
-            raise _transport_error(who, exc) from exc
+        for attempt in range(2):
+            try:
+                if self.fiber is not None:
+                    body, headers = self._fiber_request(client, base_url, miner_hotkey, data, who)
+                else:
+                    body, headers = self._request(miner_hotkey, data)
+                with client.stream("POST", url, content=body, headers=headers) as response:
+                    body = self._read_capped(response, who, deadline)
+            except httpx.HTTPError as exc:
+                raise _transport_error(who, exc) from exc
+            if self.fiber is not None and attempt == 0 and response.status_code == 400 \
+                    and NO_KEY_MESSAGE.encode() in body:
+                self.fiber.forget(base_url, miner_hotkey)
+                continue
+            break
         return self._decode(response.status_code, body, who)
 
-    def _client(self) -> httpx.Client:
+    def _verify(self, base_url: str | None) -> Any:
+        """TLS verification for a miner (off for one whose self-signed certificate is accepted)."""
+        if self.fiber is None or base_url is None:
+            return tls_context()
+        return self.fiber.verify_for(base_url, tls_context())
+
+    def _client(self, base_url: str | None = None) -> httpx.Client:
         """A client that never follows redirects (a redirect could leave the miner's endpoint)."""
-        return httpx.Client(timeout=self.timeout, follow_redirects=False, verify=tls_context())
+        return httpx.Client(timeout=self.timeout, follow_redirects=False, verify=self._verify(base_url))
 
     def initiate_fetch(self, base_url: str, miner_hotkey: str, validator_hotkey: str,
                        t0: datetime) -> InitiateFetchResult:
         """Ask the miner to forecast from T0 (inputs T0 and T0-6h)."""
         data = {"forecast_start_time": _iso(t0), "previous_step_time": _iso(t0 - PREVIOUS_STEP),
                 "validator_hotkey": validator_hotkey, "expected_miner_hotkey": miner_hotkey}
-        with self._client() as client:
+        with self._client(base_url) as client:
             answer = self._post(client, base_url, "/weather-initiate-fetch", miner_hotkey, data)
         who = f"miner {miner_hotkey} at {base_url}/weather-initiate-fetch"
         return InitiateFetchResult(
@@ -244,13 +275,13 @@ class MinerClient:
 
     def poll_job(self, base_url: str, miner_hotkey: str, job_id: str) -> PollResult:
         """The job's status as the miner reports it."""
-        with self._client() as client:
+        with self._client(base_url) as client:
             answer = self._post(client, base_url, "/weather-poll-job-status", miner_hotkey, {"job_id": job_id}, job_id)
         return _poll_result(answer, f"miner {miner_hotkey} at {base_url}, job {job_id}")
 
     def kerchunk(self, base_url: str, miner_hotkey: str, job_id: str) -> KerchunkResult:
         """Store URL, manifest hash and a fresh access token of a completed job."""
-        with self._client() as client:
+        with self._client(base_url) as client:
             answer = self._post(client, base_url, "/weather-kerchunk-request", miner_hotkey, {"job_id": job_id}, job_id)
         who = f"miner {miner_hotkey} at {base_url}, job {job_id}"
         return KerchunkResult(_string(answer, "status", who), str(answer.get("message") or ""),
@@ -281,9 +312,22 @@ class MinerClient:
         """One asynchronous poll; errors are returned, not raised."""
         url = base_url.rstrip("/") + "/weather-poll-job-status"
         who = f"miner {miner_hotkey} at {url}, job {job_id}"
-        body, headers = self._request(miner_hotkey, {"job_id": job_id})
 
         async def read() -> tuple[int, bytes] | MinerClientError:
+            for attempt in range(2):
+                got = await read_once()
+                if self.fiber is None or attempt == 1 or isinstance(got, MinerClientError) or got[0] != 400 \
+                        or NO_KEY_MESSAGE.encode() not in got[1]:
+                    return got
+                self.fiber.forget(base_url, miner_hotkey)
+            return got
+
+        async def read_once() -> tuple[int, bytes] | MinerClientError:
+            if self.fiber is not None:
+                body, headers = await asyncio.to_thread(self._sync_fiber_request, base_url, miner_hotkey,
+                                                        {"job_id": job_id}, who)
+            else:
+                body, headers = self._request(miner_hotkey, {"job_id": job_id})
             async with client.stream("POST", url, content=body, headers=headers) as response:
                 received = bytearray()
                 async for chunk in response.aiter_bytes():
@@ -303,6 +347,11 @@ class MinerClient:
             return _transport_error(who, exc)
         except MinerClientError as exc:
             return exc
+
+    def _sync_fiber_request(self, base_url: str, miner_hotkey: str, data: dict, who: str) -> tuple[bytes, dict[str, str]]:
+        """``_fiber_request`` with its own short-lived client (the async poll's handshake, in a thread)."""
+        with self._client(base_url) as client:
+            return self._fiber_request(client, base_url, miner_hotkey, data, who)
 
     def poll_many(self, jobs: Sequence[tuple[str, str, str]],
                   concurrency: int = 32) -> list[PollResult | MinerClientError]:
@@ -352,13 +401,18 @@ class MinerClient:
 
     def fetch_verified_store(self, base_url: str, miner_hotkey: str, job_id: str, dest: Path,
                              time_indices: Sequence[int] | None = None,
-                             run_start: datetime | None = None) -> VerifiedStore:
+                             run_start: datetime | None = None,
+                             pinned: PinnedManifest | None = None) -> VerifiedStore:
         """Mirror a completed forecast store under ``dest``, verifying as it reads.
 
         Order (GAIA_SPEC 2): store URL on the miner's endpoint (SSRF guard); manifest hash, signer,
         signature; freeze window when ``run_start`` is given; then the metadata and only the chunks
         covering ``time_indices`` (all chunks when None), each re-hashed against the manifest before
         it is written. The mirror opens with ``xr.open_zarr(dest, consolidated=True)``.
+
+        With ``pinned`` (the manifest frozen at verification), the manifest served now must be the
+        frozen one (same hash) and every file is checked against the frozen digests; otherwise
+        ``StoreChanged`` ("store changed after freeze"). The freeze window is not checked again then.
         """
         who = f"miner {miner_hotkey}, job {job_id}"
         answer = self.kerchunk(base_url, miner_hotkey, job_id)
@@ -367,17 +421,29 @@ class MinerClient:
         store_url = answer.zarr_store_url.rstrip("/")
         if not same_origin(store_url, base_url):
             raise ManifestError(f"{who}: store URL {store_url} is not on the miner's registered endpoint {base_url}")
-        with self._client() as client:
+        with self._client(base_url) as client:
             manifest = self._verified_manifest(client, store_url, answer, miner_hotkey, who)
-            self._check_freeze_window(run_start, who)
+            if pinned is not None:
+                if answer.verification_hash != pinned.manifest_hash:
+                    raise StoreChanged(f"{who}: {STORE_CHANGED}: the manifest now served hashes to "
+                                       f"{answer.verification_hash}, the frozen one to {pinned.manifest_hash}")
+                manifest = {**manifest, "files": dict(pinned.files)}
+            else:
+                self._check_freeze_window(run_start, who)
             dest.mkdir(parents=True, exist_ok=True)
             files = sorted(manifest["files"])
             metadata = [f for f in files if is_metadata(f)]
-            total = self._mirror(client, store_url, answer.access_token, manifest, metadata, dest, who)
-            arrays = _arrays_of_mirror(dest, who)
-            chunks = select_chunks([f for f in files if not is_metadata(f)], arrays, time_indices)
-            total += self._mirror(client, store_url, answer.access_token, manifest, chunks, dest, who)
-        return VerifiedStore(dest, answer.verification_hash or "", len(metadata) + len(chunks), total, store_url)
+            try:
+                total = self._mirror(client, store_url, answer.access_token, manifest, metadata, dest, who)
+                arrays = _arrays_of_mirror(dest, who)
+                chunks = select_chunks([f for f in files if not is_metadata(f)], arrays, time_indices)
+                total += self._mirror(client, store_url, answer.access_token, manifest, chunks, dest, who)
+            except ManifestError as exc:
+                if pinned is None or isinstance(exc, StoreChanged):
+                    raise
+                raise StoreChanged(f"{STORE_CHANGED}: {exc}") from exc
+        return VerifiedStore(dest, answer.verification_hash or "", len(metadata) + len(chunks), total, store_url,
+                             dict(manifest["files"]))
 
     def _mirror(self, client: httpx.Client, store_url: str, token: str, manifest: dict, files: list[str],
                 dest: Path, who: str) -> int:

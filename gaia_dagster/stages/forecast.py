@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 import xarray as xr
 
 from gaia_dagster.core.contract import Grid, contract_problems
-from gaia_dagster.core.manifest import ManifestError
+from gaia_dagster.core.manifest import STORE_CHANGED, ManifestError, PinnedManifest
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
 from gaia_dagster.resources.cache import private_dir
 from gaia_dagster.resources.miner_client import MinerClient, VerifiedStore
@@ -41,13 +41,15 @@ def mirror_dir(root: Path, row: ResponseRecord, part: str) -> Path:
 
 
 def _mirror(client: MinerClient, row: ResponseRecord, root: Path, part: str, time_indices: Sequence[int],
-            run_start: datetime | None) -> tuple[xr.Dataset, VerifiedStore, weakref.finalize]:
+            run_start: datetime | None, pinned: PinnedManifest | None = None,
+            ) -> tuple[xr.Dataset, VerifiedStore, weakref.finalize]:
     """Rule (mirrors are never shared): mirror into a private folder of this fetch and open it; the
     folder is removed by the returned finalizer, called at the latest when the dataset is collected."""
     dest, release = private_dir(mirror_dir(root, row, part))
     try:
         store = client.fetch_verified_store(row.miner_base_url, row.miner_hotkey, row.job_id, dest,
-                                            time_indices=list(time_indices), run_start=run_start)
+                                            time_indices=list(time_indices), run_start=run_start,
+                                            pinned=pinned)
         dataset = xr.open_zarr(dest, consolidated=True)
     except ManifestError as exc:
         release()
@@ -59,20 +61,23 @@ def _mirror(client: MinerClient, row: ResponseRecord, root: Path, part: str, tim
 
 
 def fetch_fields(client: MinerClient, row: ResponseRecord, root: Path, part: str,
-                 time_indices: Sequence[int], run_start: datetime | None = None) -> tuple[xr.Dataset, VerifiedStore]:
+                 time_indices: Sequence[int], run_start: datetime | None = None,
+                 pinned: PinnedManifest | None = None) -> tuple[xr.Dataset, VerifiedStore]:
     """Mirror the chunks of ``time_indices`` (each verified against the manifest) and open them;
-    with ``run_start``, a manifest read after the freeze window is refused. Each call mirrors into
+    with ``run_start``, a manifest read after the freeze window is refused; with ``pinned`` (the
+    manifest frozen at verification), a store that changed since is refused. Each call mirrors into
     its own folder, removed once the returned dataset is garbage collected (keep it referenced while
     reading lazily from it); ``mirrored_fields`` removes it at the end of a ``with`` block."""
-    dataset, store, _ = _mirror(client, row, root, part, time_indices, run_start)
+    dataset, store, _ = _mirror(client, row, root, part, time_indices, run_start, pinned)
     return dataset, store
 
 
 @contextmanager
 def mirrored_fields(client: MinerClient, row: ResponseRecord, root: Path, part: str, time_indices: Sequence[int],
-                    run_start: datetime | None = None) -> Iterator[tuple[xr.Dataset, VerifiedStore]]:
+                    run_start: datetime | None = None,
+                    pinned: PinnedManifest | None = None) -> Iterator[tuple[xr.Dataset, VerifiedStore]]:
     """``fetch_fields`` whose private mirror is closed and removed when the block ends."""
-    dataset, store, release = _mirror(client, row, root, part, time_indices, run_start)
+    dataset, store, release = _mirror(client, row, root, part, time_indices, run_start, pinned)
     try:
         yield dataset, store
     finally:
@@ -82,7 +87,8 @@ def mirrored_fields(client: MinerClient, row: ResponseRecord, root: Path, part: 
 
 def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: ResponseRecord, root: Path,
                     grid: Grid, dagster_run_id: str | None = None) -> VerifiedForecast:
-    """Verify the miner's store and move the job to ``forecast_ready`` (idempotent)."""
+    """Verify the miner's store and move the job to ``forecast_ready`` (idempotent); its manifest is
+    frozen (``freeze``) so that every later read is checked against it."""
     if row.status == ResponseStatus.FAILED.value:
         raise StageRefused(f"{who(row)}: the job failed earlier and is not verified again: {row.error}")
     if is_past(row.status, ResponseStatus.FORECAST_READY.value):
@@ -95,6 +101,7 @@ def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: Respons
             problems = contract_problems(dataset, grid, row.gfs_init_time)
         if problems:
             raise ForecastRejected(f"{who(row)}: the store breaks the data contract: " + "; ".join(problems))
+        freeze(repo, row, store)
     except ForecastRejected as exc:
         repo.transition_response(row.id, "inference_running", "failed", dagster_run_id, error=str(exc))
         raise
@@ -102,3 +109,18 @@ def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: Respons
                              verification_hash_computed=store.manifest_hash, error=None)
     return VerifiedForecast(repo.response_by_id(row.id), store.manifest_hash, store.files_fetched,
                             store.bytes_fetched, "verified")
+
+
+def freeze(repo: ValidatorRepository, row: ResponseRecord, store: VerifiedStore) -> None:
+    """Freeze rule (issue 10): the manifest verified inside the freeze window is recorded (hash and
+    every file's digest) and pins every later read. Copy rule: a store whose data digest equals one
+    frozen earlier in the same run by another miner is a copy of it, refused with that miner's name.
+    A retried verification whose store changed since the first freeze is refused as changed."""
+    frozen = repo.freeze_manifest(row.id, row.run_id, row.miner_hotkey, store.manifest_hash, dict(store.files or {}))
+    if frozen.manifest_hash != store.manifest_hash:
+        raise ForecastRejected(f"{who(row)}: {STORE_CHANGED}: manifest {store.manifest_hash} served, "
+                               f"{frozen.manifest_hash} frozen")
+    original = repo.copied_miner(row.id)
+    if original is not None:
+        raise ForecastRejected(f"{who(row)}: the store copies miner {original} (the same data chunks, "
+                               "frozen earlier in this run)")

@@ -30,6 +30,7 @@ from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
 from gaia_dagster.resources.miner_client import MinerClient
 from gaia_dagster.resources.sources import WeatherSources, cache_path, cached, ensure_cached
 from gaia_dagster.stages.attempts import DAY1, ERA5, ForecastRejected, StageSpec, run_attempt, who
+from gaia_dagster.core.manifest import PinnedManifest
 from gaia_dagster.stages.forecast import fetch_fields
 
 
@@ -122,13 +123,15 @@ def score_day1_stage(repo: ValidatorRepository, client: MinerClient, sources: We
                      row: ResponseRecord, dagster_run_id: str | None = None,
                      retry: StageRetry | None = None) -> StageScore:
     """Score a verified forecast at lead 12 h against the GFS analysis (forecast_ready -> day1_scored)."""
-    return run_scoring_stage(repo, row, DAY1, retry or DEFAULT_RETRIES["day1"], lambda: _day1(client, sources, row),
-                             dagster_run_id)
+    return run_scoring_stage(repo, row, DAY1, retry or DEFAULT_RETRIES["day1"],
+                             lambda: _day1(client, sources, row, repo.pinned_manifest(row.id)), dagster_run_id)
 
 
-def _day1(client: MinerClient, sources: WeatherSources, row: ResponseRecord) -> StageScore:
+def _day1(client: MinerClient, sources: WeatherSources, row: ResponseRecord,
+          pinned: PinnedManifest | None = None) -> StageScore:
     t0 = row.gfs_init_time
-    ds, _ = fetch_fields(client, row, sources.cache_root(), "day1", [time_index(h) for h in DAY1_LEAD_HOURS])
+    ds, _ = fetch_fields(client, row, sources.cache_root(), "day1", [time_index(h) for h in DAY1_LEAD_HOURS],
+                         pinned=pinned)
     seed_gfs(sources, t0)
     lead = DAY1_LEAD_HOURS[0]
     valid = t0 + timedelta(hours=lead)
@@ -164,13 +167,15 @@ def score_era5_stage(repo: ValidatorRepository, client: MinerClient, sources: We
                      row: ResponseRecord, dagster_run_id: str | None = None,
                      retry: StageRetry | None = None) -> StageScore:
     """Score every variable, level and lead 24..240 h against ERA5 (day1_scored -> era5_scored)."""
-    return run_scoring_stage(repo, row, ERA5, retry or DEFAULT_RETRIES["era5"], lambda: _era5(client, sources, row),
-                             dagster_run_id)
+    return run_scoring_stage(repo, row, ERA5, retry or DEFAULT_RETRIES["era5"],
+                             lambda: _era5(client, sources, row, repo.pinned_manifest(row.id)), dagster_run_id)
 
 
-def _era5(client: MinerClient, sources: WeatherSources, row: ResponseRecord) -> StageScore:
+def _era5(client: MinerClient, sources: WeatherSources, row: ResponseRecord,
+          pinned: PinnedManifest | None = None) -> StageScore:
     t0 = row.gfs_init_time
-    ds, _ = fetch_fields(client, row, sources.cache_root(), "era5", [time_index(h) for h in ERA5_LEAD_HOURS])
+    ds, _ = fetch_fields(client, row, sources.cache_root(), "era5", [time_index(h) for h in ERA5_LEAD_HOURS],
+                         pinned=pinned)
     truths = seed_era5(sources, t0)
     metrics = []
     weights = None
