@@ -10,7 +10,7 @@ from pathlib import Path
 import uvicorn
 
 from gaia_dagster.core.signing import keypair_from_uri
-from gaia_dagster.core.transport import SignedTransport
+from gaia_dagster.resources.fiber_session import FiberSession
 from gaia_dagster.fleet import free_port
 from gaia_dagster.miner.app import MinerSettings, create_app
 from gaia_dagster.resources.miner_client import MinerClient
@@ -21,8 +21,8 @@ TEST_VALIDATOR = TEST_VALIDATOR_KEYPAIR.ss58_address
 
 
 def signed_client(keypair=TEST_VALIDATOR_KEYPAIR, **options) -> MinerClient:  # noqa: ANN001 - a Keypair
-    """A ``MinerClient`` that signs its requests as the test validator (or ``keypair``)."""
-    return MinerClient(signer=SignedTransport(keypair), **options)
+    """A ``MinerClient`` that speaks Fiber as the test validator (or ``keypair``): the wire default."""
+    return MinerClient(fiber=FiberSession(keypair), **options)
 
 
 @contextmanager

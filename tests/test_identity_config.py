@@ -13,7 +13,7 @@ from dagster import DagsterInstance, EnvVar, asset, materialize
 
 from gaia_dagster.cli import main
 from gaia_dagster.core.retry import retry_policies
-from gaia_dagster.core.transport import HEADER_NONCE, HEADER_SIGNATURE, HEADER_VALIDATOR, signed_message, verify_request
+from gaia_dagster.core import fiber
 from gaia_dagster.resources.identity import ValidatorIdentityError, resolve_identity
 from gaia_dagster.resources.miner import MinerAccess, hotkey_for_uri
 from gaia_dagster.resources.registry import MinerRegistry, RegistryFileError
@@ -24,7 +24,6 @@ from miner_server import running_miner  # noqa: E402
 
 MINER_URI = "//identity-miner"
 MINER = hotkey_for_uri(MINER_URI)
-BODY = b'{"nonce":null,"data":{"job_id":"job-1"}}'
 T0 = datetime(2026, 10, 20, tzinfo=timezone.utc)
 SETTINGS = ("GAIA_DB_URL", "GAIA_REGISTRY", "GAIA_RETRY_SCALE", "GAIA_MINER_TIMEOUT_S", "GAIA_RESOLUTION",
             "GAIA_WALLET_NAME", "GAIA_WALLET_HOTKEY", "GAIA_WALLET_PATH", "GAIA_VALIDATOR_URI")
@@ -58,11 +57,11 @@ def test_miner_requests_are_signed_with_the_wallet_hotkey(wallet):
     access = MinerAccess(wallet_name=wallet.name, wallet_hotkey=wallet.hotkey_str, wallet_path=wallet.path)
     public = Keypair(ss58_address=wallet.hotkeypub.ss58_address)  # hotkeypub.txt: no secret
     assert access.validator_hotkey() == wallet.hotkey.ss58_address == public.ss58_address
-    headers = access.client().signer.headers(MINER, BODY)
-    assert headers[HEADER_VALIDATOR] == wallet.hotkey.ss58_address
-    message = signed_message(headers[HEADER_NONCE], headers[HEADER_VALIDATOR], MINER, BODY)
-    assert public.verify(message, bytes.fromhex(headers[HEADER_SIGNATURE]))  # the wallet's public key only
-    assert verify_request(headers, BODY, MINER) == wallet.hotkey.ss58_address
+    key_uuid = fiber.new_key_uuid()
+    _body, headers = access.client().fiber.request(key_uuid, b"k" * 32, MINER, {"job_id": "job-1"})
+    assert headers[fiber.HEADER_VALIDATOR] == wallet.hotkey.ss58_address
+    message = fiber.signed_message(headers[fiber.HEADER_NONCE], MINER, key_uuid)
+    assert fiber.signature_valid(message, headers[fiber.HEADER_SIGNATURE], public.ss58_address)  # public key only
 
 
 def test_a_miner_allowlisting_only_the_wallet_hotkey_accepts_the_validator(tmp_path, wallet):
@@ -80,7 +79,7 @@ def test_without_a_wallet_name_the_key_uri_signs():
     assert MinerAccess().identity().is_development_key
     access = MinerAccess(validator_hotkey_uri="//operator-validator")
     assert access.validator_hotkey() == hotkey_for_uri("//operator-validator")
-    assert access.client().signer.validator_ss58 == hotkey_for_uri("//operator-validator")
+    assert access.client().fiber.validator_ss58 == hotkey_for_uri("//operator-validator")
     assert not access.identity().is_development_key
 
 

@@ -61,9 +61,9 @@ def databases(pg_server_url):
 def validator_client(name: str = "A") -> MinerClient:
     """A validator's client, signing as that validator."""
     from gaia_dagster.core.signing import keypair_from_uri
-    from gaia_dagster.core.transport import SignedTransport
+    from gaia_dagster.resources.fiber_session import FiberSession
 
-    return MinerClient(read_timeout=10, signer=SignedTransport(keypair_from_uri(f"//validator-{name}")))
+    return MinerClient(read_timeout=10, fiber=FiberSession(keypair_from_uri(f"//validator-{name}")))
 
 
 def validator(url: str) -> ValidatorRepository:

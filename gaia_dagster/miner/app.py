@@ -7,8 +7,11 @@
 - ``/weather-kerchunk-request``: store URL, verification hash and a fresh short-lived JWT.
 - ``/forecasts/{path}``: the store's files, only with a valid JWT whose path scope covers the path.
 
-Every POST must carry the signed transport headers (``gaia_dagster.core.transport``): 401 when they
-are missing, bad, stale or replayed, 403 when the validator is not in ``allowed_validators``.
+Every POST speaks the Fiber transport (``gaia_dagster.core.fiber``: ``/public-encryption-key`` and
+``/exchange-symmetric-key``, then signed headers and a Fernet body): 401 for a missing, stale,
+replayed or wrongly signed request or another ``miner-hotkey``, 400 ``No symmetric key found``,
+403 when the validator is not in ``allowed_validators``. A POST without Fiber headers is checked
+against the older ``X-Gaia-*`` signed transport (``gaia_dagster.core.transport``) instead.
 
 ``MinerSettings.fault`` makes the miner misbehave in one named way (``gaia_dagster.miner.faults``),
 for driving a validator against broken miners; None (the default) is a healthy miner.

@@ -50,12 +50,13 @@ class MinerAccess(ConfigurableResource):
         return self.identity().ss58
 
     def client(self) -> MinerClient:
-        """A client that signs every miner request with this validator's hotkey (signed transport)."""
-        from gaia_dagster.core.transport import SignedTransport
+        """A client that speaks the Fiber transport as this validator's hotkey (key exchange per
+        miner, signed headers, encrypted bodies: what real Gaia miners accept)."""
+        from gaia_dagster.resources.fiber_session import FiberSession
 
         return MinerClient(connect_timeout=self.connect_timeout_s,
                            read_timeout=decimal_setting(self.read_timeout_s, "read_timeout_s", "GAIA_MINER_TIMEOUT_S"),
-                           signer=SignedTransport(self.identity().keypair))
+                           fiber=FiberSession(self.identity().keypair))
 
     def retry(self, stage: str) -> StageRetry:
         return retry_policies(decimal_setting(self.retry_scale, "retry_scale", "GAIA_RETRY_SCALE"))[stage]

@@ -153,7 +153,8 @@ class MinerClient:
     ``signer`` is the pluggable transport (``gaia_dagster.core.transport.RequestSigner``: one method
     ``headers(miner_ss58, body_bytes) -> dict``), e.g. ``SignedTransport(keypair)``; the client
     sends exactly the body bytes it signed. Without a signer, requests go unsigned (a miner that
-    requires signatures answers 401). A Fiber-compatible transport can be plugged in the same way.
+    requires signatures answers 401). ``fiber`` (a ``FiberSession``), when set, takes precedence:
+    the Fiber transport real Gaia miners speak, and the default of ``MinerAccess.client()``.
     """
 
     def __init__(self, connect_timeout: float = 5.0, read_timeout: float = 30.0,
