@@ -94,3 +94,12 @@ def test_the_client_and_its_poll_path_recover_from_a_restart_by_redoing_the_hand
         assert polled.status == "not_found"
         app.state.miner.fiber = FiberKeys()
         assert client.kerchunk(url, MINER, "no-such-job").status == "not_found"
+
+
+def test_self_signed_certificates_are_accepted_only_for_the_listed_miners():
+    from gaia_dagster.resources.miner import MinerAccess
+    from gaia_dagster.resources.miner_client import tls_context
+
+    client = MinerAccess(self_signed_miner_urls=["https://10.0.0.7:8091/"]).client()
+    assert client._verify("https://10.0.0.7:8091") is False
+    assert client._verify("https://10.0.0.8:8091") is tls_context()

@@ -29,7 +29,8 @@ class MinerAccess(ConfigurableResource):
     (``GAIA_VALIDATOR_URI``, the public development key by default).
 
     ``retry_scale`` multiplies every backoff of the refactor plan (1.0 in production; the demo
-    compresses a day into minutes with a small value). ``retry_scale`` and ``read_timeout_s`` are
+    compresses a day into minutes with a small value). ``self_signed_miner_urls``: miner base URLs
+    (https) whose self-signed certificates are accepted, per miner, as the deployed validator does. ``retry_scale`` and ``read_timeout_s`` are
     decimal text so that ``EnvVar`` can supply them (``resources/settings.py``).
     """
 
@@ -41,6 +42,7 @@ class MinerAccess(ConfigurableResource):
     read_timeout_s: DecimalText = "30"
     poll_concurrency: int = 32
     retry_scale: DecimalText = "1.0"
+    self_signed_miner_urls: list[str] = []
 
     def identity(self) -> ValidatorIdentity:
         """The validator's keypair and where it came from (wallet, else key URI)."""
@@ -56,7 +58,7 @@ class MinerAccess(ConfigurableResource):
 
         return MinerClient(connect_timeout=self.connect_timeout_s,
                            read_timeout=decimal_setting(self.read_timeout_s, "read_timeout_s", "GAIA_MINER_TIMEOUT_S"),
-                           fiber=FiberSession(self.identity().keypair))
+                           fiber=FiberSession(self.identity().keypair, insecure_tls=self.self_signed_miner_urls))
 
     def retry(self, stage: str) -> StageRetry:
         return retry_policies(decimal_setting(self.retry_scale, "retry_scale", "GAIA_RETRY_SCALE"))[stage]

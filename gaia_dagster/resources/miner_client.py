@@ -300,11 +300,13 @@ class MinerClient:
         """
         semaphore = asyncio.Semaphore(max(1, concurrency))
         per_miner: dict[str, asyncio.Semaphore] = {}
-        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, verify=tls_context()) as client:
+        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, verify=tls_context()) as client, \
+                httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, verify=False) as self_signed:
             async def one(base_url: str, miner_hotkey: str, job_id: str) -> PollResult | MinerClientError:
                 endpoint = per_miner.setdefault(base_url.rstrip("/"), asyncio.Semaphore(MAX_IN_FLIGHT_PER_MINER))
+                chosen = self_signed if self._verify(base_url) is False else client
                 async with endpoint, semaphore:
-                    return await self._apoll(client, base_url, miner_hotkey, job_id)
+                    return await self._apoll(chosen, base_url, miner_hotkey, job_id)
 
             return list(await asyncio.gather(*(one(*job) for job in jobs)))
 
