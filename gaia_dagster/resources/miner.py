@@ -7,6 +7,7 @@ from functools import lru_cache
 from dagster import ConfigurableResource
 
 from gaia_dagster.core.retry import StageRetry, retry_policies
+from gaia_dagster.resources.fiber_session import FiberSession
 from gaia_dagster.resources.identity import ValidatorIdentity, resolve_identity
 from gaia_dagster.resources.miner_client import MinerClient
 from gaia_dagster.resources.settings import DEFAULT_VALIDATOR_URI, DecimalText, decimal_setting
@@ -18,6 +19,18 @@ def hotkey_for_uri(uri: str) -> str:
     from bittensor_wallet import Keypair
 
     return Keypair.create_from_uri(uri).ss58_address
+
+
+_FIBER_SESSIONS: dict[tuple[str, tuple[str, ...]], FiberSession] = {}
+
+
+def fiber_session(keypair, self_signed_miner_urls: tuple[str, ...] = ()) -> FiberSession:  # noqa: ANN001
+    """The process's Fiber session of one validator hotkey: symmetric keys are exchanged once per
+    miner and reused (at most 2 h) across clients, runs and sensor ticks of this process."""
+    key = (keypair.ss58_address, self_signed_miner_urls)
+    if key not in _FIBER_SESSIONS:
+        _FIBER_SESSIONS[key] = FiberSession(keypair, insecure_tls=self_signed_miner_urls)
+    return _FIBER_SESSIONS[key]
 
 
 class MinerAccess(ConfigurableResource):
@@ -54,11 +67,9 @@ class MinerAccess(ConfigurableResource):
     def client(self) -> MinerClient:
         """A client that speaks the Fiber transport as this validator's hotkey (key exchange per
         miner, signed headers, encrypted bodies: what real Gaia miners accept)."""
-        from gaia_dagster.resources.fiber_session import FiberSession
-
         return MinerClient(connect_timeout=self.connect_timeout_s,
                            read_timeout=decimal_setting(self.read_timeout_s, "read_timeout_s", "GAIA_MINER_TIMEOUT_S"),
-                           fiber=FiberSession(self.identity().keypair, insecure_tls=self.self_signed_miner_urls))
+                           fiber=fiber_session(self.identity().keypair, tuple(self.self_signed_miner_urls)))
 
     def retry(self, stage: str) -> StageRetry:
         return retry_policies(decimal_setting(self.retry_scale, "retry_scale", "GAIA_RETRY_SCALE"))[stage]
