@@ -169,13 +169,18 @@ class ValidatorRepository:
 
     def advance_run(self, run_id: int, target: str, dagster_run_id: str | None = None,
                     error: str | None = None) -> bool:
-        """Move a run forward to ``target`` if it is not already there or beyond (idempotent)."""
-        run = self.run_by_id(run_id)
-        if run.status == target or target not in RUN_TRANSITIONS[run.status]:
-            return False
-        self._compare_and_set(ForecastRun, "run", RUN_TRANSITIONS, run_id, run.status, target,
-                              dagster_run_id, {"error": error} if error else {})
-        return True
+        """Move a run forward to ``target`` if it is not already there or beyond (idempotent, and safe
+        when several workers advance one run at once: a lost compare-and-set is read again)."""
+        while True:
+            run = self.run_by_id(run_id)
+            if run.status == target or target not in RUN_TRANSITIONS[run.status]:
+                return False
+            try:
+                self._compare_and_set(ForecastRun, "run", RUN_TRANSITIONS, run_id, run.status, target,
+                                      dagster_run_id, {"error": error} if error else {})
+                return True
+            except LostTransition:
+                continue  # another worker moved it meanwhile: decide again from where it is now
 
     # -- miners -------------------------------------------------------------------------------
     def upsert_miner(self, hotkey: str, base_url: str, uid: int | None = None) -> bool:
