@@ -44,7 +44,8 @@ def default_resources() -> dict[str, object]:
             validator_hotkey_uri="GAIA_VALIDATOR_URI")),
         # WeatherSources.resolution is a float field and Dagster has no float EnvVar: the one
         # setting still read when the definitions load.
-        "sources": WeatherSources(resolution=float(os.environ.get("GAIA_RESOLUTION") or 1.5)),
+        "sources": WeatherSources(resolution=float(os.environ.get("GAIA_RESOLUTION") or 1.5),
+                                  **bound_env(era5_delay_hours="GAIA_ERA5_DELAY_H")),
     }
 
 

@@ -47,7 +47,8 @@ def test_a_request_run_that_died_before_its_job_existed_is_relaunched_a_bounded_
 
 
 def test_the_leaderboard_waits_for_every_selected_miner_to_have_a_job(repo):
-    from gaia_dagster.resources.sources import WeatherSources
+    from gaia_dagster.core.contract import ERA5_LEAD_HOURS
+    from gaia_dagster.db.repository import now_utc
     from gaia_dagster.sensors.era5 import run_requests_for
     from gaia_dagster.core.retry import retry_policies
 
@@ -55,10 +56,9 @@ def test_the_leaderboard_waits_for_every_selected_miner_to_have_a_job(repo):
     forecast_requests(repo, set(MINERS), lambda _p: (False, 0))      # records the selection
     row, _ = repo.create_response(run.id, "hk-a", "v", weather_job_id(T0, "hk-a"), "http://hk-a")
     repo.transition_response(row.id, "created", "failed", error="miner hk-a refused")
-    sources = WeatherSources(resolution=30.0)
     retry = retry_policies(1.0)["era5"]
-    assert run_requests_for(None, repo, sources, repo.run_by_id(run.id), set(), retry) == []
+    assert run_requests_for(repo, repo.run_by_id(run.id), ERA5_LEAD_HOURS, 0, retry, now_utc()) == []
     row_b, _ = repo.create_response(run.id, "hk-b", "v", weather_job_id(T0, "hk-b"), "http://hk-b")
     repo.transition_response(row_b.id, "created", "failed", error="miner hk-b refused")
-    [board] = run_requests_for(None, repo, sources, repo.run_by_id(run.id), set(), retry)
+    [board] = run_requests_for(repo, repo.run_by_id(run.id), ERA5_LEAD_HOURS, 0, retry, now_utc())
     assert board.job_name == "miner_scores_job"

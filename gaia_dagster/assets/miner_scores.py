@@ -5,6 +5,7 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from gaia_dagster.assets.partitions import daily_partitions, gfs_init_time, to_date
 from gaia_dagster.assets.plots import leaderboard_chart, leaderboard_table, selection_table
+from gaia_dagster.core.states import ResponseStatus
 from gaia_dagster.resources.validator_db import ValidatorDB
 from gaia_dagster.stages.scoring import leaderboard
 from dagster import AssetDep
@@ -26,7 +27,8 @@ def miner_scores(context: AssetExecutionContext, validator_db: ValidatorDB) -> M
                   "selected": s.selected, "reason": s.reason}
                  for s in repo.selection(run.id)]
     return MaterializeResult(metadata={
-        "miners": len(rows), "scored": sum(1 for e in board if e.status == "era5_scored"),
+        "miners": len(rows), "scored": sum(1 for e in board if e.status == ResponseStatus.ERA5_SCORED.value),
+        "partly_scored": sum(1 for e in board if e.status == ResponseStatus.ERA5_PARTIAL.value),
         "best_overall": max((e.overall_score for e in board), default=0.0),
         "leaderboard": leaderboard_table(rows),
         "leaderboard_chart": leaderboard_chart(rows),

@@ -1,6 +1,9 @@
 """The run and miner-response state machines (requirement: weather-pipeline-refactor, section 5).
 
-Exactly the statuses and valid transitions of the refactor plan. Terminal states have no exit.
+The statuses and valid transitions of the refactor plan, plus one resting state for progressive
+ERA5 scoring: ``era5_partial``, a job scored on the leads ERA5 covers so far, which goes back to
+``era5_scoring`` when the next lead arrives and ends in ``era5_scored`` once every lead is scored.
+Terminal states have no exit.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class ResponseStatus(str, Enum):
     DAY1_SCORING = "day1_scoring"
     DAY1_SCORED = "day1_scored"
     ERA5_SCORING = "era5_scoring"
+    ERA5_PARTIAL = "era5_partial"
     ERA5_SCORED = "era5_scored"
     FAILED = "failed"
 
@@ -43,7 +47,8 @@ RESPONSE_TRANSITIONS: dict[str, frozenset[str]] = {
     "forecast_ready": frozenset({"day1_scoring", "failed"}),
     "day1_scoring": frozenset({"day1_scored", "failed"}),
     "day1_scored": frozenset({"era5_scoring"}),
-    "era5_scoring": frozenset({"era5_scored", "failed"}),
+    "era5_scoring": frozenset({"era5_partial", "era5_scored", "failed"}),
+    "era5_partial": frozenset({"era5_scoring"}),
     "era5_scored": frozenset(),
     "failed": frozenset(),
 }
@@ -59,6 +64,8 @@ RUN_TRANSITIONS["error"] = frozenset()
 
 IN_FLIGHT_RESPONSE_STATUSES = frozenset({"fetch_initiated", "inference_running"})
 TERMINAL_RESPONSE_STATUSES = frozenset({"era5_scored", "failed"})
+ERA5_SCORED_STATUSES = frozenset({"era5_partial", "era5_scored"})
+"""Jobs holding an ERA5 score: final (every lead) or so far (the leads ERA5 covers yet)."""
 
 
 class InvalidTransition(ValueError):
@@ -75,8 +82,9 @@ def check_transition(table: dict[str, frozenset[str]], current: str, new: str, w
 
 
 def response_path(current: str, target: str) -> list[str]:
-    """The forward steps from ``current`` to ``target`` along the response machine's main line."""
-    line = [s.value for s in ResponseStatus if s is not ResponseStatus.FAILED]
+    """The forward steps from ``current`` to ``target`` along the response machine's main line (the
+    resting ``era5_partial`` is a side step, not on it)."""
+    line = [s.value for s in ResponseStatus if s not in (ResponseStatus.FAILED, ResponseStatus.ERA5_PARTIAL)]
     if current not in line or target not in line or line.index(target) < line.index(current):
         raise InvalidTransition(f"no forward path from {current} to {target}")
     return line[line.index(current) + 1: line.index(target) + 1]

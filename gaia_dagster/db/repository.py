@@ -480,6 +480,19 @@ class ValidatorRepository:
                 MinerScore.response_id == response_id, MinerScore.score_type == score_type,
                 MinerScore.variable == "*", MinerScore.lead_hours == 0, MinerScore.level == 0)))
 
+    def lead_scores(self, run_id: int, score_type: str) -> dict[int, dict[int, float]]:
+        """Per response of a run, its per-lead totals of one type (variable '*', lead > 0): the
+        leads a progressive stage has scored so far, in one query for the whole run."""
+        with self.session() as s:
+            rows = s.execute(select(MinerScore.response_id, MinerScore.lead_hours, MinerScore.score)
+                             .join(MinerResponse, MinerScore.response_id == MinerResponse.id)
+                             .where(and_(MinerResponse.run_id == run_id, MinerScore.score_type == score_type,
+                                         MinerScore.variable == "*", MinerScore.lead_hours > 0)))
+            out: dict[int, dict[int, float]] = {}
+            for response_id, lead, score in rows:
+                out.setdefault(response_id, {})[int(lead)] = float(score or 0.0)
+            return out
+
     def overall_scores_before(self, gfs_init_time: datetime, days: int) -> list[dict[str, float]]:
         """The overall score per miner of each of the ``days`` runs before T0, oldest first."""
         with self.session() as s:

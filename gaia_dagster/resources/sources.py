@@ -33,6 +33,8 @@ class WeatherSources(ConfigurableResource):
     era5_url: str = "gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3"
     climatology_url: str = "gs://weatherbench2/datasets/era5-hourly-climatology/1990-2019_6h_1440x721.zarr"
     storage_options_json: str = '{"token": "anon"}'
+    # Progressive ERA5: lead h is scored once ERA5 covers T0+h and T0+h+delay has passed (5 d 6 h).
+    era5_delay_hours: int = 126
 
     def _atmosphere(self):
         from gaia_dagster.world.atmosphere import SyntheticAtmosphere

@@ -1,13 +1,17 @@
-"""ERA5 availability: once the reanalysis reaches a run's last lead, cache it, score every miner
-that passed day-1, then build the day's leaderboard."""
+"""ERA5 availability, lead by lead: as each lead becomes scorable (ERA5 covers it and the delay has
+passed), cache its truth, score it for every miner that passed day-1 (one run per miner per
+arrival), then rebuild the day's leaderboard; the day completes when every lead is scored."""
 
 
-from datetime import timedelta
+from datetime import datetime
 
-from dagster import AssetKey, DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster import (
+    AssetKey, AssetRecordsFilter, DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason,
+    sensor,
+)
 
-from gaia_dagster.core.contract import ERA5_LEAD_HOURS
-from gaia_dagster.core.states import TERMINAL_RESPONSE_STATUSES
+from gaia_dagster.core.scoring.era5_leads import leads_to_score
+from gaia_dagster.core.states import TERMINAL_RESPONSE_STATUSES, ResponseStatus
 from gaia_dagster.core.retry import StageRetry
 from gaia_dagster.db.repository import RunRecord, ValidatorRepository, now_utc
 from gaia_dagster.jobs import era5_score_job, era5_truth_job, miner_scores_job
@@ -18,56 +22,65 @@ from gaia_dagster.sensors.intervals import sensor_interval
 from gaia_dagster.sensors.orchestrate import selected_without_job
 from gaia_dagster.sensors.poll import stage_run_request
 from gaia_dagster.stages.attempts import ERA5, due_retries
+from gaia_dagster.stages.era5_arrivals import LEADS_CACHED, due_leads
 
-WAITING_FOR_ERA5 = frozenset({ERA5.ready})
+def truth_leads_cached(context: SensorEvaluationContext, date_key: str) -> int:
+    """How many leads the latest ``era5_truth[date]`` materialization cached (0 when none)."""
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("era5_truth"), asset_partitions=[date_key]), limit=1).records
+    if not records or records[0].asset_materialization is None:
+        return 0
+    entry = records[0].asset_materialization.metadata.get(LEADS_CACHED)
+    return int(entry.value) if entry is not None else 0
 
 
-def era5_covers(sources: WeatherSources, run: RunRecord) -> bool:
-    """True when ERA5 reaches the run's last scored valid time (T0 + 240 h)."""
-    until = sources.era5().available_until()
-    return until is not None and until >= run.gfs_init_time + timedelta(hours=max(ERA5_LEAD_HOURS))
-
-
-def run_requests_for(context: SensorEvaluationContext, repo: ValidatorRepository, sources: WeatherSources,
-                     run: RunRecord, truth_done: set[str], retry: StageRetry) -> list[RunRequest]:
-    """The next ERA5 step of one run: truth first, then per-miner scores (first attempts, and the
-    retries that are due), then the leaderboard."""
+def run_requests_for(repo: ValidatorRepository, run: RunRecord, due: tuple[int, ...], truth_leads: int,
+                     retry: StageRetry, now: datetime) -> list[RunRequest]:
+    """The next ERA5 step of one run, given the leads ``due`` now: the truth of the new leads
+    first, then per-miner scoring of the leads each job lacks (and the retries that are due), then
+    the leaderboard once every job is scored as far as ERA5 allows."""
     date_key = f"{run.gfs_init_time:%Y-%m-%d}"
     rows = repo.responses(run_id=run.id)
     if not rows:
         return []
-    waiting = [r for r in rows if r.status in WAITING_FOR_ERA5]
-    retries = [r for r in due_retries(rows, ERA5, retry, now_utc()) if r.status == ERA5.working]
-    in_flight = [r for r in rows if r.status not in TERMINAL_RESPONSE_STATUSES | WAITING_FOR_ERA5]
-    if (waiting or retries) and not era5_covers(sources, run):
-        if not in_flight:
+    scored = repo.lead_scores(run.id, ERA5.name)
+    behind = [r for r in rows if r.status in ERA5.startable and leads_to_score(due, scored.get(r.id, {}))]
+    retries = [r for r in due_retries(rows, ERA5, retry, now) if r.status == ERA5.working]
+    resting = set(ERA5.startable)
+    in_flight = [r for r in rows if r.status not in TERMINAL_RESPONSE_STATUSES | resting]
+    if not due:
+        if not in_flight and any(r.status == ERA5.ready for r in rows):
             repo.advance_run(run.id, "awaiting_era5")
         return []
-    if (waiting or retries) and date_key not in truth_done:
-        return [RunRequest(run_key=f"{date_key}|era5_truth", partition_key=date_key,
+    if (behind or retries) and truth_leads < len(due):
+        return [RunRequest(run_key=f"{date_key}|era5_truth|L{len(due)}", partition_key=date_key,
                            job_name=era5_truth_job.name, tags={"gaia/stage": "era5_truth"})]
-    if waiting or retries:
-        return [stage_run_request(r, "era5", r.era5_attempts + 1, era5_score_job.name) for r in waiting + retries]
+    if behind or retries:
+        return [stage_run_request(r, "era5", r.era5_attempts + 1, era5_score_job.name, leads=len(due))
+                for r in behind + [r for r in retries if r not in behind]]
     if not in_flight and not selected_without_job(repo, run) and run.status != "completed":
-        scored = sum(1 for r in rows if r.status == "era5_scored")
-        return [RunRequest(run_key=f"{date_key}|miner_scores|{scored}|{len(rows)}", partition_key=date_key,
-                           job_name=miner_scores_job.name, tags={"gaia/stage": "miner_scores"})]
+        final = sum(1 for r in rows if r.status == ResponseStatus.ERA5_SCORED.value)
+        failed = sum(1 for r in rows if r.status == ResponseStatus.FAILED.value)
+        return [RunRequest(run_key=f"{date_key}|miner_scores|L{len(due)}|{final}|{failed}|{len(rows)}",
+                           partition_key=date_key, job_name=miner_scores_job.name,
+                           tags={"gaia/stage": "miner_scores", "gaia/era5_leads": str(len(due))})]
     return []
 
 
 @sensor(name="era5_availability_sensor", minimum_interval_seconds=sensor_interval(300),
         jobs=[era5_truth_job, era5_score_job, miner_scores_job], default_status=DefaultSensorStatus.RUNNING,
-        description="Watches ERA5 availability; materializes era5_truth, then era5_score for every miner "
-                    "that passed day-1, then miner_scores once every job of the run is final.")
+        description="Watches ERA5 availability lead by lead; as each lead becomes scorable, materializes "
+                    "era5_truth, then era5_score for every miner that passed day-1, then miner_scores.")
 def era5_availability_sensor(context: SensorEvaluationContext, validator_db: ValidatorDB,
                              sources: WeatherSources, miner_access: MinerAccess) -> SensorResult | SkipReason:
-    repo = validator_db.repo
-    truth_done = set(context.instance.get_materialized_partitions(AssetKey("era5_truth")))
+    repo, now = validator_db.repo, now_utc()
     requests = []
     for run in repo.all_runs():
         if run.status in ("completed", "error"):
             continue
-        requests += run_requests_for(context, repo, sources, run, truth_done, miner_access.retry("era5"))
+        date_key = f"{run.gfs_init_time:%Y-%m-%d}"
+        requests += run_requests_for(repo, run, due_leads(sources, run.gfs_init_time, now),
+                                     truth_leads_cached(context, date_key), miner_access.retry("era5"), now)
     if not requests:
-        return SkipReason("no run is waiting on ERA5")
+        return SkipReason("no run has an ERA5 lead to score now")
     return SensorResult(run_requests=requests)

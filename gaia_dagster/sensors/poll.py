@@ -38,11 +38,13 @@ def partition_busy(context: SensorEvaluationContext, partition_key: str) -> bool
 
 
 def stage_run_request(row: ResponseRecord, stage: str, attempt: int, job_name: str,
-                      assets: list[str] | None = None) -> RunRequest:
-    """A run for one (date, miner) stage, keyed by its attempt (``assets``: a subset of the job)."""
+                      assets: list[str] | None = None, leads: int | None = None) -> RunRequest:
+    """A run for one (date, miner) stage, keyed by its attempt (``assets``: a subset of the job);
+    a progressive ERA5 run is keyed by the number of leads due too (one run per arrival)."""
     date_key = f"{row.gfs_init_time:%Y-%m-%d}"
+    arrival = f"L{leads}|" if leads is not None else ""
     return RunRequest(
-        run_key=f"{date_key}|{row.miner_hotkey}|{stage}|{attempt}",
+        run_key=f"{date_key}|{row.miner_hotkey}|{stage}|{arrival}{attempt}",
         partition_key=date_miner_key(date_key, row.miner_hotkey),
         job_name=job_name,
         asset_selection=[AssetKey(a) for a in assets] if assets else None,

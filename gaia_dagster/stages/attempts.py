@@ -57,12 +57,18 @@ class StageSpec:
     ready: str
     working: str
     done: str
+    partial: str | None = None   # resting status between progressive arrivals (ERA5 only)
+
+    @property
+    def startable(self) -> tuple[str, ...]:
+        """Statuses an attempt may start from: ready, or resting after an earlier arrival."""
+        return (self.ready, self.partial) if self.partial else (self.ready,)
 
 
 DAY1 = StageSpec("day1", ResponseStatus.FORECAST_READY.value, ResponseStatus.DAY1_SCORING.value,
                  ResponseStatus.DAY1_SCORED.value)
 ERA5 = StageSpec("era5", ResponseStatus.DAY1_SCORED.value, ResponseStatus.ERA5_SCORING.value,
-                 ResponseStatus.ERA5_SCORED.value)
+                 ResponseStatus.ERA5_SCORED.value, ResponseStatus.ERA5_PARTIAL.value)
 STAGES = {DAY1.name: DAY1, ERA5.name: ERA5}
 _LINE = [s.value for s in ResponseStatus if s is not ResponseStatus.FAILED]
 
@@ -86,11 +92,11 @@ def claim(repo: ValidatorRepository, row: ResponseRecord, spec: StageSpec,
         raise StageRefused(f"{who(current)}: the job failed earlier and is not scored again: {current.error}")
     if is_past(current.status, spec.done):
         return None
-    if current.status not in (spec.ready, spec.working):
+    if current.status not in (*spec.startable, spec.working):
         raise StageRefused(f"{who(current)}: not ready for {spec.name} scoring (status {current.status})")
     try:
-        if current.status == spec.ready:
-            repo.transition_response(current.id, spec.ready, spec.working, dagster_run_id)
+        if current.status in spec.startable:
+            repo.transition_response(current.id, current.status, spec.working, dagster_run_id)
     except LostTransition as exc:
         raise StageRefused(f"{who(current)}: another run took this {spec.name} attempt") from exc
     attempts = attempts_of(repo.response_by_id(row.id), spec.name)

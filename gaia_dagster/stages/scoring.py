@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import xarray as xr
@@ -29,7 +29,9 @@ from gaia_dagster.core.scoring.era5 import (
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
 from gaia_dagster.resources.miner_client import MinerClient
 from gaia_dagster.resources.sources import WeatherSources, cache_path, cached, ensure_cached
-from gaia_dagster.stages.attempts import DAY1, ERA5, ForecastRejected, StageSpec, run_attempt, who
+from gaia_dagster.core.states import ERA5_SCORED_STATUSES
+from gaia_dagster.core.scoring.era5_leads import is_complete, leads_to_score, progressive_score
+from gaia_dagster.stages.attempts import DAY1, ERA5, ForecastRejected, StageRefused, StageSpec, is_past, run_attempt, who
 from gaia_dagster.core.manifest import PinnedManifest
 from gaia_dagster.stages.forecast import fetch_fields
 
@@ -41,6 +43,7 @@ class StageScore:
     rows: list[dict[str, Any]] = field(default_factory=list)
     lead_scores: dict[int, float] = field(default_factory=dict)
     clone_clamped: bool = False
+    complete: bool = True   # False: progressive ERA5 scored the leads due so far, more will come
 
 
 # -- reference data ---------------------------------------------------------------------------
@@ -67,11 +70,12 @@ def _cache_gfs_forecast(gfs, root: Path, t0: datetime, lead: int) -> Path:  # no
     return path
 
 
-def seed_era5(sources: WeatherSources, t0: datetime) -> dict[int, Path]:
-    """Cache ERA5 at every ERA5 lead's valid time; a time not yet available raises LookupError."""
+def seed_era5(sources: WeatherSources, t0: datetime, leads: Sequence[int] = ERA5_LEAD_HOURS) -> dict[int, Path]:
+    """Cache ERA5 at the valid time of each of ``leads`` (one entry per valid time); a time not yet
+    available raises LookupError."""
     era5, root = sources.era5(), sources.cache_root()
     paths = {}
-    for lead in ERA5_LEAD_HOURS:
+    for lead in leads:
         valid = t0 + timedelta(hours=lead)
         path = cache_path(root, "era5", valid, "truth")
         ensure_cached(path, lambda valid=valid: era5.truth(valid))
@@ -111,7 +115,11 @@ def run_scoring_stage(repo: ValidatorRepository, row: ResponseRecord, spec: Stag
         totals = [{"lead_hours": lead, "variable": "*", "level": 0, "score": s} for lead, s in result.lead_scores.items()]
         repo.record_scores(current.id, spec.name,
                            [*result.rows, *totals, {"lead_hours": 0, "variable": "*", "level": 0, "score": result.score}])
-        repo.transition_response(current.id, spec.working, spec.done, dagster_run_id, error=None)
+        if result.complete or spec.partial is None:
+            repo.transition_response(current.id, spec.working, spec.done, dagster_run_id, error=None)
+        else:   # an arrival scored: rest until the next lead, with a fresh set of attempts for it
+            repo.transition_response(current.id, spec.working, spec.partial, dagster_run_id, error=None,
+                                     **{f"{spec.name}_attempts": 0})
 
     def already_done(current: ResponseRecord) -> StageScore:
         return StageScore("already_scored", repo.total_score(current.id, spec.name))
@@ -165,21 +173,34 @@ def _day1_row(c) -> dict[str, Any]:  # noqa: ANN001
 # -- ERA5 -------------------------------------------------------------------------------------
 def score_era5_stage(repo: ValidatorRepository, client: MinerClient, sources: WeatherSources,
                      row: ResponseRecord, dagster_run_id: str | None = None,
-                     retry: StageRetry | None = None) -> StageScore:
-    """Score every variable, level and lead 24..240 h against ERA5 (day1_scored -> era5_scored)."""
-    return run_scoring_stage(repo, row, ERA5, retry or DEFAULT_RETRIES["era5"],
-                             lambda: _era5(client, sources, row, repo.pinned_manifest(row.id)), dagster_run_id)
+                     retry: StageRetry | None = None, due: Sequence[int] = ERA5_LEAD_HOURS) -> StageScore:
+    """Progressive ERA5 (core.scoring.era5_leads): score the ``due`` leads this job has not scored
+    yet, against ERA5; the score is the sum over scored leads / every required lead. The job rests
+    in era5_partial until the last lead is scored (day1_scored -> era5_scoring -> era5_partial ->
+    ... -> era5_scored)."""
+    before = repo.lead_scores(row.run_id, ERA5.name).get(row.id, {})
+    new = leads_to_score(due, before)
+    if not new and not is_past(repo.response_by_id(row.id).status, ERA5.done):
+        raise StageRefused(f"{who(row)}: no new ERA5 lead to score (scored {sorted(before)}, due {sorted(due)})")
+
+    def score() -> StageScore:
+        arrival = _era5(client, sources, row, repo.pinned_manifest(row.id), new)
+        leads = {**before, **arrival.lead_scores}
+        return StageScore("scored", progressive_score(leads), arrival.rows, leads, complete=is_complete(leads))
+
+    return run_scoring_stage(repo, row, ERA5, retry or DEFAULT_RETRIES["era5"], score, dagster_run_id)
 
 
 def _era5(client: MinerClient, sources: WeatherSources, row: ResponseRecord,
-          pinned: PinnedManifest | None = None) -> StageScore:
+          pinned: PinnedManifest | None = None, leads: Sequence[int] = ERA5_LEAD_HOURS) -> StageScore:
+    """Score ``leads`` of the miner's forecast against ERA5 (the fields of those leads only)."""
     t0 = row.gfs_init_time
-    ds, _ = fetch_fields(client, row, sources.cache_root(), "era5", [time_index(h) for h in ERA5_LEAD_HOURS],
+    ds, _ = fetch_fields(client, row, sources.cache_root(), "era5", [time_index(h) for h in leads],
                          pinned=pinned)
-    truths = seed_era5(sources, t0)
+    truths = seed_era5(sources, t0, leads)
     metrics = []
     weights = None
-    for lead in ERA5_LEAD_HOURS:
+    for lead in leads:
         valid = t0 + timedelta(hours=lead)
         truth = cached(truths[lead], lambda: sources.era5().truth(valid))
         clim = _climatology(sources, valid)
@@ -195,7 +216,7 @@ def _era5(client: MinerClient, sources: WeatherSources, row: ResponseRecord,
                 m = fused_metrics(forecast, ref)
                 metrics.append(Era5Metric(variable, level, lead, m.rmse, m.bias, m.acc_centred, m.skill,
                                           m.reference_rmse))
-    result = era5_score_from_metrics(metrics, ERA5_LEAD_HOURS)
+    result = era5_score_from_metrics(metrics, leads)
     rows = [_era5_row(m) for m in result.metrics]
     return StageScore("scored", float(result.score), rows, dict(result.lead_scores))
 
@@ -223,12 +244,13 @@ class LeaderboardEntry:
 
 def leaderboard(repo: ValidatorRepository, run_id: int, dagster_run_id: str | None = None) -> list[LeaderboardEntry]:
     """Overall score per miner (0 for a failed job), ranked, with the weights GAIA_SPEC 5 implies:
-    the top-miner bonus and the mean over a 15-day look-back, normalised to sum 1."""
+    the top-miner bonus and the mean over a 15-day look-back, normalised to sum 1. A job scored on
+    some ERA5 leads so far counts with that score; the run completes once every job is final."""
     scored = []
     for r in repo.responses(run_id=run_id):
         day1 = repo.total_score(r.id, "day1")
         era5 = repo.total_score(r.id, "era5")
-        overall = overall_score(era5 or 0.0, day1 or 0.0) if r.status == "era5_scored" else 0.0
+        overall = overall_score(era5 or 0.0, day1 or 0.0) if r.status in ERA5_SCORED_STATUSES else 0.0
         repo.record_scores(r.id, "overall", [{"lead_hours": 0, "variable": "*", "level": 0, "score": overall}])
         scored.append((r, day1, era5, overall))
     scored.sort(key=lambda t: (-t[3], t[0].miner_hotkey))
