@@ -3,8 +3,10 @@
 Writes (once, cached under --dir) a forecast, ERA5 truth and a climatology of the embedded world
 at 0.25 degree (721 x 1440) for leads 24, 48 and 72 h: 3 x 69 = 207 fields. Then runs, each as
 its own process, ``gaia-dagster score era5`` and a plain-xarray implementation of the same
-metrics (``.weighted().mean()``), and prints fields/s, wall time and peak RSS of each process and
-the ratio. Figures only; nothing is asserted.
+metrics (``.weighted().mean()``, one field at a time: the faster of the plain-xarray forms tried;
+every lead and level of a variable at once took 1.6x longer and 6 GB), best of 3 each,
+and prints fields/s, wall time and peak RSS of each process and the time ratio (project / xarray;
+the target is 0.25 or less with a peak RSS under 1 GB). Figures only; nothing is asserted.
 
     python benchmarks/scoring.py [--dir /tmp/gaia-bench] [--json]
 """
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default="/tmp/gaia-bench-scoring")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="best of N runs of each (default 3)")
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.build_only:
@@ -102,18 +105,24 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.dir)
     forecast, truth, clim = root / "forecast.zarr", root / "era5.zarr", root / "clim.zarr"
     fields = len(LEADS) * 69
-    ours = measure("sys.argv = ['gaia-dagster-score', *sys.argv[1:]]; runpy.run_module('gaia_dagster.score', "
-                   "run_name='__main__')",
-                   ["era5", "--forecast", str(forecast), "--truth", str(truth), "--climatology", str(clim), "--json"])
+    ours_code = ("sys.argv = ['gaia-dagster-score', *sys.argv[1:]]; runpy.run_module('gaia_dagster.score', "
+                 "run_name='__main__')")
+    ours_args = ["era5", "--forecast", str(forecast), "--truth", str(truth), "--climatology", str(clim), "--json",
+                 "--init-time", T0.isoformat()]
+    ours_runs, plain_runs = [], []
+    for _ in range(args.repeat):   # interleaved, so both see the same machine load
+        ours_runs.append(measure(ours_code, ours_args))
+        plain_runs.append(measure(PLAIN_XARRAY, [str(forecast), str(truth), str(clim)]))
+    ours = min(ours_runs, key=lambda r: r["wall_s"])
+    plain = min(plain_runs, key=lambda r: r["wall_s"])
     scored = len(json.loads(ours["stdout"].strip().splitlines()[-1])["metrics"])
-    plain = measure(PLAIN_XARRAY, [str(forecast), str(truth), str(clim)])
     result = {
-        "fields": fields, "scored_fields": scored,
+        "fields": fields, "scored_fields": scored, "best_of": args.repeat,
         "project_wall_s": round(ours["wall_s"], 2), "project_fields_per_s": round(fields / ours["wall_s"], 1),
-        "project_peak_rss_mb": round(ours["peak_rss_mb"], 1),
+        "project_peak_rss_mb": round(max(r["peak_rss_mb"] for r in ours_runs), 1),
         "xarray_wall_s": round(plain["wall_s"], 2), "xarray_fields_per_s": round(fields / plain["wall_s"], 1),
-        "xarray_peak_rss_mb": round(plain["peak_rss_mb"], 1),
-        "speedup": round(plain["wall_s"] / ours["wall_s"], 2),
+        "xarray_peak_rss_mb": round(max(r["peak_rss_mb"] for r in plain_runs), 1),
+        "time_ratio": round(ours["wall_s"] / plain["wall_s"], 3),
     }
     print(json.dumps(result) if args.json else "\n".join(f"{k:>22}: {v}" for k, v in result.items()))
     return 0
