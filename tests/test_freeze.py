@@ -99,6 +99,22 @@ def test_a_store_swapped_after_verification_fails_with_store_changed(repo, stack
     assert repo.copy_pairs() == []  # two honest-looking stores with different data are no copies
 
 
+def test_a_store_swapped_between_day1_and_era5_fails_era5_with_store_changed(repo, stack, sources, tmp_path):
+    """The frozen manifest holds days later: honest at verification and day-1, swapped for ERA5."""
+    from gaia_dagster.stages.scoring import score_era5_stage
+
+    swapper = serve(stack, tmp_path / "swapper", "//freeze-test-late-swapper", fault="swap_after_freeze",
+                    fault_count=2)
+    assert verify_all(repo, [swapper], tmp_path) == {swapper.hotkey: "verified"}
+    client = signed_client()
+    assert score_day1_stage(repo, client, sources, row_of(repo, swapper)).score > 0
+    with pytest.raises(ForecastRejected, match="store changed after freeze"):
+        score_era5_stage(repo, client, sources, row_of(repo, swapper))
+    row = row_of(repo, swapper)
+    assert row.status == "failed" and swapper.hotkey in row.error and "store changed after freeze" in row.error
+    assert repo.scores(row.id, "era5") == [] and repo.total_score(row.id, "era5") is None
+
+
 def test_a_pinned_read_refuses_a_chunk_that_changed_under_the_same_manifest(repo, stack, tmp_path):
     """Every chunk read later is checked against the frozen digest, not only the manifest hash."""
     honest = serve(stack, tmp_path / "honest", HONEST_URI)

@@ -88,12 +88,13 @@ class FaultState:
             return True
 
     def served_store_rel(self, rel: str) -> str:
-        """``swap_after_freeze``: the first store answer names the store, every later one the swap."""
+        """``swap_after_freeze``: the first store answer (or the first ``count``: verification and
+        day-1, to swap at ERA5 time) names the store, every later one the swap."""
         if self.fault != "swap_after_freeze":
             return rel
         with self._lock:
             self.store_answers += 1
-            return rel if self.store_answers == 1 else swapped_rel(rel)
+            return rel if self.store_answers <= (self.count or 1) else swapped_rel(rel)
 
     def after_answer(self, answer: dict) -> None:
         """``gone_mid_job``: once a job is accepted the miner disappears."""
