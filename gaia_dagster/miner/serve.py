@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="an API fault hits only the first N requests (a transient fault; default: every one)")
     parser.add_argument("--fault-delay", type=float, default=None,
                         help="seconds the timeout/gone_mid_job faults hang and slow_drip drips (default 3600)")
+    parser.add_argument("--fault-copy-of", default=None, metavar="SS58",
+                        help="copier fault: the hotkey whose good forecast this miner re-signs as its own")
     parser.add_argument("--public-url", default="", help="base URL validators reach (default http://HOST:PORT)")
     return parser
 
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         public_base_url=args.public_url or f"http://{args.host}:{args.port}",
         allowed_validators=tuple(args.allow_validator) if args.allow_validator else None,
         require_signature=not args.no_signature,
-        fault=args.fault, fault_count=args.fault_count,
+        fault=args.fault, fault_count=args.fault_count, fault_copy_of=args.fault_copy_of,
         **({"fault_delay_s": args.fault_delay} if args.fault_delay is not None else {}),
     )
     serve(args.host, args.port, settings)
