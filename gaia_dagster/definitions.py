@@ -40,6 +40,7 @@ def default_resources() -> dict[str, object]:
         "miner_registry": MinerRegistry(**bound_env(path="GAIA_REGISTRY")),
         "miner_access": MinerAccess(**bound_env(
             retry_scale="GAIA_RETRY_SCALE", read_timeout_s="GAIA_MINER_TIMEOUT_S",
+            answer_deadline_s="GAIA_ANSWER_DEADLINE_S",
             wallet_name="GAIA_WALLET_NAME", wallet_hotkey="GAIA_WALLET_HOTKEY", wallet_path="GAIA_WALLET_PATH",
             validator_hotkey_uri="GAIA_VALIDATOR_URI")),
         # WeatherSources.resolution is a float field and Dagster has no float EnvVar: the one

@@ -21,7 +21,7 @@ from gaia_dagster.core.retry import StageRetry
 from gaia_dagster.db.repository import MinerRecord, ValidatorRepository
 from gaia_dagster.miner.faults import FAULTS
 from gaia_dagster.resources.miner import hotkey_for_uri
-from gaia_dagster.resources.miner_client import MinerClientError
+from gaia_dagster.resources.miner_client import MAX_ANSWER_BYTES, MinerClientError
 from gaia_dagster.resources.sources import WeatherSources
 from gaia_dagster.stages.forecast import ForecastRejected, verify_forecast
 from gaia_dagster.stages.poll import poll_in_flight
@@ -174,7 +174,7 @@ def assert_failed(repo: ValidatorRepository, pair: Miners, *phrases: str) -> str
     ("http500", ("initiate-fetch failed 2 times", "HTTP 500")),
     ("malformed_json", ("malformed JSON",)),
     ("wrong_schema", ("wrong schema", "'status'")),
-    ("oversized", (f"{CLIENT_CAP}-byte cap",)),
+    ("oversized", (f"{MAX_ANSWER_BYTES}-byte cap",)),  # JSON answers have their own, smaller cap
     ("slow_drip", ("timeout", "total time cap")),
 ])
 def test_api_fault_fails_the_job_after_the_query_retries(fault, phrases, repo, miners, sources, tmp_path):
@@ -250,6 +250,8 @@ def test_every_fault_has_a_test():
     covered = {"timeout", "http500", "malformed_json", "wrong_schema", "oversized", "slow_drip", "wrong_grid",
                "hash_mismatch", "bad_signature", "tampered_chunk", "nan_inf", "gone_mid_job",
                "swap_after_freeze", "copier"}  # the last two: tests/test_freeze.py
+    covered |= {"poll_nested_json", "poll_drip", "poll_huge", "poll_http500", "poll_not_found",
+                "poll_bad_utf8"}  # tests/test_hostile_polls.py
     assert covered == set(FAULTS)
 
 

@@ -88,3 +88,11 @@ def response_path(current: str, target: str) -> list[str]:
     if current not in line or target not in line or line.index(target) < line.index(current):
         raise InvalidTransition(f"no forward path from {current} to {target}")
     return line[line.index(current) + 1: line.index(target) + 1]
+
+
+# What a miner answers to ``/weather-poll-job-status`` (GAIA_SPEC 2): done, keep polling, failed on
+# the miner; ``not_found`` (the miner has no such job) and anything else are a failed poll attempt.
+MINER_POLL_DONE = frozenset({"completed"})
+MINER_POLL_WORKING = frozenset({"processing", "received", "running", "running_inference", "processing_output"})
+MINER_POLL_FAILED = frozenset({"failed", "error", "fetch_error"})
+MINER_POLL_NOT_FOUND = "not_found"

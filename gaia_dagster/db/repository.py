@@ -20,6 +20,7 @@ from sqlalchemy import Engine, and_, create_engine, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from gaia_dagster.core.answers import stored_text
 from gaia_dagster.core.job_ids import DeterministicJobID
 from gaia_dagster.core.manifest import PinnedManifest, data_digest
 from gaia_dagster.core.liveness import DEFAULT_GRACE_RUNS, Liveness, record_delivery, record_miss
@@ -46,6 +47,13 @@ def utc(moment: datetime | None) -> datetime | None:
 
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _bounded_texts(fields: dict[str, Any]) -> dict[str, Any]:
+    """A job's ``error`` often quotes what a miner said: stored bounded and storable (``stored_text``)."""
+    if fields.get("error") is None:
+        return fields
+    return {**fields, "error": stored_text(fields["error"])}
 
 
 def make_engine(url: str) -> Engine:
@@ -389,6 +397,7 @@ class ValidatorRepository:
 
     def update_response(self, response_id: int, expected: str, **fields: Any) -> None:
         """Update non-status columns (attempt counters, next attempt) guarded by the current status."""
+        fields = _bounded_texts(fields)
         fields["updated_at"] = now_utc()
         with self.session() as s, s.begin():
             result = s.execute(update(MinerResponse).where(
@@ -409,6 +418,7 @@ class ValidatorRepository:
                          dagster_run_id: str | None, fields: dict[str, Any]) -> None:
         """One ``UPDATE ... WHERE id = :id AND status = :expected``; refusals are audited too."""
         now = now_utc()
+        fields = _bounded_texts(fields)
         try:
             check_transition(table, expected, new, f"{entity} {row_id}")
         except InvalidTransition as exc:

@@ -407,7 +407,7 @@ async def _answer(request: Request, rule) -> JSONResponse:  # noqa: ANN001 - one
             check_transport(state, request.headers, body)
     except TransportRejected as exc:
         return _rejected(state, request, exc)
-    if state.fault.api_fault_due():
+    if state.fault.api_fault_due(request.url.path):
         if state.fault.fault == "timeout":
             return await faults.hang(state.fault.delay_s)
         return faults.api_fault_response(state.fault, state.hotkey, request.url.path)

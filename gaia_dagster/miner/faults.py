@@ -10,7 +10,9 @@ misbehaves in exactly one way, so a validator can be driven against it over real
 - hostile stores, each correctly signed by the miner (issue 10): ``swap_after_freeze`` serves its
   store to the first kerchunk request (the validator's verification) and another signed store to
   every later one; ``copier`` re-signs as its own the good forecast of the miner ``fault_copy_of``;
-- ``gone_mid_job``: accepts the job, then never answers again.
+- ``gone_mid_job``: accepts the job, then never answers again;
+- poll faults (issue 10: only ``/weather-poll-job-status`` answers badly, so the job is in flight):
+  ``poll_nested_json``, ``poll_drip``, ``poll_huge``, ``poll_http500``, ``poll_not_found``, ``poll_bad_utf8``.
 
 ``fault_count`` limits an API fault to the first N requests (a transient fault; None = always).
 """
@@ -33,6 +35,12 @@ FAULTS: dict[str, str] = {
     "wrong_schema": "the JSON endpoints answer a JSON object without the required fields",
     "oversized": "the JSON endpoints answer a body larger than any sane client cap",
     "slow_drip": "the JSON endpoints trickle their body one byte at a time, never finishing in time",
+    "poll_nested_json": "the poll answer is ~200 KB of JSON arrays nested 100,000 deep",
+    "poll_drip": "the poll answer trickles one byte at a time, never finishing in time",
+    "poll_huge": "the poll answer is larger than any sane client cap",
+    "poll_http500": "the poll answers HTTP 500",
+    "poll_not_found": "the poll answers status not_found (the miner lost the job)",
+    "poll_bad_utf8": "the poll answer is HTTP 200 with bytes that are not UTF-8",
     "wrong_grid": "the store is on a coarser lat/lon grid than the miner's configured resolution",
     "nan_inf": "the store's fields are mostly NaN with some +/-Inf (beyond the coverage limit)",
     "hash_mismatch": "the claimed verification hash differs from the manifest's",
@@ -43,6 +51,10 @@ FAULTS: dict[str, str] = {
     "copier": "the store is another miner's (fault_copy_of) good forecast, re-signed with this miner's hotkey",
 }
 API_FAULTS = frozenset({"timeout", "http500", "malformed_json", "wrong_schema", "oversized", "slow_drip"})
+POLL_FAULTS = frozenset({"poll_nested_json", "poll_drip", "poll_huge", "poll_http500", "poll_not_found",
+                         "poll_bad_utf8"})
+POLL_PATH = "/weather-poll-job-status"
+NESTING = 100_000  # poll_nested_json: 100,000 '[' then 100,000 ']' (~200 KB)
 STORE_FAULTS = frozenset({"wrong_grid", "nan_inf", "hash_mismatch", "bad_signature", "tampered_chunk",
                           "swap_after_freeze", "copier"})
 SWAP_PROFILE = "clone"  # what ``swap_after_freeze`` serves once verified: another profile's forecast
@@ -77,9 +89,10 @@ class FaultState:
         self.gone = False
         self._lock = threading.Lock()
 
-    def api_fault_due(self) -> bool:
-        """True when this request gets the API fault (consumes one of ``count``)."""
-        if self.fault not in API_FAULTS:
+    def api_fault_due(self, path: str = "") -> bool:
+        """True when this request gets the API fault (consumes one of ``count``); a poll fault hits
+        only requests for ``POLL_PATH``."""
+        if self.fault not in API_FAULTS and not (self.fault in POLL_FAULTS and path == POLL_PATH):
             return False
         with self._lock:
             if self.count is not None and self.hits >= self.count:
@@ -133,6 +146,8 @@ async def _oversized(size: int, hotkey: str) -> AsyncIterator[bytes]:
 def api_fault_response(fault: FaultState, hotkey: str, path: str) -> Response:
     """The broken answer of an API fault to a request for ``path``."""
     name = fault.fault
+    if name in POLL_FAULTS:
+        return poll_fault_response(fault, hotkey, path)
     if name == "http500":
         return JSONResponse({"detail": f"miner {hotkey}: internal error on {path} (injected fault http500)"}, 500)
     if name == "malformed_json":
@@ -144,6 +159,20 @@ def api_fault_response(fault: FaultState, hotkey: str, path: str) -> Response:
     if name == "slow_drip":
         return StreamingResponse(_drip(fault.delay_s), media_type="application/json")
     raise ValueError(f"{name!r} is not an API fault")
+
+
+def poll_fault_response(fault: FaultState, hotkey: str, path: str) -> Response:
+    """The broken answer of a poll fault (the drip, huge and 500 ones as their API counterparts)."""
+    name = fault.fault
+    if name == "poll_nested_json":
+        return Response(b'{"status": ' + b"[" * NESTING + b"]" * NESTING + b"}", 200, media_type="application/json")
+    if name == "poll_bad_utf8":
+        return Response(b'{"status": "running_inference", "message": "\xff\xfe\xc3("}', 200,
+                        media_type="application/json")
+    if name == "poll_not_found":
+        return JSONResponse({"status": "not_found", "job_id": None, "message": f"miner {hotkey} has no such job"})
+    standin = {"poll_drip": "slow_drip", "poll_huge": "oversized", "poll_http500": "http500"}[name]
+    return api_fault_response(FaultState(standin, None, fault.delay_s, fault.size_bytes), hotkey, path)
 
 
 # -- store faults ----------------------------------------------------------------------------------

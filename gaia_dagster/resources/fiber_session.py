@@ -12,16 +12,39 @@ import json
 import secrets
 import threading
 import time
-from typing import Any, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generator, Iterable
 
 import httpx
 from bittensor_wallet import Keypair
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from gaia_dagster.core import fiber
+from gaia_dagster.core.answers import parse_json_object
 
 
 class FiberHandshakeError(Exception):
     """The key exchange with a miner failed (named with the miner and the step)."""
+
+
+@dataclass(frozen=True)
+class HandshakeStep:
+    """One request of the handshake: what to send; the driver answers with (status, body bytes)."""
+
+    method: str
+    url: str
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def run_steps(steps: Generator[HandshakeStep, tuple[int, bytes], Any], send: Callable[[HandshakeStep], tuple[int, bytes]]) -> Any:
+    """Drive a handshake generator with a synchronous ``send``; its return value."""
+    reply = None
+    try:
+        while True:
+            reply = send(steps.send(reply))
+    except StopIteration as done:
+        return done.value
 
 
 class FiberSession:
@@ -54,27 +77,39 @@ class FiberSession:
         with self._lock:
             self._keys.pop((base_url.rstrip("/"), miner_hotkey), None)
 
-    def handshake(self, client: httpx.Client, base_url: str, miner_hotkey: str) -> tuple[str, bytes]:
-        """``GET /public-encryption-key``, then ``POST /exchange-symmetric-key`` with a fresh key."""
+    def handshake_steps(self, base_url: str, miner_hotkey: str) -> Generator[HandshakeStep, tuple[int, bytes],
+                                                                              tuple[str, bytes]]:
+        """The handshake without I/O: ``GET /public-encryption-key``, then ``POST /exchange-symmetric-key``
+        with a fresh key. Yields each request, is sent back (HTTP status, body), returns (key id, key).
+        The caller does the I/O (``handshake`` plainly; the miner client within an answer's limits)."""
         base = base_url.rstrip("/")
         who = f"miner {miner_hotkey} at {base}"
+        status, body = yield HandshakeStep("GET", base + fiber.PUBLIC_KEY_PATH)
+        if status != 200:
+            raise FiberHandshakeError(f"{who}: {fiber.PUBLIC_KEY_PATH}: HTTP {status}")
         try:
-            answer = client.get(base + fiber.PUBLIC_KEY_PATH)
-            if answer.status_code != 200:
-                raise FiberHandshakeError(f"{who}: {fiber.PUBLIC_KEY_PATH}: HTTP {answer.status_code}")
-            public_pem = str(answer.json()["public_key"])
+            public_pem = str(parse_json_object(body)["public_key"])
             key, key_uuid = secrets.token_bytes(fiber.SYMMETRIC_KEY_BYTES), fiber.new_key_uuid()
-            body = {"encrypted_symmetric_key": fiber.encrypt_symmetric_key(public_pem, key)}
-            headers = fiber.request_headers(self.keypair, miner_hotkey, key_uuid)
-            answer = client.post(base + fiber.EXCHANGE_KEY_PATH, json=body, headers=headers)
-        except (ValueError, KeyError, TypeError) as exc:
+            exchange = {"encrypted_symmetric_key": fiber.encrypt_symmetric_key(public_pem, key)}
+        except (ValueError, KeyError, TypeError, UnsupportedAlgorithm) as exc:
             raise FiberHandshakeError(f"{who}: bad public key answer: {type(exc).__name__}: {exc}") from exc
-        if answer.status_code != 200:
-            raise FiberHandshakeError(f"{who}: {fiber.EXCHANGE_KEY_PATH}: HTTP {answer.status_code}: "
-                                      f"{answer.content[:200]!r}")
+        headers = fiber.request_headers(self.keypair, miner_hotkey, key_uuid)
+        headers["content-type"] = "application/json"
+        status, body = yield HandshakeStep("POST", base + fiber.EXCHANGE_KEY_PATH, json.dumps(exchange).encode(),
+                                           headers)
+        if status != 200:
+            raise FiberHandshakeError(f"{who}: {fiber.EXCHANGE_KEY_PATH}: HTTP {status}: {body[:200]!r}")
         with self._lock:
             self._keys[(base, miner_hotkey)] = (key_uuid, key, time.monotonic() + self.key_ttl_s)
         return key_uuid, key
+
+    def handshake(self, client: httpx.Client, base_url: str, miner_hotkey: str) -> tuple[str, bytes]:
+        """``handshake_steps`` over a plain synchronous client."""
+        def send(step: HandshakeStep) -> tuple[int, bytes]:
+            response = client.request(step.method, step.url, content=step.body, headers=step.headers)
+            return response.status_code, response.content
+
+        return run_steps(self.handshake_steps(base_url, miner_hotkey), send)
 
     def key_for(self, client: httpx.Client, base_url: str, miner_hotkey: str) -> tuple[str, bytes]:
         return self.cached_key(base_url, miner_hotkey) or self.handshake(client, base_url, miner_hotkey)

@@ -43,8 +43,13 @@ class MinerAccess(ConfigurableResource):
 
     ``retry_scale`` multiplies every backoff of the refactor plan (1.0 in production; the demo
     compresses a day into minutes with a small value). ``self_signed_miner_urls``: miner base URLs
-    (https) whose self-signed certificates are accepted, per miner, as the deployed validator does. ``retry_scale`` and ``read_timeout_s`` are
-    decimal text so that ``EnvVar`` can supply them (``resources/settings.py``).
+    (https) whose self-signed certificates are accepted, per miner, as the deployed validator does. ``retry_scale``, ``read_timeout_s`` and
+    ``answer_deadline_s`` are decimal text so that ``EnvVar`` can supply them (``resources/settings.py``).
+
+    ``answer_deadline_s`` (``GAIA_ANSWER_DEADLINE_S``): the whole time one JSON call to a miner (poll,
+    initiate-fetch, kerchunk, with its Fiber handshake) may take, however the miner drips or stalls.
+    A poll tick of N jobs lasts at most about ceil(N / ``poll_concurrency``) x ``answer_deadline_s``:
+    256 miners, 64 at once, 5 s -> 20 s, under Dagster's 60 s sensor limit whatever the miners do.
     """
 
     validator_hotkey_uri: str = DEFAULT_VALIDATOR_URI
@@ -53,7 +58,8 @@ class MinerAccess(ConfigurableResource):
     wallet_path: str = ""
     connect_timeout_s: float = 5.0
     read_timeout_s: DecimalText = "30"
-    poll_concurrency: int = 32
+    answer_deadline_s: DecimalText = "5"
+    poll_concurrency: int = 64
     retry_scale: DecimalText = "1.0"
     self_signed_miner_urls: list[str] = []
 
@@ -69,6 +75,8 @@ class MinerAccess(ConfigurableResource):
         miner, signed headers, encrypted bodies: what real Gaia miners accept)."""
         return MinerClient(connect_timeout=self.connect_timeout_s,
                            read_timeout=decimal_setting(self.read_timeout_s, "read_timeout_s", "GAIA_MINER_TIMEOUT_S"),
+                           answer_deadline=decimal_setting(self.answer_deadline_s, "answer_deadline_s",
+                                                           "GAIA_ANSWER_DEADLINE_S"),
                            fiber=fiber_session(self.identity().keypair, tuple(self.self_signed_miner_urls)))
 
     def retry(self, stage: str) -> StageRetry:

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, TypeVar
 
+from gaia_dagster.core.answers import MAX_STORED_TEXT, stored_text
 from gaia_dagster.core.retry import StageRetry
 from gaia_dagster.core.states import ResponseStatus
 from gaia_dagster.db.repository import LostTransition, ResponseRecord, ValidatorRepository, now_utc
 
 T = TypeVar("T")
-MAX_ERROR_CHARS = 1000
 NO_ATTEMPT_LEFT = "no attempt left: rerun or backfill this partition to re-score it"
 
 
@@ -110,7 +110,7 @@ def record_fault(repo: ValidatorRepository, row: ResponseRecord, spec: StageSpec
     """Rule: a validator-side fault schedules the next attempt after the stage's backoff, or, after
     the last one, leaves the job in its working status for a rerun; returns the message."""
     now = now or now_utc()
-    fault = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+    fault = stored_text(f"{type(exc).__name__}: {exc}", MAX_STORED_TEXT // 2)  # the message's tail stays
     if retry.exhausted(attempt):
         message = (f"{who(row)}: {spec.name} attempt {attempt} of {retry.max_attempts} failed on the validator's "
                    f"side ({fault}); {NO_ATTEMPT_LEFT}")
@@ -136,7 +136,7 @@ def run_attempt(repo: ValidatorRepository, row: ResponseRecord, spec: StageSpec,
         result = work(current)
     except ForecastRejected as exc:
         repo.transition_response(current.id, spec.working, ResponseStatus.FAILED.value, dagster_run_id,
-                                 error=str(exc)[:MAX_ERROR_CHARS])
+                                 error=str(exc))  # bounded where stored (stored_text)
         raise
     except Exception as exc:  # noqa: BLE001 - every other fault is the validator's, and retried
         raise ValidatorFault(record_fault(repo, current, spec, attempt, retry, exc)) from exc

@@ -1,8 +1,10 @@
 """Stage ``poll``: ask every in-flight job's miner how inference is going.
 
-Poll statuses (GAIA_SPEC 2): done = completed; keep polling = processing, received, running,
-running_inference, processing_output; failed = failed, error, fetch_error. Anything else, or no
-answer, counts as a used poll; after the last poll the job fails with the reason.
+Poll statuses (GAIA_SPEC 2, ``core/states.py``): done = completed; keep polling = processing,
+received, running, running_inference, processing_output; failed = failed, error, fetch_error.
+Anything else (``not_found``, an unknown status) and no usable answer (HTTP 500, timeout, an answer
+over the limits...) is a failed poll attempt: it uses a poll and its reason is recorded on the job;
+after the last poll the job fails with the last reason.
 """
 
 from __future__ import annotations
@@ -11,12 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gaia_dagster.core.retry import StageRetry
+from gaia_dagster.core.states import MINER_POLL_DONE, MINER_POLL_FAILED, MINER_POLL_NOT_FOUND, MINER_POLL_WORKING
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository, now_utc
 from gaia_dagster.resources.miner_client import MinerClient, MinerClientError
-
-DONE = frozenset({"completed"})
-KEEP_POLLING = frozenset({"processing", "received", "running", "running_inference", "processing_output"})
-FAILED = frozenset({"failed", "error", "fetch_error"})
 
 
 @dataclass(frozen=True)
@@ -33,14 +32,22 @@ def due_for_poll(responses: list[ResponseRecord], now: datetime) -> list[Respons
 
 
 def classify(status: str) -> str:
-    """Map a miner's poll status onto ready / waiting / failed (rule: GAIA_SPEC 2 status sets)."""
-    if status in DONE:
+    """Map a miner's poll status onto ready / waiting / failed, or attempt_failed for ``not_found``
+    and unknown statuses (rule: GAIA_SPEC 2 status sets)."""
+    if status in MINER_POLL_DONE:
         return "ready"
-    if status in KEEP_POLLING:
+    if status in MINER_POLL_WORKING:
         return "waiting"
-    if status in FAILED:
+    if status in MINER_POLL_FAILED:
         return "failed"
-    return "unknown"
+    return "attempt_failed"
+
+
+def attempt_reason(who: str, answer) -> str:  # noqa: ANN001 - a PollResult
+    """Why an answered poll did not count: the miner lost the job, or said something unknown."""
+    if answer.status == MINER_POLL_NOT_FOUND:
+        return f"{who}: the miner has no such job (status 'not_found'): {answer.message}"
+    return f"{who}: unknown poll status {answer.status!r}: {answer.message}"
 
 
 def poll_in_flight(repo: ValidatorRepository, client: MinerClient, retry: StageRetry,
@@ -59,11 +66,13 @@ def _decide(repo: ValidatorRepository, row: ResponseRecord, answer, retry: Stage
     attempt = row.poll_attempts + 1
     who = f"miner {row.miner_hotkey}, job {row.job_id}"
     if isinstance(answer, MinerClientError):
-        kind, detail = "unknown", str(answer)
+        kind, detail = "attempt_failed", str(answer)
     else:
         kind, detail = classify(answer.status), f"{who}: status {answer.status!r}: {answer.message}"
+        if kind == "attempt_failed":
+            detail = attempt_reason(who, answer)
     if kind == "ready":
-        repo.update_response(row.id, "inference_running", poll_attempts=attempt, next_attempt_at=None)
+        repo.update_response(row.id, "inference_running", poll_attempts=attempt, next_attempt_at=None, error=None)
         return PollDecision(repo.response_by_id(row.id), "ready", detail)
     if kind == "failed":
         error = f"{who}: inference failed on the miner: {answer.message or answer.status}"
@@ -75,5 +84,6 @@ def _decide(repo: ValidatorRepository, row: ResponseRecord, answer, retry: Stage
                                  poll_attempts=attempt)
         return PollDecision(repo.response_by_id(row.id), "failed", error)
     repo.update_response(row.id, "inference_running", poll_attempts=attempt,
-                         next_attempt_at=retry.next_attempt_at(now, attempt))
+                         next_attempt_at=retry.next_attempt_at(now, attempt),
+                         error=f"poll attempt {attempt} failed: {detail}" if kind == "attempt_failed" else None)
     return PollDecision(repo.response_by_id(row.id), "waiting", detail)
