@@ -116,9 +116,13 @@ def allow_validator_args(allowed_validators: Sequence[str] | None) -> list[str]:
 @contextmanager
 def serve_miners_in_process(count: int, data_dir: Path, resolution: float = 30.0, name: str = "gaia-race-miner",
                             inference_delay_s: float = 3600.0, allowed_validators: Sequence[str] | None = None,
-                            require_signature: bool = True) -> Iterator[list[tuple[str, str]]]:
+                            require_signature: bool = True, faults: Sequence[str | None] = (),
+                            fault_settings: dict | None = None) -> Iterator[list[tuple[str, str]]]:
     """Serve ``count`` cheap reference miners from this process (one uvicorn thread each) and yield
     their (hotkey, base_url). Inference is held back, so only the protocol is exercised.
+
+    ``faults[i]`` (``gaia_dagster.miner.faults``) makes miner ``i`` hostile, with ``fault_settings``
+    (e.g. ``fault_delay_s``) for each hostile one; the others are healthy.
 
     The miners require signed requests unless ``require_signature`` is False; ``allowed_validators``
     is their allowlist (None = any correctly signed validator).
@@ -136,6 +140,8 @@ def serve_miners_in_process(count: int, data_dir: Path, resolution: float = 30.0
             app = create_app(MinerSettings(hotkey_uri=f"//{name}-{i}", profile="good", data_dir=data_dir / str(i),
                                            resolution=resolution, inference_delay_s=inference_delay_s,
                                            public_base_url=base_url,
+                                           **({"fault": faults[i], **(fault_settings or {})}
+                                              if i < len(faults) and faults[i] else {}),
                                            allowed_validators=tuple(allowed_validators) if allowed_validators
                                            is not None else None, require_signature=require_signature))
             server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
