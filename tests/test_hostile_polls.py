@@ -241,3 +241,45 @@ def test_a_huge_failure_message_with_nul_is_stored_bounded(repo):
     assert decision.action == "failed" and row.status == "failed"
     assert len(row.error) <= MAX_STORED_TEXT and "\x00" not in row.error
     assert row.error.startswith(f"miner {miner.hotkey}") and "boom zzz" in row.error
+
+
+def test_a_tick_lasts_at_most_waves_times_the_deadline_when_every_miner_drips(tmp_path):
+    """Five dripping miners polled two at a time: three waves, each cut at the deadline."""
+    from gaia_dagster.fleet import serve_miners_in_process
+
+    deadline, concurrency, count = 1.0, 2, 5
+    client = signed_client(answer_deadline=deadline)
+    with serve_miners_in_process(count, tmp_path, name="all-drip", faults=["poll_drip"] * count,
+                                 fault_settings={"fault_delay_s": 60.0}, require_signature=True) as miners:
+        jobs = [(url, hotkey, client.initiate_fetch(url, hotkey, TEST_VALIDATOR, T0).job_id) for hotkey, url in miners]
+        started = time.monotonic()
+        results = client.poll_many(jobs, concurrency=concurrency)
+        elapsed = time.monotonic() - started
+    waves = -(-count // concurrency)
+    assert [(hotkey in str(r), "total time cap" in str(r)) for r, (_, hotkey, _) in zip(results, jobs)] == \
+        [(True, True)] * count
+    assert waves * deadline <= elapsed < waves * deadline + MARGIN_S, elapsed
+
+
+def test_a_compressed_answer_is_refused_before_it_expands():
+    """50 MB of JSON gzipped to ~50 KB: refused on its content-encoding, never decompressed."""
+    import gzip
+
+    from fastapi.responses import Response
+
+    bomb = gzip.compress(b'{"status": "' + b"x" * (50 << 20) + b'"}')
+    app = FastAPI()
+
+    @app.post("/weather-poll-job-status")
+    async def poll() -> Response:
+        return Response(bomb, 200, media_type="application/json", headers={"content-encoding": "gzip"})
+
+    url, stop = serve(app)
+    try:
+        client = MinerClient(answer_deadline=DEADLINE_S)
+        [result] = client.poll_many([(url, "5Bomb", "job-1")])
+        with pytest.raises(MinerClientError, match="compressed answer refused"):
+            client.poll_job(url, "5Bomb", "job-1")
+    finally:
+        stop()
+    assert_named_failure(result, MinerRecord("5Bomb", url, None, True, 0), "compressed answer refused (content-encoding 'gzip'")

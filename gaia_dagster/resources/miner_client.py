@@ -161,6 +161,18 @@ def _transport_error(who: str, exc: httpx.HTTPError) -> MinerClientError:
     return MinerClientError(f"{who}: {type(exc).__name__}: {exc}")
 
 
+IDENTITY = {"accept-encoding": "identity"}
+
+
+def _refuse_compressed(response: httpx.Response, who: str) -> None:
+    """Size rule: a JSON answer comes uncompressed (we ask for identity), so that its byte cap is
+    the cap of what it expands to (a 50 KB gzip answer can expand to 50 MB per read)."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise MinerClientError(f"{who}: compressed answer refused (content-encoding {encoding[:40]!r}; "
+                               f"identity was asked for)")
+
+
 def answer_failure(who: str, exc: BaseException) -> MinerClientError:
     """Isolation rule: whatever went wrong while handling one miner's answer (RecursionError,
     MemoryError, UnicodeError, OSError, a transport or handshake error...) is that miner's failure,
@@ -259,9 +271,10 @@ class MinerClient:
         return b"".join(chunks)
 
     def _send(self, client: httpx.Client, step: HandshakeStep, who: str, deadline: float) -> tuple[int, bytes]:
-        """One JSON call: (HTTP status, body) within the answer's size cap and ``deadline``."""
-        with client.stream(step.method, step.url, content=step.body, headers=step.headers,
+        """One JSON call: (HTTP status, body) uncompressed, within the answer's size cap and ``deadline``."""
+        with client.stream(step.method, step.url, content=step.body, headers={**step.headers, **IDENTITY},
                            timeout=self._timeout_until(deadline)) as response:
+            _refuse_compressed(response, who)
             return response.status_code, self._read_capped(response, who, deadline, self.max_answer_bytes)
 
     def _request(self, miner_hotkey: str, data: dict) -> tuple[bytes, dict[str, str]]:
@@ -377,7 +390,9 @@ class MinerClient:
     async def _asend(self, client: httpx.AsyncClient, step: HandshakeStep, who: str) -> tuple[int, bytes]:
         """One asynchronous JSON call: (HTTP status, body) within the answer's size cap (the caller
         bounds its time)."""
-        async with client.stream(step.method, step.url, content=step.body, headers=step.headers) as response:
+        async with client.stream(step.method, step.url, content=step.body,
+                                 headers={**step.headers, **IDENTITY}) as response:
+            _refuse_compressed(response, who)
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > self.max_answer_bytes:
                 raise MinerClientError(f"{who}: answer of {declared} bytes exceeds the {self.max_answer_bytes}-byte cap")

@@ -12,6 +12,7 @@ from dagster import (
 )
 
 from gaia_dagster.assets.partitions import date_miner_key
+from gaia_dagster.core.answers import stored_text
 from gaia_dagster.core.states import ResponseStatus
 from gaia_dagster.db.repository import ResponseRecord, now_utc
 from gaia_dagster.jobs import forecast_job, forecast_request_job
@@ -71,7 +72,7 @@ def forecast_poll_sensor(context: SensorEvaluationContext, validator_db: Validat
                                miner_access.poll_concurrency)
     requests = []
     for decision in decisions:
-        context.log.info(f"{decision.response.miner_hotkey}: {decision.action} {decision.detail}")
+        context.log.info(stored_text(f"{decision.response.miner_hotkey}: {decision.action} {decision.detail}"))
         row = decision.response
         if decision.action == "ready" and not partition_busy(context, partition_of(row)):
             requests.append(stage_run_request(row, "forecast", row.poll_attempts, forecast_job.name))
