@@ -6,6 +6,7 @@ import os
 
 from dagster import Definitions, in_process_executor
 
+from gaia_dagster.assets.chain_weights import chain_weights
 from gaia_dagster.assets.era5 import era5_score, era5_truth
 from gaia_dagster.assets.forecast_request import forecast_request
 from gaia_dagster.assets.gfs_seed import gfs_seed
@@ -13,6 +14,7 @@ from gaia_dagster.assets.miner_forecast import day1_score, miner_forecast
 from gaia_dagster.assets.miner_scores import miner_scores
 from gaia_dagster.checks.copies import no_copied_forecasts
 from gaia_dagster.checks.integrity import job_ids_deterministic, no_duplicate_jobs
+from gaia_dagster.resources.chain import SubnetChain
 from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.registry import MinerRegistry
 from gaia_dagster.resources.sources import WeatherSources
@@ -37,7 +39,10 @@ def default_resources() -> dict[str, object]:
 
     return {
         "validator_db": ValidatorDB(**bound_env(url="GAIA_DB_URL")),
-        "miner_registry": MinerRegistry(**bound_env(path="GAIA_REGISTRY")),
+        "miner_registry": MinerRegistry(**bound_env(path="GAIA_REGISTRY", source="GAIA_REGISTRY_SOURCE")),
+        "chain": SubnetChain(**bound_env(network="GAIA_CHAIN_NETWORK", netuid="GAIA_NETUID", weights_mode="GAIA_WEIGHTS",
+                                         version_key="GAIA_WEIGHTS_VERSION_KEY",
+                                         min_validator_stake="GAIA_MIN_VALIDATOR_STAKE")),
         "miner_access": MinerAccess(**bound_env(
             retry_scale="GAIA_RETRY_SCALE", read_timeout_s="GAIA_MINER_TIMEOUT_S",
             answer_deadline_s="GAIA_ANSWER_DEADLINE_S",
@@ -51,14 +56,18 @@ def default_resources() -> dict[str, object]:
 
 
 def build_definitions(resources: dict[str, object] | None = None) -> Definitions:
+    """The code location; ``resources`` replaces the defaults (a set without ``chain`` gets the
+    embedded default's: no chain, weights in dry-run)."""
+    resources = resources or default_resources()
     return Definitions(
-        assets=[gfs_seed, forecast_request, miner_forecast, day1_score, era5_truth, era5_score, miner_scores],
+        assets=[gfs_seed, forecast_request, miner_forecast, day1_score, era5_truth, era5_score, miner_scores,
+                chain_weights],
         asset_checks=[no_duplicate_jobs, job_ids_deterministic, no_copied_forecasts],
         jobs=ALL_JOBS,
         schedules=[daily_forecast_schedule],
         sensors=[miner_registry_sensor, miner_orchestration_sensor, forecast_poll_sensor,
                  era5_availability_sensor, stale_work_reaper],
-        resources=resources or default_resources(),
+        resources={"chain": SubnetChain(), **resources},
         # Every step of a run executes in the run's own process: no process per step or check.
         executor=in_process_executor,
     )

@@ -35,9 +35,10 @@ era5_truth_job = define_asset_job("era5_truth_job", selection=AssetSelection.ass
 era5_score_job = define_asset_job("era5_score_job", selection=_stage("era5_score"),
                                   partitions_def=date_miner_partitions, description="Per-miner ERA5 score.")
 miner_scores_job = define_asset_job(
-    "miner_scores_job", selection=AssetSelection.assets("miner_scores") | INTEGRITY_CHECKS,
+    "miner_scores_job", selection=AssetSelection.assets("miner_scores", "chain_weights") | INTEGRITY_CHECKS,
     partitions_def=daily_partitions,
-    description="The integrity checks, then the day's leaderboard and weights.")
+    description="The integrity checks, then the day's leaderboard and weights, then those weights in the "
+                "chain's form by UID (dry-run unless GAIA_WEIGHTS=submit).")
 integrity_checks_job = define_asset_job(
     "integrity_checks_job", selection=INTEGRITY_CHECKS,
     description="No duplicate jobs and deterministic job IDs over the whole validator DB (once per batch).")

@@ -61,3 +61,32 @@ def normalise_registry(entries: list[RegistryEntry]) -> tuple[list[RegistryEntry
             by_hotkey[hotkey] = by_endpoint[endpoint] = entry
             kept.append(entry)
     return kept, duplicates
+
+
+@dataclass(frozen=True)
+class ChainNeuron:
+    """One UID of the subnet's metagraph: its hotkey, served axon (``ip:port``, None when nothing is
+    served), stake (in the subnet's token) and validator permit."""
+
+    uid: int
+    hotkey: str
+    axon: str | None
+    stake: float
+    validator_permit: bool
+
+
+def is_validator(neuron: ChainNeuron, min_validator_stake: float) -> bool:
+    """Rule: a neuron holding a validator permit and at least the validator stake threshold
+    validates; it is not asked for forecasts."""
+    return neuron.validator_permit and neuron.stake >= min_validator_stake
+
+
+def registry_from_metagraph(neurons: list[ChainNeuron], own_hotkey: str = "",
+                            min_validator_stake: float = 1000.0) -> list[RegistryEntry]:
+    """The miners of a metagraph, by UID: every neuron serving an axon that is neither a validator
+    (``is_validator``) nor this validator's own hotkey. A miner is its hotkey: a UID taken by a new
+    hotkey is a new miner, and the old hotkey simply stops being listed (its history stays its own).
+    Axons are reached over http, as the Fiber server listens (https per miner is MinerAccess's)."""
+    return [RegistryEntry(n.hotkey, f"http://{n.axon}", n.uid)
+            for n in sorted(neurons, key=lambda n: n.uid)
+            if n.axon and n.hotkey != own_hotkey and not is_validator(n, min_validator_stake)]

@@ -1,7 +1,8 @@
 """Where the validator learns which miners exist.
 
-On the embedded default the registry is a JSON file that the demo writes; in production the
-metagraph takes its place behind the same ``entries()`` call.
+On the embedded default the registry is a JSON file that the demo writes. With ``source="chain"``
+(``GAIA_REGISTRY_SOURCE=chain``) the subnet's metagraph takes its place (``resources/chain.py``):
+every UID serving an axon that is not a validator, by UID and hotkey (``core/registry.py``).
 
 File format: a JSON list of objects, one per miner, with ``hotkey`` (ss58, required), ``url`` (the
 miner's base URL, required) and ``uid`` (an integer, optional); other keys are ignored. A malformed
@@ -15,14 +16,27 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
-from gaia_dagster.core.registry import RegistryEntry
+from gaia_dagster.core.registry import RegistryEntry, registry_from_metagraph
+from gaia_dagster.resources.chain import SubnetChain
 from gaia_dagster.resources.settings import gaia_home
+
+REGISTRY_SOURCES = ("file", "chain")
 
 
 class MinerRegistry(ConfigurableResource):
-    """A file-backed miner registry; empty path means ``$GAIA_HOME/miners.json``."""
+    """Where miners come from: ``source`` ``file`` (the default; empty path means
+    ``$GAIA_HOME/miners.json``) or ``chain`` (the metagraph, see ``registry_entries``)."""
 
     path: str = ""
+    source: str = "file"
+
+    def uses_chain(self) -> bool:
+        """True for the metagraph source; an unknown source is an error naming the setting."""
+        source = self.source.strip().lower()
+        if source not in REGISTRY_SOURCES:
+            raise ValueError(f"miner registry source (GAIA_REGISTRY_SOURCE) must be one of "
+                             f"{', '.join(REGISTRY_SOURCES)}, not {self.source!r}")
+        return source == "chain"
 
     def registry_path(self) -> Path:
         return Path(self.path) if self.path else gaia_home() / "miners.json"
@@ -80,3 +94,18 @@ def write_registry(path: Path, entries: list[RegistryEntry]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps([{"hotkey": e.hotkey, "url": e.base_url, "uid": e.uid} for e in entries], indent=1))
     tmp.replace(path)
+
+
+def registry_entries(registry: MinerRegistry, chain: SubnetChain, own_hotkey: str = "") -> list[RegistryEntry]:
+    """The miners as the configured source lists them (normalisation is the caller's job)."""
+    if registry.uses_chain():
+        return registry_from_metagraph(chain.neurons(), own_hotkey, chain.validator_stake_threshold())
+    return registry.entries()
+
+
+def current_uids(registry: MinerRegistry, chain: SubnetChain) -> dict[str, int]:
+    """hotkey -> the UID it holds now: every UID of the metagraph (chain source: a miner that
+    stopped serving keeps its UID), or the file's ``uid`` fields."""
+    if registry.uses_chain():
+        return {n.hotkey: n.uid for n in chain.neurons()}
+    return {e.hotkey: e.uid for e in registry.entries() if e.uid is not None}

@@ -9,22 +9,29 @@ from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, 
 
 from gaia_dagster.assets.partitions import miner_partitions
 from gaia_dagster.core.registry import normalise_registry
-from gaia_dagster.resources.registry import MinerRegistry
+from gaia_dagster.resources.chain import SubnetChain
+from gaia_dagster.resources.miner import MinerAccess
+from gaia_dagster.resources.registry import MinerRegistry, registry_entries
 from gaia_dagster.resources.validator_db import ValidatorDB
 from gaia_dagster.sensors.intervals import sensor_interval
 
 
 @sensor(name="miner_registry_sensor", minimum_interval_seconds=sensor_interval(60), default_status=DefaultSensorStatus.RUNNING,
-        description="Reads the miner registry, drops duplicate hotkeys and endpoints (warned and counted), "
-                    "registers miners in the validator DB and adds their dynamic partitions.")
-def miner_registry_sensor(context: SensorEvaluationContext, miner_registry: MinerRegistry,
-                          validator_db: ValidatorDB) -> SensorResult | SkipReason:
-    entries, duplicates = normalise_registry(miner_registry.entries())
+        description="Reads the miner registry (the registry file, or the subnet's metagraph when "
+                    "GAIA_REGISTRY_SOURCE=chain), drops duplicate hotkeys and endpoints (warned and counted), "
+                    "registers miners in the validator DB by hotkey and UID and adds their dynamic partitions.")
+def miner_registry_sensor(context: SensorEvaluationContext, miner_registry: MinerRegistry, chain: SubnetChain,
+                          miner_access: MinerAccess, validator_db: ValidatorDB) -> SensorResult | SkipReason:
+    own = miner_access.validator_hotkey() if miner_registry.uses_chain() else ""
+    entries, duplicates = normalise_registry(registry_entries(miner_registry, chain, own))
     repo = validator_db.repo
     for dup in duplicates:
         context.log.warning(f"miner registry: {dup.describe()}")
         repo.record_duplicate("registry", f"{dup.kind}:{dup.entry.hotkey}", detail=dup.describe())
     new_in_db = [e.hotkey for e in entries if repo.upsert_miner(e.hotkey, e.base_url, e.uid)]
+    listed = {e.hotkey: e for e in entries}
+    for hotkey in new_in_db:
+        context.log.info(f"registry: new miner UID {listed[hotkey].uid} {hotkey} at {listed[hotkey].base_url}")
     known = set(context.instance.get_dynamic_partitions(miner_partitions.name))
     to_add = [e.hotkey for e in entries if e.hotkey not in known]
     if to_add:
