@@ -23,7 +23,8 @@ from gaia_dagster.core.manifest import ManifestError
 from gaia_dagster.core.signing import keypair_from_uri
 from gaia_dagster.miner.app import MinerSettings, create_app
 from gaia_dagster.core.transport import sign_request
-from gaia_dagster.resources.miner_client import MinerClient, MinerClientError, PollResult, select_chunks
+from gaia_dagster.resources.miner_client import MinerClient, MinerClientError, PollResult
+from gaia_dagster.resources.store_fetch import select_chunks
 
 from gaia_dagster.fleet import free_port  # noqa: E402
 from miner_server import TEST_VALIDATOR_KEYPAIR, running_miner, signed_client  # noqa: E402

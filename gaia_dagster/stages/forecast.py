@@ -20,7 +20,8 @@ from gaia_dagster.core.contract import Grid, contract_problems
 from gaia_dagster.core.manifest import STORE_CHANGED, ManifestError, PinnedManifest
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
 from gaia_dagster.resources.cache import private_dir
-from gaia_dagster.resources.miner_client import MinerClient, VerifiedStore
+from gaia_dagster.resources.miner_client import MinerClient
+from gaia_dagster.resources.store_fetch import VerifiedStore
 from gaia_dagster.core.states import ResponseStatus
 from gaia_dagster.stages.attempts import ForecastRejected, StageRefused, is_past, who
 
