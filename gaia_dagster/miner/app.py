@@ -41,8 +41,10 @@ from gaia_dagster.core.job_ids import DeterministicJobID
 from gaia_dagster.core.manifest import MANIFEST_FILE, verification_hash
 from gaia_dagster.core.signing import keypair_from_uri
 from gaia_dagster.core import fiber
-from gaia_dagster.core.transport import NonceCache, TransportRejected, verify_request
+from gaia_dagster.core.transport import NonceCache, TransportRejected
 from gaia_dagster.miner import faults
+from gaia_dagster.miner.files import serve_forecast_file
+from gaia_dagster.miner.guard import NO_STORE, FiberKeys, check_fiber_headers, check_transport, open_fiber_body, rejected
 from gaia_dagster.miner.store import write_manifest, write_zarr_store
 
 OFFLINE = "offline"
@@ -266,8 +268,6 @@ def _data(body: Any) -> dict[str, Any]:
     return body["data"]
 
 
-NO_STORE = {"zarr_store_url": None, "verification_hash": None, "access_token": None}
-
 
 def initiate_fetch_answer(state: MinerState, data: dict[str, Any]) -> dict[str, Any]:
     """Initiate-fetch rule (GAIA_SPEC 2): refuse another hotkey; a completed T0 answers at once
@@ -318,81 +318,6 @@ def kerchunk_answer(state: MinerState, data: dict[str, Any]) -> dict[str, Any]:
     return {"status": "completed", "message": "ok", **state.store_answer(job)}
 
 
-def check_transport(state: MinerState, headers: Any, body: bytes) -> str | None:
-    """Transport rule: a signed, fresh, unreplayed request from an allowed validator (the validator's
-    hotkey), or None when the miner does not require signatures. Raises ``TransportRejected``."""
-    if not state.settings.require_signature:
-        return None
-    return verify_request(headers, body, state.hotkey, nonces=state.nonces,
-                          allowed_validators=state.settings.allowed_validators)
-
-
-class FiberKeys:
-    """The miner's side of the Fiber handshake: its RSA key (new at every start, as fiber's), the
-    symmetric keys validators exchanged (kept ``MINER_KEY_TTL_S``) and the nonces seen."""
-
-    def __init__(self, key_ttl_s: float = fiber.MINER_KEY_TTL_S):
-        self.private_key = fiber.new_rsa_key()
-        self.public_pem = fiber.public_pem(self.private_key)
-        self.key_ttl_s = key_ttl_s
-        self.nonces = fiber.NonceStore()
-        self._keys: dict[tuple[str, str], tuple[bytes, float]] = {}
-        self._lock = threading.Lock()
-
-    def store(self, validator: str, key_uuid: str, key: bytes) -> None:
-        with self._lock:
-            now = time.monotonic()
-            self._keys = {k: v for k, v in self._keys.items() if v[1] > now}
-            self._keys[(validator, key_uuid)] = (key, now + self.key_ttl_s)
-
-    def lookup(self, validator: str, key_uuid: str) -> bytes | None:
-        with self._lock:
-            found = self._keys.get((validator, key_uuid))
-        return found[0] if found is not None and found[1] > time.monotonic() else None
-
-
-def check_fiber_headers(state: MinerState, headers: Any) -> str:
-    """Fiber rule, in fiber's order: headers present, nonce fresh and unseen (401), signature of
-    ``{nonce}:{miner_hotkey}:{uuid}`` by the validator (401), ``miner-hotkey`` is this miner (401,
-    our addition), the validator served (403). Returns the validator's hotkey."""
-    values = {name: fiber.header(headers, name) for name in fiber.SIGNED_HEADERS}
-    missing = [name for name, value in values.items() if not value]
-    if missing:
-        raise TransportRejected(401, f"unsigned request: missing {', '.join(missing)}")
-    nonce, validator = values[fiber.HEADER_NONCE], values[fiber.HEADER_VALIDATOR]
-    if not state.fiber.nonces.accept(nonce):
-        raise TransportRejected(401, f"invalid nonce {nonce[:40]!r}: replayed, stale or malformed")
-    message = fiber.signed_message(nonce, values[fiber.HEADER_MINER], values[fiber.HEADER_KEY_UUID])
-    if not fiber.signature_valid(message, values[fiber.HEADER_SIGNATURE], validator):
-        raise TransportRejected(401, f"bad signature: not validator {validator}'s signature")
-    if values[fiber.HEADER_MINER] != state.hotkey:
-        raise TransportRejected(401, f"the request is for miner {values[fiber.HEADER_MINER]!r}, not this miner")
-    allowed = state.settings.allowed_validators
-    if allowed is not None and validator not in set(allowed):
-        raise TransportRejected(403, f"validator {validator} is not in this miner's allowlist")
-    return validator
-
-
-def open_fiber_body(state: MinerState, headers: Any, body: bytes) -> bytes:
-    """A verified Fiber request's decrypted JSON body (400 ``No symmetric key found`` for an
-    unknown (validator, key id) pair or a body that does not open)."""
-    validator = check_fiber_headers(state, headers)
-    key = state.fiber.lookup(validator, fiber.header(headers, fiber.HEADER_KEY_UUID))
-    if key is None:
-        raise TransportRejected(400, fiber.NO_KEY_MESSAGE)
-    try:
-        payload = fiber.decrypt_payload(key, body)
-    except fiber.FiberRejected as exc:
-        raise TransportRejected(exc.status, exc.reason) from None
-    return json.dumps(payload).encode("utf-8")
-
-
-def _rejected(state: MinerState, request: Request, exc: TransportRejected) -> JSONResponse:
-    """The answer to a request refused by the transport rule (401, 403 or 503)."""
-    return JSONResponse({"status": "error", "job_id": None, "message": f"miner {state.hotkey}: refused "
-                         f"{request.url.path}: {exc.reason}", **NO_STORE}, exc.status)
-
-
 async def _answer(request: Request, rule) -> JSONResponse:  # noqa: ANN001 - one of the *_answer rules
     """Check the transport, then apply a protocol rule to the request's ``data``; a malformed
     request is a 400, never a 500."""
@@ -406,7 +331,7 @@ async def _answer(request: Request, rule) -> JSONResponse:  # noqa: ANN001 - one
         else:
             check_transport(state, request.headers, body)
     except TransportRejected as exc:
-        return _rejected(state, request, exc)
+        return rejected(state, request, exc)
     if state.fault.api_fault_due(request.url.path):
         if state.fault.fault == "timeout":
             return await faults.hang(state.fault.delay_s)
@@ -456,9 +381,9 @@ def create_app(settings: MinerSettings) -> FastAPI:
             encrypted = json.loads(await request.body())["encrypted_symmetric_key"]
             key = fiber.decrypt_symmetric_key(state.fiber.private_key, encrypted)
         except TransportRejected as exc:
-            return _rejected(state, request, exc)
+            return rejected(state, request, exc)
         except (ValueError, KeyError, TypeError) as exc:
-            return _rejected(state, request, TransportRejected(400, f"bad key exchange: {type(exc).__name__}"))
+            return rejected(state, request, TransportRejected(400, f"bad key exchange: {type(exc).__name__}"))
         state.fiber.store(validator, fiber.header(request.headers, fiber.HEADER_KEY_UUID), key)
         return JSONResponse({"status": "Symmetric key exchanged successfully"})
 
@@ -481,37 +406,3 @@ def create_app(settings: MinerSettings) -> FastAPI:
         return serve_forecast_file(state, path, request)
 
     return app
-
-
-def _token_of(request: Request) -> str | None:
-    """The JWT from ``Authorization: Bearer`` or, failing that, the ``token`` query parameter."""
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.query_params.get("token")
-
-
-def _in_scope(scope: str, path: str) -> bool:
-    """The token's path must equal the requested path or be a whole-segment prefix of it."""
-    scope = scope.strip("/")
-    return path == scope or path.startswith(scope + "/")
-
-
-def serve_forecast_file(state: MinerState, path: str, request: Request) -> Response:
-    """A store file, only with a valid token whose scope covers it, never outside the store dir."""
-    token = _token_of(request)
-    if not token:
-        return JSONResponse({"detail": "an access token is required"}, 401)
-    try:
-        claims = jwt.decode(token, state.settings.jwt_secret, algorithms=["HS256"], options={"require": ["exp"]})
-    except jwt.PyJWTError as exc:
-        return JSONResponse({"detail": f"invalid access token: {exc}"}, 401)
-    if ".." in path.split("/") or not _in_scope(str(claims.get("file_path", "")), path):
-        return JSONResponse({"detail": "the token does not cover this path"}, 403)
-    root = state.forecasts_dir.resolve()
-    target = (root / path).resolve()
-    if root not in target.parents or not target.is_file():
-        return JSONResponse({"detail": "not found"}, 404)
-    if request.method == "HEAD":
-        return Response(status_code=200, headers={"content-length": str(target.stat().st_size)})
-    return Response(target.read_bytes(), media_type="application/octet-stream")
