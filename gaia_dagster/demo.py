@@ -126,9 +126,33 @@ def watch_day(dagster, date: str, timeout_s: float, say) -> list[Any]:  # noqa: 
         time.sleep(1.0)
     else:
         say(f"timed out after {timeout_s:.0f} s")
+    if run is not None and run.status == "completed":
+        _report_chain_weights(instance, date, dagster, say)
     _report_runs(instance, seen_runs, say)
     run = repo.run_for_init_time(t0)
     return [run, repo.responses(run_id=run.id) if run else [], repo]
+
+
+def _report_chain_weights(instance, date: str, dagster, say, wait_s: float = 60.0) -> None:  # noqa: ANN001
+    """Wait for ``chain_weights[date]`` (it runs right after ``miner_scores``) and print, by UID,
+    what it would set on the chain (or set, with GAIA_WEIGHTS=submit)."""
+    from dagster import AssetKey
+
+    started = time.monotonic()
+    while time.monotonic() - started < wait_s and dagster.alive():
+        event = instance.get_latest_materialization_event(AssetKey("chain_weights"))
+        materialization = event.asset_materialization if event else None
+        if materialization is not None and materialization.partition == date:
+            meta = materialization.metadata
+            say(f"chain_weights[{date}] ({meta['mode'].value}, netuid {meta['netuid'].value}, "
+                f"version key {meta['version_key'].value}, {meta['submission_path'].value}):")
+            for uid, value in zip(meta["uids"].value, meta["u16_values"].value):
+                say(f"  uid {uid:>4}  u16 {value:>5}")
+            for problem in meta["problems"].value:
+                say(f"  not submittable: {problem}")
+            return
+        time.sleep(1.0)
+    say(f"chain_weights[{date}] did not materialize within {wait_s:.0f} s")
 
 
 def _seed_runs_finished(instance) -> bool:  # noqa: ANN001
