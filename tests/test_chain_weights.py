@@ -148,7 +148,7 @@ def test_same_numbers_as_the_sdk_from_the_leaderboard_weights(case, limit):
     ours = dict(zip(cw.uids, cw.values))
     assert set(uids) == set(ours)
     shares = sorted(w for w in weights.values() if w > 0)
-    if shares[-1] / sum(shares) > limit / U16_MAX:
+    if shares[-1] / sum(shares) > limit / U16_MAX * (1 - 1e-9):  # clipped, or on the edge where float sums decide
         return
     tolerance = 0 if limit == U16_MAX else 1
     assert all(abs(ours[u] - v) <= tolerance for u, v in zip(uids, values)), (ours, dict(zip(uids, values)))
