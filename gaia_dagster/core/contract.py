@@ -65,8 +65,8 @@ def contract_problems(dataset, grid: Grid, init_time: datetime) -> list[str]:  #
     """Every way a forecast dataset breaks the contract (empty when it conforms).
 
     Checked: each contract variable present with its dims; the 40 valid times T0+6h..T0+240h;
-    the 13 pressure levels; lat/lon equal to the truth grid (regridding is not offered yet, so a
-    different grid is refused with the shapes named).
+    the 13 pressure levels; lon equal to the truth grid; lat the truth grid's or one of its known
+    variants (``lat_layout``: 720 rows without the south pole, ascending), which scoring regrids.
     """
     problems: list[str] = []
     for variable in ALL_VARIABLES:
@@ -92,10 +92,33 @@ def contract_problems(dataset, grid: Grid, init_time: datetime) -> list[str]:  #
             problems.append(f"{name} coordinate is missing")
             continue
         got = np.asarray(dataset[name].values, dtype=float)
+        if name == "lat" and lat_layout(got, grid) is not None:
+            continue
         if got.shape != want.shape or not np.allclose(got, want, atol=1e-6):
             problems.append(f"{name} has {got.size} points ({got[:1]}..{got[-1:]}), expected {want.size} "
                             f"({want[0]}..{want[-1]}) on the {grid.resolution} degree grid")
     return problems
+
+
+def lat_layouts(grid: Grid) -> dict[str, np.ndarray]:
+    """The latitude axes a forecast may come on (GAIA_SPEC 3): the truth grid's (90 -> -90), the
+    720-row one of Aurora-based miners (90 -> -89.75, the south pole left out), and either ascending."""
+    lat = grid.lat
+    return {"truth": lat, "720-row": lat[:-1], "ascending": lat[::-1], "720-row ascending": lat[:-1][::-1]}
+
+
+def lat_layout(values: np.ndarray, grid: Grid) -> str | None:
+    """Which of ``lat_layouts`` a latitude axis is (None when it is none of them)."""
+    got = np.asarray(values, dtype=float)
+    for name, want in lat_layouts(grid).items():
+        if got.shape == want.shape and np.allclose(got, want, atol=1e-6):
+            return name
+    return None
+
+
+def lat_row_counts(grid: Grid) -> tuple[int, ...]:
+    """How many latitude rows a forecast on ``grid`` may have: the grid's (721 at 0.25 degree) or one less."""
+    return (grid.lat.size, grid.lat.size - 1)
 
 
 def time_index(lead_hours: int) -> int:

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Mapping
 
+from gaia_dagster.core.answers import AnswerRejected, parse_json_object
+
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
 SCHEMA_VERSION = "1.0"
@@ -19,6 +21,7 @@ SCHEMA_VERSION = "1.0"
 
 ZARR_METADATA_NAMES = frozenset({".zmetadata", ".zgroup", ".zattrs", ".zarray", "zarr.json"})
 STORE_CHANGED = "store changed after freeze"
+MAX_MANIFEST_DEPTH = 8
 
 
 class ManifestError(Exception):
@@ -89,10 +92,10 @@ def parse_and_verify_manifest(manifest_bytes: bytes, claimed_hash: str | None, e
     if not claimed_hash or computed != claimed_hash:
         raise ManifestError(f"manifest hash {computed} does not match the claimed verification hash {claimed_hash}")
     try:
-        manifest = json.loads(manifest_bytes)
-    except ValueError as exc:
-        raise ManifestError(f"manifest is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        manifest = parse_json_object(manifest_bytes, max_depth=MAX_MANIFEST_DEPTH)
+    except AnswerRejected as exc:
+        raise ManifestError(f"manifest is not a JSON object within limits: {exc}") from None
+    if not isinstance(manifest.get("files"), dict):
         raise ManifestError("manifest has no files table")
     if manifest.get("chunk_hash_algorithm") != "sha256":
         raise ManifestError(f"unsupported chunk hash algorithm {manifest.get('chunk_hash_algorithm')!r}")

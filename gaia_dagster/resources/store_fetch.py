@@ -8,26 +8,36 @@ fault) or ``MinerClientError`` (transport), naming the miner and the job.
 
 from __future__ import annotations
 
-import json
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Mapping, Sequence
+from urllib.parse import urljoin
 
 import httpx
 
+from gaia_dagster.core.contract import Grid
 from gaia_dagster.core.manifest import (
     MANIFEST_FILE, SIGNATURE_FILE, STORE_CHANGED, ManifestError, PinnedManifest, StoreChanged,
     parse_and_verify_manifest, verify_file,
 )
 from gaia_dagster.core.signing import verify_manifest_signature
-from gaia_dagster.resources.miner_client import MinerClientError, KerchunkResult, _transport_error, same_origin
+from gaia_dagster.core.store_limits import (
+    MAX_MANIFEST_BYTES, MAX_METADATA_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, ArraySpec, StoreRefused,
+    check_arrays, check_manifest_size, classify_files, compressed_cap, decode_chunk, describe_store,
+)
+from gaia_dagster.resources.miner_client import (
+    IDENTITY, KerchunkResult, MinerClientError, _refuse_compressed, _transport_error, same_origin,
+)
 
 if TYPE_CHECKING:
     from gaia_dagster.resources.miner_client import MinerClient
 
-METADATA_NAMES = (".zmetadata", ".zgroup", ".zattrs", ".zarray", "zarr.json")
+STORE_DEADLINE_S = 600.0
+"""Default wall time one stage may spend fetching one miner's store (metadata and chunks)."""
 
 
 @dataclass(frozen=True)
@@ -42,109 +52,206 @@ class VerifiedStore:
     files: Mapping[str, str] | None = None  # the verified manifest's {relpath: digest}
 
 
-def _get(client: "MinerClient", http: httpx.Client, url: str, token: str, who: str) -> bytes:
-    """GET one store file with the bearer token, capped in size."""
-    deadline = client._deadline()
-    try:
-        with http.stream("GET", url, headers={"Authorization": f"Bearer {token}"}) as response:
-            if response.status_code != 200:
-                raise MinerClientError(f"{who}: GET {url}: HTTP {response.status_code}")
-            return client._read_capped(response, f"{who}: GET {url}", deadline)
-    except httpx.HTTPError as exc:
-        raise _transport_error(f"{who}: GET {url}", exc) from exc
+@dataclass(frozen=True)
+class FetchLimits:
+    """Bounds of one stage's fetch of one store: a wall-time deadline and a byte budget (None: the
+    sum of the per-file caps the contract allows for the files the stage needs)."""
+
+    deadline_s: float = STORE_DEADLINE_S
+    max_bytes: int | None = None
 
 
-def _check_freeze_window(client: "MinerClient", run_start: datetime | None, who: str) -> None:
-    """Freeze rule: a manifest must arrive within ``freeze_window`` of the run start."""
-    if run_start is None:
-        return
-    start = run_start.replace(tzinfo=timezone.utc) if run_start.tzinfo is None else run_start
-    now = datetime.now(timezone.utc)
-    if now > start + client.freeze_window:
-        raise ManifestError(f"{who}: manifest read at {now.isoformat()}, after the freeze window "
-                            f"that closed at {(start + client.freeze_window).isoformat()}")
+class _StoreReader:
+    """The GETs of one stage fetch: bearer token, uncompressed answers, a cap per file, the stage's
+    byte budget and deadline. A file over its cap or the budget is the miner's fault (``StoreRefused``);
+    a transport error or the deadline passing is a ``MinerClientError`` (retried)."""
+
+    def __init__(self, client: "MinerClient", http: httpx.Client, store_url: str, token: str, who: str,
+                 limits: FetchLimits):
+        self.client, self.http, self.store_url, self.token, self.who = client, http, store_url, token, who
+        self.limits = limits
+        self.deadline = time.monotonic() + limits.deadline_s
+        self.budget = limits.max_bytes
+        self.spent = 0
+        self._lock = threading.Lock()
+
+    def _spend(self, n: int) -> None:
+        with self._lock:
+            self.spent += n
+            if self.budget is not None and self.spent > self.budget:
+                raise StoreRefused(f"the store fetch exceeds its budget of {self.budget} bytes")
+
+    def get(self, rel: str, cap: int) -> bytes:
+        """GET one store file, refusing more than ``cap`` bytes or an answer past the deadline."""
+        url = f"{self.store_url}/{rel}"
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise self._late()
+        timeout = httpx.Timeout(min(self.client.timeout.read or left, left),
+                                connect=min(self.client.timeout.connect or left, left))
+        try:
+            with self.http.stream("GET", url, timeout=timeout,
+                                  headers={"Authorization": f"Bearer {self.token}", **IDENTITY}) as response:
+                if response.status_code != 200:
+                    raise MinerClientError(f"{self.who}: GET {url}: HTTP {response.status_code}")
+                _refuse_compressed(response, f"{self.who}: GET {url}")
+                return self._read(response, rel, cap)
+        except httpx.HTTPError as exc:
+            raise _transport_error(f"{self.who}: GET {url}", exc) from exc
+
+    def _read(self, response: httpx.Response, rel: str, cap: int) -> bytes:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise StoreRefused(f"{rel} is {declared} bytes, more than the {cap} its declared shape allows")
+        body = bytearray()
+        for piece in response.iter_raw():
+            body.extend(piece)
+            self._spend(len(piece))
+            if len(body) > cap:
+                raise StoreRefused(f"{rel} is more than the {cap} bytes its declared shape allows")
+            if time.monotonic() > self.deadline:
+                raise self._late()
+        return bytes(body)
+
+    def _late(self) -> MinerClientError:
+        return MinerClientError(f"{self.who}: timeout, the store fetch did not finish within its "
+                                f"{self.limits.deadline_s:g} s deadline")
 
 
-def _verified_manifest(client: "MinerClient", http: httpx.Client, store_url: str, answer: KerchunkResult,
-                       miner_hotkey: str, who: str) -> dict:
-    """Manifest rule, in order: the hash, the signer, then the sr25519 signature."""
-    token = answer.access_token or ""
-    manifest_bytes = _get(client, http, f"{store_url}/{MANIFEST_FILE}", token, who)
-    signature = _get(client, http, f"{store_url}/{SIGNATURE_FILE}", token, who)
-    try:
-        manifest = parse_and_verify_manifest(manifest_bytes, answer.verification_hash, miner_hotkey)
-    except ManifestError as exc:
-        raise ManifestError(f"{who}: {exc}") from exc
-    if not verify_manifest_signature(manifest_bytes, signature.decode("ascii", "replace"), miner_hotkey):
-        raise ManifestError(f"{who}: manifest.sig is not {miner_hotkey}'s signature of the manifest")
-    for rel in manifest["files"]:
+def store_url_of(zarr_store_url: str, base_url: str) -> str:
+    """Real Gaia miners answer a path (``/forecasts/<name>.zarr``): it is joined to the miner's
+    registered URL; an absolute URL is kept (the same-origin check then applies to either)."""
+    return urljoin(base_url.rstrip("/") + "/", zarr_store_url.strip()).rstrip("/")
+
+
+def _verified_manifest(reader: _StoreReader, answer: KerchunkResult, miner_hotkey: str) -> dict:
+    """Manifest rule, in order: its size, the hash, the signer, the file count, the signature
+    (hex or 64 raw bytes), and every path inside the store."""
+    manifest_bytes = reader.get(MANIFEST_FILE, MAX_MANIFEST_BYTES)
+    signature = reader.get(SIGNATURE_FILE, MAX_SIGNATURE_BYTES)
+    manifest = parse_and_verify_manifest(manifest_bytes, answer.verification_hash, miner_hotkey)
+    check_manifest_size(manifest["files"])
+    if not verify_manifest_signature(manifest_bytes, signature, miner_hotkey):
+        raise ManifestError(f"manifest.sig is not {miner_hotkey}'s signature of the manifest")
+    for rel, digest in manifest["files"].items():
         if not is_safe_relpath(rel):
-            raise ManifestError(f"{who}: manifest lists an unsafe path {rel!r}")
+            raise ManifestError(f"manifest lists an unsafe path {rel[:200]!r}")
+        if not isinstance(digest, str):
+            raise ManifestError(f"manifest gives {rel[:200]!r} a digest that is not a string")
     return manifest
 
 
 def fetch_verified_store(client: "MinerClient", base_url: str, miner_hotkey: str, job_id: str, dest: Path,
                          time_indices: Sequence[int] | None = None,
                          run_start: datetime | None = None,
-                         pinned: PinnedManifest | None = None) -> VerifiedStore:
-    """Mirror a completed forecast store under ``dest``, verifying as it reads.
+                         pinned: PinnedManifest | None = None,
+                         grid: Grid | None = None,
+                         limits: FetchLimits | None = None) -> VerifiedStore:
+    """Mirror a completed forecast store under ``dest``, bounded by the contract and verified as it reads.
 
-    Order (GAIA_SPEC 2): store URL on the miner's endpoint (SSRF guard); manifest hash, signer,
-    signature; freeze window when ``run_start`` is given; then the metadata and only the chunks
-    covering ``time_indices`` (all chunks when None), each re-hashed against the manifest before
-    it is written. The mirror opens with ``xr.open_zarr(dest, consolidated=True)``.
+    Order (GAIA_SPEC 2, issue 10): store URL joined to and on the miner's endpoint (SSRF guard);
+    manifest size, hash, signer, file count, signature; freeze window when ``run_start`` is given;
+    the consolidated metadata, bounded by the contract (``core.store_limits``: codecs, dtypes,
+    shapes and chunks of ``grid``, no junk files) before any chunk is read; then only the chunks
+    covering ``time_indices`` (all when None), each re-hashed against the manifest and decoded
+    within its declared size before it is written. The whole fetch has ``limits`` (deadline, bytes).
+    The mirror opens with ``xr.open_zarr(dest, consolidated=True)``.
 
     With ``pinned`` (the manifest frozen at verification), the manifest served now must be the
     frozen one (same hash) and every file is checked against the frozen digests; otherwise
     ``StoreChanged`` ("store changed after freeze"). The freeze window is not checked again then.
+
+    Whatever goes wrong while handling the store (a limit, a codec error, MemoryError,
+    RecursionError, UnicodeError, OSError...) is this miner's ``ManifestError``, named; transport
+    errors and the deadline are ``MinerClientError``.
     """
     who = f"miner {miner_hotkey}, job {job_id}"
     answer = client.kerchunk(base_url, miner_hotkey, job_id)
     if answer.status != "completed" or not answer.zarr_store_url or not answer.access_token:
         raise MinerClientError(f"{who}: forecast not available ({answer.status}: {answer.message})")
-    store_url = answer.zarr_store_url.rstrip("/")
+    store_url = store_url_of(answer.zarr_store_url, base_url)
     if not same_origin(store_url, base_url):
         raise ManifestError(f"{who}: store URL {store_url} is not on the miner's registered endpoint {base_url}")
-    with client._client(base_url) as http:
-        manifest = _verified_manifest(client, http, store_url, answer, miner_hotkey, who)
-        if pinned is not None:
-            if answer.verification_hash != pinned.manifest_hash:
-                raise StoreChanged(f"{who}: {STORE_CHANGED}: the manifest now served hashes to "
-                                   f"{answer.verification_hash}, the frozen one to {pinned.manifest_hash}")
-            manifest = {**manifest, "files": dict(pinned.files)}
-        else:
-            _check_freeze_window(client, run_start, who)
-        dest.mkdir(parents=True, exist_ok=True)
-        files = sorted(manifest["files"])
-        metadata = [f for f in files if is_metadata(f)]
-        try:
-            total = _mirror(client, http, store_url, answer.access_token, manifest, metadata, dest, who)
-            arrays = _arrays_of_mirror(dest, who)
-            chunks = select_chunks([f for f in files if not is_metadata(f)], arrays, time_indices)
-            total += _mirror(client, http, store_url, answer.access_token, manifest, chunks, dest, who)
-        except ManifestError as exc:
-            if pinned is None or isinstance(exc, StoreChanged):
-                raise
-            raise StoreChanged(f"{STORE_CHANGED}: {exc}") from exc
-    return VerifiedStore(dest, answer.verification_hash or "", len(metadata) + len(chunks), total, store_url,
-                         dict(manifest["files"]))
+    try:
+        with client._client(base_url) as http:
+            reader = _StoreReader(client, http, store_url, answer.access_token, who, limits or FetchLimits())
+            return _fetch(reader, answer, miner_hotkey, dest, time_indices, run_start, pinned, grid)
+    except MinerClientError:
+        raise
+    except ManifestError as exc:
+        raise type(exc)(f"{who}: {exc}") from exc
+    except StoreRefused as exc:
+        raise ManifestError(f"{who}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - isolation rule: one miner's store fails only that miner
+        raise ManifestError(f"{who}: {type(exc).__name__} while reading the store: {str(exc)[:300]}") from exc
 
 
-def _mirror(client: "MinerClient", http: httpx.Client, store_url: str, token: str, manifest: dict,
-            files: list[str], dest: Path, who: str) -> int:
-    """Download ``files``, verify each against the manifest, then write it under ``dest``."""
-    def fetch(rel: str) -> int:
-        data = _get(client, http, f"{store_url}/{rel}", token, who)
-        try:
+def _fetch(reader: _StoreReader, answer: KerchunkResult, miner_hotkey: str, dest: Path,
+           time_indices: Sequence[int] | None, run_start: datetime | None, pinned: PinnedManifest | None,
+           grid: Grid | None) -> VerifiedStore:
+    manifest = _verified_manifest(reader, answer, miner_hotkey)
+    if pinned is not None:
+        if answer.verification_hash != pinned.manifest_hash:
+            raise StoreChanged(f"{STORE_CHANGED}: the manifest now served hashes to "
+                               f"{answer.verification_hash}, the frozen one to {pinned.manifest_hash}")
+        manifest = {**manifest, "files": dict(pinned.files)}
+    else:
+        _check_freeze_window(reader.client, run_start)
+    try:
+        root = {rel: reader.get(rel, MAX_METADATA_BYTES) for rel in ROOT_METADATA if rel in manifest["files"]}
+        for rel, data in root.items():
             verify_file(manifest, rel, data)
-        except ManifestError as exc:
-            raise ManifestError(f"{who}: {exc}") from exc
+        arrays = describe_store(root)
+        check_arrays(arrays, grid)
+        kinds = classify_files(manifest["files"], arrays)
+        dest.mkdir(parents=True, exist_ok=True)
+        for rel, data in root.items():
+            (dest / rel).write_bytes(data)
+        metadata = sorted(rel for rel, spec in kinds.items() if spec is None and rel not in root)
+        chunks = select_chunks(kinds, time_indices)
+        if reader.budget is None:
+            reader.budget = sum(len(d) for d in root.values()) + MAX_METADATA_BYTES * len(metadata) + \
+                sum(compressed_cap(kinds[rel]) for rel in chunks)
+        total = sum(len(d) for d in root.values())
+        total += _mirror(reader, manifest, [(rel, None) for rel in metadata], dest)
+        total += _mirror(reader, manifest, [(rel, kinds[rel]) for rel in chunks], dest)
+    except ManifestError as exc:
+        if pinned is None or isinstance(exc, StoreChanged):
+            raise
+        raise StoreChanged(f"{STORE_CHANGED}: {exc}") from exc
+    return VerifiedStore(dest, answer.verification_hash or "", len(root) + len(metadata) + len(chunks), total,
+                         reader.store_url, dict(manifest["files"]))
+
+
+def _check_freeze_window(client: "MinerClient", run_start: datetime | None) -> None:
+    """Freeze rule: a manifest must arrive within ``freeze_window`` of the run start."""
+    if run_start is None:
+        return
+    start = run_start.replace(tzinfo=timezone.utc) if run_start.tzinfo is None else run_start
+    now = datetime.now(timezone.utc)
+    if now > start + client.freeze_window:
+        raise ManifestError(f"manifest read at {now.isoformat()}, after the freeze window "
+                            f"that closed at {(start + client.freeze_window).isoformat()}")
+
+
+def _mirror(reader: _StoreReader, manifest: dict, files: list[tuple[str, ArraySpec | None]], dest: Path) -> int:
+    """Download ``files`` (metadata when the spec is None, else chunks of that array), verify each
+    against the manifest, decode each chunk within its declared size, then write it under ``dest``."""
+    def fetch(item: tuple[str, ArraySpec | None]) -> int:
+        rel, spec = item
+        data = reader.get(rel, MAX_METADATA_BYTES if spec is None else compressed_cap(spec))
+        verify_file(manifest, rel, data)
+        if spec is not None:
+            try:
+                decode_chunk(spec, data)
+            except StoreRefused as exc:
+                raise StoreRefused(f"chunk {rel}: {exc}") from None
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
         return len(data)
 
-    with ThreadPoolExecutor(client.fetch_workers) as pool:
+    with ThreadPoolExecutor(reader.client.fetch_workers) as pool:
         return sum(pool.map(fetch, files))
 
 
@@ -154,69 +261,27 @@ def is_safe_relpath(rel: str) -> bool:
     return bool(rel) and not path.is_absolute() and ".." not in path.parts and "\\" not in rel
 
 
-def is_metadata(rel: str) -> bool:
-    """Zarr metadata files (.zmetadata, .zgroup, .zattrs, .zarray) are always mirrored."""
-    return rel.rsplit("/", 1)[-1] in METADATA_NAMES
-
-
-def _arrays_of_mirror(dest: Path, who: str) -> dict[str, dict]:
-    """The array layout from the mirrored ``.zmetadata`` (empty when the store has none)."""
-    zmetadata = dest / ".zmetadata"
-    if not zmetadata.exists():
-        return {}
-    try:
-        return describe_arrays(zmetadata.read_bytes())
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ManifestError(f"{who}: .zmetadata is not consolidated Zarr v2 metadata: {exc}") from exc
-
-
-def _split_chunk_key(rel: str, arrays: dict[str, dict]) -> tuple[str, str] | None:
-    """(array, chunk key) of a store file: the longest array name that prefixes the path."""
-    owners = [name for name in arrays if rel.startswith(name + "/")]
-    if not owners:
-        return None
-    array = max(owners, key=len)
-    return array, rel[len(array) + 1:]
-
-
-def _covers(info: dict, chunk_key: str, wanted: set[int]) -> bool:
-    """Chunk-selection rule: a chunk is needed when its time range holds a wanted index."""
-    axis = info["dims"].index("time")
-    step = int(info["chunks"][axis])
-    try:
-        index = int(chunk_key.split(info["separator"])[axis])
-    except (ValueError, IndexError):
-        return True  # not a chunk key we understand: fetch it (it is still verified)
-    return any(index * step <= t < (index + 1) * step for t in wanted)
-
-
-def select_chunks(files: Sequence[str], arrays: dict[str, dict], time_indices: Sequence[int] | None) -> list[str]:
-    """Every chunk of arrays without a time dim (coordinates, and ``time`` itself) and the chunks
-    of time-dimensioned arrays that cover one of ``time_indices`` (all chunks when None)."""
-    if time_indices is None:
-        return list(files)
-    wanted = set(int(t) for t in time_indices)
+def select_chunks(kinds: Mapping[str, ArraySpec | None], time_indices: Sequence[int] | None) -> list[str]:
+    """Chunk-selection rule: every chunk of arrays without a time dim (coordinates, and ``time``
+    itself) and the chunks of time-dimensioned arrays that cover one of ``time_indices`` (all
+    chunks when None); metadata files (spec None) are not chunks."""
+    wanted = None if time_indices is None else {int(t) for t in time_indices}
     selected = []
-    for rel in files:
-        split = _split_chunk_key(rel, arrays)
-        if split is None:
+    for rel, spec in sorted(kinds.items()):
+        if spec is None:
+            continue
+        if wanted is None or spec.name == "time" or "time" not in spec.dims:
             selected.append(rel)
             continue
-        array, chunk_key = split
-        info = arrays[array]
-        if array == "time" or "time" not in info["dims"] or _covers(info, chunk_key, wanted):
+        axis = spec.dims.index("time")
+        start = _chunk_index(spec, rel)[axis] * spec.chunks[axis]
+        if any(start <= t < start + spec.chunks[axis] for t in wanted):
             selected.append(rel)
     return selected
 
 
-def describe_arrays(zmetadata: bytes) -> dict[str, dict]:
-    """Array name -> dims, chunk sizes and chunk-key separator, from a Zarr v2 ``.zmetadata``."""
-    meta = json.loads(zmetadata)["metadata"]
-    arrays = {}
-    for key, value in meta.items():
-        if key.endswith("/.zarray"):
-            name = key[: -len("/.zarray")]
-            attrs = meta.get(f"{name}/.zattrs", {})
-            arrays[name] = {"dims": list(attrs.get("_ARRAY_DIMENSIONS", [])), "chunks": list(value["chunks"]),
-                            "separator": value.get("dimension_separator") or "."}
-    return arrays
+def _chunk_index(spec: ArraySpec, rel: str) -> tuple[int, ...]:
+    """The grid index of a chunk path of ``spec`` (``classify_files`` vouched for its form)."""
+    key = rel[len(spec.name) + 1:]
+    parts = key.split(spec.separator)
+    return tuple(int(p) for p in (parts[1:] if spec.key_prefix else parts))

@@ -21,7 +21,7 @@ from gaia_dagster.core.manifest import STORE_CHANGED, ManifestError, PinnedManif
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
 from gaia_dagster.resources.cache import private_dir
 from gaia_dagster.resources.miner_client import MinerClient
-from gaia_dagster.resources.store_fetch import VerifiedStore
+from gaia_dagster.resources.store_fetch import VerifiedStore, fetch_verified_store
 from gaia_dagster.core.states import ResponseStatus
 from gaia_dagster.stages.attempts import ForecastRejected, StageRefused, is_past, who
 
@@ -42,16 +42,16 @@ def mirror_dir(root: Path, row: ResponseRecord, part: str) -> Path:
 
 
 def _mirror(client: MinerClient, row: ResponseRecord, root: Path, part: str, time_indices: Sequence[int],
-            run_start: datetime | None, pinned: PinnedManifest | None = None,
+            run_start: datetime | None, pinned: PinnedManifest | None = None, grid: Grid | None = None,
             ) -> tuple[xr.Dataset, VerifiedStore, weakref.finalize]:
     """Rule (mirrors are never shared): mirror into a private folder of this fetch and open it; the
-    folder is removed by the returned finalizer, called at the latest when the dataset is collected."""
+    folder is removed by the returned finalizer, called at the latest when the dataset is collected.
+    A store that passed every check yet cannot be opened is the miner's fault, named."""
     dest, release = private_dir(mirror_dir(root, row, part))
     try:
-        store = client.fetch_verified_store(row.miner_base_url, row.miner_hotkey, row.job_id, dest,
-                                            time_indices=list(time_indices), run_start=run_start,
-                                            pinned=pinned)
-        dataset = xr.open_zarr(dest, consolidated=True)
+        store = fetch_verified_store(client, row.miner_base_url, row.miner_hotkey, row.job_id, dest,
+                                     time_indices=list(time_indices), run_start=run_start, pinned=pinned, grid=grid)
+        dataset = _open(dest, row)
     except ManifestError as exc:
         release()
         raise ForecastRejected(f"{who(row)}: {exc}") from exc
@@ -61,24 +61,33 @@ def _mirror(client: MinerClient, row: ResponseRecord, root: Path, part: str, tim
     return dataset, store, weakref.finalize(dataset, release)
 
 
+def _open(dest: Path, row: ResponseRecord) -> xr.Dataset:
+    """Open a verified mirror; any error doing so (the store's metadata) is the miner's, named."""
+    try:
+        return xr.open_zarr(dest, consolidated=True)
+    except Exception as exc:  # noqa: BLE001 - isolation rule: a miner's store fails only that miner
+        raise ForecastRejected(f"{who(row)}: the store does not open as Zarr: {type(exc).__name__}: "
+                               f"{str(exc)[:300]}") from exc
+
+
 def fetch_fields(client: MinerClient, row: ResponseRecord, root: Path, part: str,
                  time_indices: Sequence[int], run_start: datetime | None = None,
-                 pinned: PinnedManifest | None = None) -> tuple[xr.Dataset, VerifiedStore]:
+                 pinned: PinnedManifest | None = None, grid: Grid | None = None) -> tuple[xr.Dataset, VerifiedStore]:
     """Mirror the chunks of ``time_indices`` (each verified against the manifest) and open them;
     with ``run_start``, a manifest read after the freeze window is refused; with ``pinned`` (the
     manifest frozen at verification), a store that changed since is refused. Each call mirrors into
     its own folder, removed once the returned dataset is garbage collected (keep it referenced while
     reading lazily from it); ``mirrored_fields`` removes it at the end of a ``with`` block."""
-    dataset, store, _ = _mirror(client, row, root, part, time_indices, run_start, pinned)
+    dataset, store, _ = _mirror(client, row, root, part, time_indices, run_start, pinned, grid)
     return dataset, store
 
 
 @contextmanager
 def mirrored_fields(client: MinerClient, row: ResponseRecord, root: Path, part: str, time_indices: Sequence[int],
-                    run_start: datetime | None = None,
-                    pinned: PinnedManifest | None = None) -> Iterator[tuple[xr.Dataset, VerifiedStore]]:
+                    run_start: datetime | None = None, pinned: PinnedManifest | None = None,
+                    grid: Grid | None = None) -> Iterator[tuple[xr.Dataset, VerifiedStore]]:
     """``fetch_fields`` whose private mirror is closed and removed when the block ends."""
-    dataset, store, release = _mirror(client, row, root, part, time_indices, run_start, pinned)
+    dataset, store, release = _mirror(client, row, root, part, time_indices, run_start, pinned, grid)
     try:
         yield dataset, store
     finally:
@@ -98,7 +107,7 @@ def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: Respons
         raise StageRefused(f"{who(row)}: no completed forecast to verify yet (status {row.status})")
     try:
         run_start = repo.run_by_id(row.run_id).created_at
-        with mirrored_fields(client, row, root, "metadata", [], run_start=run_start) as (dataset, store):
+        with mirrored_fields(client, row, root, "metadata", [], run_start=run_start, grid=grid) as (dataset, store):
             problems = contract_problems(dataset, grid, row.gfs_init_time)
         if problems:
             raise ForecastRejected(f"{who(row)}: the store breaks the data contract: " + "; ".join(problems))

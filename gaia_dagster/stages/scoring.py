@@ -17,7 +17,7 @@ import xarray as xr
 
 from gaia_dagster.core.retry import DEFAULT_RETRIES, StageRetry
 from gaia_dagster.core.contract import (
-    ALL_VARIABLES, DAY1_LEAD_HOURS, ERA5_LEAD_HOURS, LEVEL_VARIABLES, PRESSURE_LEVELS, time_index,
+    ALL_VARIABLES, DAY1_LEAD_HOURS, ERA5_LEAD_HOURS, LEVEL_VARIABLES, PRESSURE_LEVELS, Grid, time_index,
 )
 from gaia_dagster.core.scoring.aggregate import LOOKBACK_DAYS, miner_weights, overall_score
 from gaia_dagster.core.scoring.fused import ReferenceField, fused_metrics
@@ -139,7 +139,7 @@ def _day1(client: MinerClient, sources: WeatherSources, row: ResponseRecord,
           pinned: PinnedManifest | None = None) -> StageScore:
     t0 = row.gfs_init_time
     ds, _ = fetch_fields(client, row, sources.cache_root(), "day1", [time_index(h) for h in DAY1_LEAD_HOURS],
-                         pinned=pinned)
+                         pinned=pinned, grid=Grid(sources.resolution))
     seed_gfs(sources, t0)
     lead = DAY1_LEAD_HOURS[0]
     valid = t0 + timedelta(hours=lead)
@@ -196,7 +196,7 @@ def _era5(client: MinerClient, sources: WeatherSources, row: ResponseRecord,
     """Score ``leads`` of the miner's forecast against ERA5 (the fields of those leads only)."""
     t0 = row.gfs_init_time
     ds, _ = fetch_fields(client, row, sources.cache_root(), "era5", [time_index(h) for h in leads],
-                         pinned=pinned)
+                         pinned=pinned, grid=Grid(sources.resolution))
     truths = seed_era5(sources, t0, leads)
     metrics = []
     weights = None
