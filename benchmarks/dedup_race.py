@@ -29,13 +29,13 @@ def worker(db_url: str, miners: list[tuple[str, str]], barrier, seed: int, out) 
     """One racer: the request stage for every miner, in its own shuffled order."""
     from gaia_dagster.core.retry import retry_policies
     from gaia_dagster.core.signing import keypair_from_uri
-    from gaia_dagster.core.transport import SignedTransport
+    from gaia_dagster.resources.fiber_session import FiberSession
     from gaia_dagster.db.repository import MinerRecord, ValidatorRepository
     from gaia_dagster.resources.miner_client import MinerClient
     from gaia_dagster.stages.request import request_forecast
 
     repo = ValidatorRepository(db_url)
-    client = MinerClient(connect_timeout=5, read_timeout=30, signer=SignedTransport(keypair_from_uri(VALIDATOR_URI)))
+    client = MinerClient(connect_timeout=5, read_timeout=30, fiber=FiberSession(keypair_from_uri(VALIDATOR_URI)))
     order = list(miners)
     random.Random(seed).shuffle(order)
     barrier.wait()

@@ -80,11 +80,12 @@ def start_fleet(count: int, data_dir: Path, resolution: float = 1.5, profiles: l
                 allowed_validators: Sequence[str] | None = None) -> Fleet:
     """Start ``count`` miners (profiles cycle as in the demo unless given) and wait until they listen.
 
-    Every miner requires signed requests; ``allowed_validators`` is their validator allowlist
-    (None = any correctly signed validator).
+    Every miner speaks Fiber and serves only ``allowed_validators`` (by default the hotkey this
+    environment's validator signs with, ``pipeline_validator_hotkey``).
     """
     from gaia_dagster.resources.miner import hotkey_for_uri
 
+    allowed = list(allowed_validators) if allowed_validators else [pipeline_validator_hotkey()]
     fleet = Fleet()
     try:
         for i in range(count):
@@ -97,7 +98,7 @@ def start_fleet(count: int, data_dir: Path, resolution: float = 1.5, profiles: l
                 [sys.executable, "-m", "gaia_dagster.miner", "--host", "127.0.0.1", "--port", str(miner.port),
                  "--profile", profile, "--hotkey-uri", uri, "--data-dir", str(data_dir / f"miner-{i}"),
                  "--resolution", str(resolution), "--inference-delay", str(inference_delay_s),
-                 *allow_validator_args(allowed_validators)],
+                 *allow_validator_args(allowed)],
                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
             fleet.miners.append(miner)
@@ -108,15 +109,23 @@ def start_fleet(count: int, data_dir: Path, resolution: float = 1.5, profiles: l
     return fleet
 
 
-def allow_validator_args(allowed_validators: Sequence[str] | None) -> list[str]:
-    """``--allow-validator SS58`` once per allowed validator (nothing when any signed validator may ask)."""
-    return [arg for ss58 in (allowed_validators or ()) for arg in ("--allow-validator", ss58)]
+def allow_validator_args(allowed_validators: Sequence[str]) -> list[str]:
+    """``--allow-validator SS58`` once per allowed validator."""
+    return [arg for ss58 in allowed_validators for arg in ("--allow-validator", ss58)]
+
+
+def pipeline_validator_hotkey() -> str:
+    """The hotkey the code location's ``miner_access`` signs with under this environment's ``GAIA_*``
+    settings (what ``gaia-dagster validator whoami`` prints): the demo's miners serve it."""
+    from gaia_dagster.definitions import default_resources
+
+    return default_resources()["miner_access"].process_config_and_initialize().validator_hotkey()
 
 
 @contextmanager
 def serve_miners_in_process(count: int, data_dir: Path, resolution: float = 30.0, name: str = "gaia-race-miner",
                             inference_delay_s: float = 3600.0, allowed_validators: Sequence[str] | None = None,
-                            require_signature: bool = True, faults: Sequence[str | None] = (),
+                            faults: Sequence[str | None] = (),
                             fault_settings: dict | None = None) -> Iterator[list[tuple[str, str]]]:
     """Serve ``count`` cheap reference miners from this process (one uvicorn thread each) and yield
     their (hotkey, base_url). Inference is held back, so only the protocol is exercised.
@@ -124,8 +133,8 @@ def serve_miners_in_process(count: int, data_dir: Path, resolution: float = 30.0
     ``faults[i]`` (``gaia_dagster.miner.faults``) makes miner ``i`` hostile, with ``fault_settings``
     (e.g. ``fault_delay_s``) for each hostile one; the others are healthy.
 
-    The miners require signed requests unless ``require_signature`` is False; ``allowed_validators``
-    is their allowlist (None = any correctly signed validator).
+    The miners speak Fiber; ``allowed_validators`` is their allowlist (None: development miners,
+    ``dev_open_access``, serving any correctly signed hotkey, as benchmarks with many validators need).
     """
     import uvicorn
 
@@ -142,8 +151,8 @@ def serve_miners_in_process(count: int, data_dir: Path, resolution: float = 30.0
                                            public_base_url=base_url,
                                            **({"fault": faults[i], **(fault_settings or {})}
                                               if i < len(faults) and faults[i] else {}),
-                                           allowed_validators=tuple(allowed_validators) if allowed_validators
-                                           is not None else None, require_signature=require_signature))
+                                           allowed_validators=tuple(allowed_validators or ()),
+                                           dev_open_access=allowed_validators is None))
             server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
             thread = threading.Thread(target=server.run, daemon=True)
             thread.start()

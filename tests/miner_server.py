@@ -28,13 +28,14 @@ def signed_client(keypair=TEST_VALIDATOR_KEYPAIR, **options) -> MinerClient:  # 
 @contextmanager
 def running_miner(data_dir: Path, profile: str = "good", hotkey_uri: str = "//test-miner", resolution: float = 10.0,
                   allowed_validators: tuple[str, ...] | None = None, **settings):
-    """Yield (base_url, app) while a real miner serves on loopback; it requires signed requests
-    (``allowed_validators`` None = any correctly signed validator) unless ``require_signature=False``."""
+    """Yield (base_url, app) while a real miner serves on loopback; it speaks Fiber and serves
+    ``allowed_validators`` (None: a development miner, ``dev_open_access``, serving any signed hotkey)."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     app = create_app(MinerSettings(hotkey_uri=hotkey_uri, profile=profile, data_dir=data_dir,
                                    resolution=resolution, public_base_url=base_url,
-                                   allowed_validators=allowed_validators, **settings))
+                                   allowed_validators=allowed_validators,
+                                   **{"dev_open_access": allowed_validators is None, **settings}))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -76,23 +76,23 @@ def test_the_validator_redoes_the_handshake_after_a_miner_restart(tmp_path):
             assert _poll(session, client, url).status_code == 200
             first = session.cached_key(url, MINER)
             # a restart: new RSA key, every symmetric key lost
-            from gaia_dagster.miner.app import FiberKeys
-            app.state.miner.fiber = FiberKeys()
+            from gaia_dagster.miner.guard import FiberKeys
+            app.state.miner.guard.keys = FiberKeys()
             assert _poll(session, client, url).status_code == 200
             assert session.cached_key(url, MINER)[0] != first[0]
 
 
 def test_the_client_and_its_poll_path_recover_from_a_restart_by_redoing_the_handshake(tmp_path):
-    from gaia_dagster.miner.app import FiberKeys
+    from gaia_dagster.miner.guard import FiberKeys
     from miner_server import signed_client
 
     client = signed_client()
     with running_miner(tmp_path) as (url, app):
         assert client.poll_job(url, MINER, "no-such-job").status == "not_found"
-        app.state.miner.fiber = FiberKeys()  # restart: new RSA key, symmetric keys lost
+        app.state.miner.guard.keys = FiberKeys()  # restart: new RSA key, symmetric keys lost
         [polled] = client.poll_many([(url, MINER, "no-such-job")])
         assert polled.status == "not_found"
-        app.state.miner.fiber = FiberKeys()
+        app.state.miner.guard.keys = FiberKeys()
         assert client.kerchunk(url, MINER, "no-such-job").status == "not_found"
 
 

@@ -250,7 +250,7 @@ def test_a_tick_lasts_at_most_waves_times_the_deadline_when_every_miner_drips(tm
     deadline, concurrency, count = 1.0, 2, 5
     client = signed_client(answer_deadline=deadline)
     with serve_miners_in_process(count, tmp_path, name="all-drip", faults=["poll_drip"] * count,
-                                 fault_settings={"fault_delay_s": 60.0}, require_signature=True) as miners:
+                                 fault_settings={"fault_delay_s": 60.0}) as miners:
         jobs = [(url, hotkey, client.initiate_fetch(url, hotkey, TEST_VALIDATOR, T0).job_id) for hotkey, url in miners]
         started = time.monotonic()
         results = client.poll_many(jobs, concurrency=concurrency)

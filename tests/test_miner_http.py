@@ -6,7 +6,6 @@ forecasts come from the embedded world at a coarse 5 degree grid for speed.
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,14 +15,17 @@ import jwt
 import numpy as np
 import pytest
 import xarray as xr
+from cryptography.fernet import Fernet
 
 from gaia_dagster.core.contract import ALL_VARIABLES, Grid, contract_problems
 from gaia_dagster.core.job_ids import DeterministicJobID
 from gaia_dagster.core.manifest import ManifestError
 from gaia_dagster.core.signing import keypair_from_uri
 from gaia_dagster.miner.app import MinerSettings, create_app
-from gaia_dagster.core.transport import sign_request
+from gaia_dagster.core import fiber
+from gaia_dagster.resources.fiber_session import FiberSession
 from gaia_dagster.resources.miner_client import MinerClient, MinerClientError, PollResult
+from gaia_dagster.core.store_limits import ArraySpec
 from gaia_dagster.resources.store_fetch import select_chunks
 
 from gaia_dagster.fleet import free_port  # noqa: E402
@@ -97,14 +99,16 @@ def test_initiate_poll_kerchunk_fetch_yields_a_contract_store(good_miner, tmp_pa
 
 
 def test_chunk_selection_keeps_coordinates_and_the_wanted_time_chunks():
-    arrays = {"t": {"dims": ["time", "pressure_level", "lat", "lon"], "chunks": [1, 1, 37, 72], "separator": "."},
-              "2t": {"dims": ["time", "lat", "lon"], "chunks": [2, 37, 72], "separator": "/"},
-              "time": {"dims": ["time"], "chunks": [40], "separator": "."},
-              "lat": {"dims": ["lat"], "chunks": [37], "separator": "."}}
-    files = ["t/0.0.0.0", "t/3.12.0.0", "t/4.0.0.0", "2t/1/0/0", "2t/2/0/0", "time/0", "lat/0"]
-    assert select_chunks(files, arrays, [3]) == ["t/3.12.0.0", "2t/1/0/0", "time/0", "lat/0"]
-    assert select_chunks(files, arrays, None) == files
-    assert select_chunks(files, arrays, []) == ["time/0", "lat/0"]
+    f4 = np.dtype("float32")
+    t = ArraySpec("t", ("time", "pressure_level", "lat", "lon"), (40, 13, 37, 72), (1, 1, 37, 72), f4, None, ".", "")
+    t2 = ArraySpec("2t", ("time", "lat", "lon"), (40, 37, 72), (2, 37, 72), f4, None, "/", "c")
+    time = ArraySpec("time", ("time",), (40,), (40,), np.dtype("int64"), None, ".", "")
+    lat = ArraySpec("lat", ("lat",), (37,), (37,), f4, None, ".", "")
+    kinds = {"t/0.0.0.0": t, "t/3.12.0.0": t, "t/4.0.0.0": t, "2t/c/1/0/0": t2, "2t/c/2/0/0": t2,
+             "time/0": time, "lat/0": lat, "t/.zarray": None}
+    assert select_chunks(kinds, [3]) == ["2t/c/1/0/0", "lat/0", "t/3.12.0.0", "time/0"]
+    assert select_chunks(kinds, None) == sorted(k for k, v in kinds.items() if v is not None)
+    assert select_chunks(kinds, []) == ["lat/0", "time/0"]
 
 
 def test_second_validator_takes_the_fast_path_to_the_same_job(good_miner):
@@ -119,10 +123,9 @@ def test_a_request_for_another_hotkey_is_rejected(good_miner):
     other = keypair_from_uri("//someone-else").ss58_address
     with pytest.raises(MinerClientError, match=rf"miner {other} at {base_url}.*HTTP 401"):
         signed_client().initiate_fetch(base_url, other, "validator-a", T0)  # signed for another miner
-    body = json.dumps({"nonce": None, "data": {"forecast_start_time": T0.isoformat(),
-                                               "expected_miner_hotkey": other}}).encode()
-    answer = httpx.post(f"{base_url}/weather-initiate-fetch", content=body,
-                        headers=sign_request(TEST_VALIDATOR_KEYPAIR, MINER_HOTKEY, body)).json()
+    with httpx.Client() as http:  # sent to this miner, but asking for another hotkey's forecast
+        answer = FiberSession(TEST_VALIDATOR_KEYPAIR).post(http, base_url, "/weather-initiate-fetch", MINER_HOTKEY, {
+            "forecast_start_time": T0.isoformat(), "expected_miner_hotkey": other}).json()
     assert answer["status"] == "fetch_rejected" and other in answer["message"]
 
 
@@ -131,13 +134,15 @@ def test_unknown_jobs_are_not_found(good_miner):
     client = signed_client()
     assert client.poll_job(base_url, MINER_HOTKEY, "no-such-job").status == "not_found"
     assert client.kerchunk(base_url, MINER_HOTKEY, "no-such-job").status == "not_found"
-    bad = httpx.post(f"{base_url}/weather-poll-job-status", content=b"{not json",
-                     headers=sign_request(TEST_VALIDATOR_KEYPAIR, MINER_HOTKEY, b"{not json"))
+    session = FiberSession(TEST_VALIDATOR_KEYPAIR)
+    with httpx.Client() as http:
+        key_uuid, key = session.key_for(http, base_url, MINER_HOTKEY)
+        not_json = Fernet(fiber.validator_fernet_key(key)).encrypt(b"{not json")
+        bad = http.post(f"{base_url}/weather-poll-job-status", content=not_json,
+                        headers=session.request(key_uuid, key, MINER_HOTKEY, {})[1])
+        bad_time = session.post(http, base_url, "/weather-initiate-fetch", MINER_HOTKEY,
+                                {"forecast_start_time": "yesterday", "expected_miner_hotkey": MINER_HOTKEY})
     assert bad.status_code == 400 and bad.json()["status"] == "error"
-    yesterday = json.dumps({"nonce": None, "data": {"forecast_start_time": "yesterday",
-                                                    "expected_miner_hotkey": MINER_HOTKEY}}).encode()
-    bad_time = httpx.post(f"{base_url}/weather-initiate-fetch", content=yesterday,
-                          headers=sign_request(TEST_VALIDATOR_KEYPAIR, MINER_HOTKEY, yesterday))
     assert bad_time.status_code == 400 and MINER_HOTKEY in bad_time.json()["message"]
 
 
@@ -165,7 +170,7 @@ def test_store_files_need_a_valid_token_in_scope(good_miner):
     assert httpx.get(f"{base_url}/forecasts/{job_id}.zarr-x/manifest.json", headers=bearer).status_code == 403
     for traversal in (f"{job_id}.zarr/%2E%2E/%2E%2E/jobs/{job_id}.json", f"{job_id}.zarr/..%2F..%2Fjobs%2F{job_id}.json"):
         response = httpx.get(f"{base_url}/forecasts/{traversal}", headers=bearer)
-        assert response.status_code in (403, 404) and b"job_id" not in response.content
+        assert response.status_code in (400, 403, 404) and b"job_id" not in response.content
 
 
 def test_a_tampered_chunk_raises_naming_the_chunk(good_miner, tmp_path):
@@ -186,15 +191,21 @@ def test_a_manifest_checked_against_another_miner_is_refused(good_miner, tmp_pat
     with pytest.raises(MinerClientError, match="HTTP 401"):  # the transport already binds the miner's hotkey
         signed_client().fetch_verified_store(base_url, impostor, job_id, tmp_path / "m", time_indices=[0])
 
-    class SignsForTheRealMiner:
-        """A transport that signs for the serving miner whatever hotkey the client expects."""
+    class SignsForTheRealMiner(FiberSession):
+        """A Fiber session that addresses the serving miner whatever hotkey the client expects."""
 
-        def headers(self, miner_ss58: str, body: bytes) -> dict[str, str]:
-            return sign_request(TEST_VALIDATOR_KEYPAIR, MINER_HOTKEY, body)
+        def handshake_steps(self, base_url, miner_hotkey):  # noqa: ANN001, ANN202
+            return super().handshake_steps(base_url, MINER_HOTKEY)
+
+        def cached_key(self, base_url, miner_hotkey):  # noqa: ANN001, ANN202
+            return super().cached_key(base_url, MINER_HOTKEY)
+
+        def request(self, key_uuid, key, miner_hotkey, data):  # noqa: ANN001, ANN202
+            return super().request(key_uuid, key, MINER_HOTKEY, data)
 
     with pytest.raises(ManifestError, match=f"expected the miner {impostor}"):
-        MinerClient(signer=SignsForTheRealMiner()).fetch_verified_store(base_url, impostor, job_id, tmp_path / "m",
-                                                                        time_indices=[0])
+        MinerClient(fiber=SignsForTheRealMiner(TEST_VALIDATOR_KEYPAIR)).fetch_verified_store(
+            base_url, impostor, job_id, tmp_path / "m", time_indices=[0])
 
 
 def test_a_store_url_off_the_registered_endpoint_is_refused(good_miner, tmp_path):
@@ -218,7 +229,7 @@ def test_a_manifest_read_after_the_freeze_window_is_refused(good_miner, tmp_path
 def test_a_restarted_miner_still_knows_its_completed_job(good_miner):
     _, _, job_id, data_dir, _ = good_miner
     restarted = create_app(MinerSettings(hotkey_uri=MINER_URI, profile="good", data_dir=data_dir,
-                                         resolution=RESOLUTION))
+                                         resolution=RESOLUTION, allowed_validators=(TEST_VALIDATOR_KEYPAIR.ss58_address,)))
     assert restarted.state.miner.jobs[job_id].status == "completed"
 
 

@@ -93,6 +93,11 @@ class NonceStore:
     def __len__(self) -> int:
         return len(self._seen)
 
+    def seen(self, nonce: str) -> bool:
+        """True when the nonce was accepted before (and not yet dropped as expired)."""
+        with self._lock:
+            return nonce in self._seen
+
     def accept(self, nonce: str, now_ns: int | None = None) -> bool:
         """True and remembered when the nonce is fresh and unseen; False otherwise."""
         now_ns = time.time_ns() if now_ns is None else int(now_ns)
@@ -181,6 +186,15 @@ def encrypt_symmetric_key(public_key_pem: str, key: bytes) -> str:
 def decrypt_symmetric_key(private_key: rsa.RSAPrivateKey, encrypted_b64: str) -> bytes:
     """The raw symmetric key of an exchange body; ValueError when it does not decrypt."""
     return private_key.decrypt(base64.b64decode(encrypted_b64), _oaep())
+
+
+def parse_exchange_body(body: bytes) -> str:
+    """The ``encrypted_symmetric_key`` (base64 text) of an exchange body; ValueError otherwise."""
+    data = json.loads(body)
+    encrypted = data.get("encrypted_symmetric_key") if isinstance(data, dict) else None
+    if not isinstance(encrypted, str):
+        raise ValueError("the body is not {\"encrypted_symmetric_key\": <base64 text>}")
+    return encrypted
 
 
 def validator_fernet_key(key: bytes) -> bytes:

@@ -8,10 +8,12 @@
 - ``/forecasts/{path}``: the store's files, only with a valid JWT whose path scope covers the path.
 
 Every POST speaks the Fiber transport (``gaia_dagster.core.fiber``: ``/public-encryption-key`` and
-``/exchange-symmetric-key``, then signed headers and a Fernet body): 401 for a missing, stale,
-replayed or wrongly signed request or another ``miner-hotkey``, 400 ``No symmetric key found``,
-403 when the validator is not in ``allowed_validators``. A POST without Fiber headers is checked
-against the older ``X-Gaia-*`` signed transport (``gaia_dagster.core.transport``) instead.
+``/exchange-symmetric-key``, then signed headers and a Fernet body), checked by ``miner/guard.py``
+from the headers before the body is read: 401 for a missing, stale, replayed or wrongly signed
+request or another ``miner-hotkey``, 403 for a validator neither allowlisted nor staked
+(``miner/access.py``), 429 past the validator's own rate limit, 400 ``No symmetric key found``.
+Below every route, ``miner/limits.py`` answers an oversized body 413 before reading it and a
+malformed path 400/414.
 
 ``MinerSettings.fault`` makes the miner misbehave in one named way (``gaia_dagster.miner.faults``),
 for driving a validator against broken miners; None (the default) is a healthy miner.
@@ -41,10 +43,11 @@ from gaia_dagster.core.job_ids import DeterministicJobID
 from gaia_dagster.core.manifest import MANIFEST_FILE, verification_hash
 from gaia_dagster.core.signing import keypair_from_uri
 from gaia_dagster.core import fiber
-from gaia_dagster.core.transport import NonceCache, TransportRejected
-from gaia_dagster.miner import faults
+from gaia_dagster.miner import faults, formats
 from gaia_dagster.miner.files import serve_forecast_file
-from gaia_dagster.miner.guard import NO_STORE, FiberKeys, check_fiber_headers, check_transport, open_fiber_body, rejected
+from gaia_dagster.miner.access import DEFAULT_BURST, DEFAULT_MIN_STAKE, DEFAULT_RATE_PER_S, AccessPolicy, Refused, TokenBuckets
+from gaia_dagster.miner.guard import NO_STORE, MinerGuard, open_body, rejected
+from gaia_dagster.miner.limits import DEFAULT_MAX_BODY_BYTES, RequestLimits
 from gaia_dagster.miner.store import write_manifest, write_zarr_store
 
 OFFLINE = "offline"
@@ -52,16 +55,18 @@ HANG_SECONDS = 3600.0
 
 
 def miner_profiles() -> tuple[str, ...]:
-    """The profiles a reference miner can play: the world's forecast profiles plus ``offline``."""
+    """The profiles a reference miner can play: the world's forecast profiles, ``offline`` and
+    ``gaia-format`` (``good`` in a deployed Gaia miner's store format, ``miner/formats.py``)."""
     from gaia_dagster.world.forecasts import PROFILES
 
-    return (*PROFILES, OFFLINE)
+    return (*PROFILES, OFFLINE, formats.GAIA_FORMAT)
 
 
 @dataclass
 class MinerSettings:
     """One reference miner: its hotkey (derived from ``hotkey_uri``), profile, storage, JWT policy and
-    transport policy (``require_signature``; ``allowed_validators`` None = any correctly signed validator).
+    access policy (``miner/access.py``: ``allowed_validators`` and/or a ``stake_table`` with
+    ``min_validator_stake``, else ``dev_open_access``; a per-validator rate limit; a body limit).
     """
 
     hotkey_uri: str
@@ -73,7 +78,12 @@ class MinerSettings:
     inference_delay_s: float = 0.0
     public_base_url: str = "http://127.0.0.1:8000"
     allowed_validators: tuple[str, ...] | None = None
-    require_signature: bool = True
+    stake_table: Path | None = None  # JSON {validator hotkey: stake}; those staked >= min_validator_stake are served
+    min_validator_stake: float = DEFAULT_MIN_STAKE
+    dev_open_access: bool = False  # serve any correctly signed hotkey (development miners only)
+    rate_per_s: float = DEFAULT_RATE_PER_S  # requests a second per validator hotkey (token bucket)
+    rate_burst: float = DEFAULT_BURST
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     keypair: Any = field(default=None, repr=False, compare=False)  # a ready Keypair (a wallet's); else from the URI
     fault: str | None = None  # one injected misbehaviour (``gaia_dagster.miner.faults.FAULTS``); None = healthy
     fault_count: int | None = None  # an API fault hits only the first N requests (transient); None = every one
@@ -126,8 +136,9 @@ class MinerState:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.workers: list[threading.Thread] = []
-        self.nonces = NonceCache()
-        self.fiber = FiberKeys()
+        self.guard = MinerGuard(self.hotkey, AccessPolicy(
+            settings.allowed_validators, settings.stake_table, settings.min_validator_stake,
+            settings.dev_open_access, miner=self.hotkey), TokenBuckets(settings.rate_per_s, settings.rate_burst))
         self.fault = faults.FaultState(settings.fault, settings.fault_count, settings.fault_delay_s,
                                        settings.fault_size_bytes)
         self.jobs: dict[str, MinerJob] = {}
@@ -185,7 +196,7 @@ class MinerState:
         claimed = job.verification_hash
         if rel != self.store_rel(job):
             claimed = verification_hash((self.forecasts_dir / rel / MANIFEST_FILE).read_bytes())
-        return {"zarr_store_url": f"{self.settings.public_base_url}/forecasts/{rel}",
+        return {"zarr_store_url": formats.store_url(self.settings.profile, self.settings.public_base_url, rel),
                 "verification_hash": faults.claimed_hash(self.settings.fault, claimed),
                 "access_token": self.token(job, rel)}
 
@@ -203,7 +214,8 @@ def forecast_steps_for(state: MinerState, job: MinerJob, profile: str | None = N
             raise InferenceStopped("the miner is shutting down")
         lead = int((valid - t0).total_seconds() // 3600)
         member = faults.forecast_member(fault, state.hotkey, state.settings.fault_copy_of)
-        step = forecast_step(atmosphere, profile or state.settings.profile, t0, lead, member=member)
+        step = forecast_step(atmosphere, formats.content_profile(profile or state.settings.profile), t0, lead,
+                             member=member)
         step = faults.corrupt_step(fault, step)
         yield step.expand_dims(time=[np.datetime64(valid.replace(tzinfo=None), "ns")])
 
@@ -219,9 +231,11 @@ def run_inference(state: MinerState, job: MinerJob) -> None:
             raise InferenceStopped("the miner is shutting down")
         _set(state, job, "running_inference", "inference running")
         path = state.forecasts_dir / state.store_rel(job)
-        write_zarr_store(path, forecast_steps_for(state, job), _parse_time(job.forecast_start_time))
+        formats.write_served_zarr(path, forecast_steps_for(state, job), _parse_time(job.forecast_start_time),
+                                  state.settings.profile, state.settings.fault)
         _set(state, job, "processing_output", "writing the signed manifest")
-        job.verification_hash = write_manifest(path, state.keypair)
+        job.verification_hash = formats.write_served_manifest(path, state.keypair, state.settings.profile,
+                                                              state.settings.fault)
         faults.after_manifest(state.settings.fault, path, state.settings.hotkey_uri)
         if state.settings.fault == "swap_after_freeze":
             swap = state.forecasts_dir / faults.swapped_rel(state.store_rel(job))
@@ -319,25 +333,22 @@ def kerchunk_answer(state: MinerState, data: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _answer(request: Request, rule) -> JSONResponse:  # noqa: ANN001 - one of the *_answer rules
-    """Check the transport, then apply a protocol rule to the request's ``data``; a malformed
-    request is a 400, never a 500."""
+    """The guard on the headers first (``miner/guard.py``), then the body is read and opened, then a
+    protocol rule is applied to the request's ``data``; a malformed request is a 400, never a 500."""
     state: MinerState = request.app.state.miner
     if state.fault.gone:
         return await faults.hang(state.fault.delay_s)
-    body = await request.body()
     try:
-        if fiber.header(request.headers, fiber.HEADER_KEY_UUID):
-            body = open_fiber_body(state, request.headers, body)
-        else:
-            check_transport(state, request.headers, body)
-    except TransportRejected as exc:
-        return rejected(state, request, exc)
+        key = state.guard.admit(request.headers)
+        payload = open_body(key, await request.body())
+    except Refused as exc:
+        return rejected(state.hotkey, request, exc)
     if state.fault.api_fault_due(request.url.path):
         if state.fault.fault == "timeout":
             return await faults.hang(state.fault.delay_s)
         return faults.api_fault_response(state.fault, state.hotkey, request.url.path)
     try:
-        answer = rule(state, _data(json.loads(body)))
+        answer = rule(state, _data(payload))
         state.fault.after_answer(answer)
         return JSONResponse(answer)
     except (ValueError, KeyError, TypeError) as exc:
@@ -362,6 +373,7 @@ def create_app(settings: MinerSettings) -> FastAPI:
 
     app = FastAPI(title=f"gaia reference miner ({settings.profile})", lifespan=lifespan)
     app.state.miner = state
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes, who=f"miner {state.hotkey}")
 
     if settings.profile == OFFLINE:
         @app.api_route("/{path:path}", methods=["GET", "POST", "HEAD"])
@@ -372,19 +384,15 @@ def create_app(settings: MinerSettings) -> FastAPI:
 
     @app.get(fiber.PUBLIC_KEY_PATH)
     async def public_encryption_key() -> JSONResponse:
-        return JSONResponse({"public_key": state.fiber.public_pem, "timestamp": time.time()})
+        return JSONResponse({"public_key": state.guard.keys.public_pem, "timestamp": time.time()})
 
     @app.post(fiber.EXCHANGE_KEY_PATH)
     async def exchange_symmetric_key(request: Request) -> JSONResponse:
         try:
-            validator = check_fiber_headers(state, request.headers)
-            encrypted = json.loads(await request.body())["encrypted_symmetric_key"]
-            key = fiber.decrypt_symmetric_key(state.fiber.private_key, encrypted)
-        except TransportRejected as exc:
-            return rejected(state, request, exc)
-        except (ValueError, KeyError, TypeError) as exc:
-            return rejected(state, request, TransportRejected(400, f"bad key exchange: {type(exc).__name__}"))
-        state.fiber.store(validator, fiber.header(request.headers, fiber.HEADER_KEY_UUID), key)
+            state.guard.check_headers(request.headers)
+            state.guard.exchange(request.headers, await request.body())
+        except Refused as exc:
+            return rejected(state.hotkey, request, exc)
         return JSONResponse({"status": "Symmetric key exchanged successfully"})
 
     @app.post("/weather-initiate-fetch")

@@ -10,6 +10,10 @@ misbehaves in exactly one way, so a validator can be driven against it over real
 - hostile stores, each correctly signed by the miner (issue 10): ``swap_after_freeze`` serves its
   store to the first kerchunk request (the validator's verification) and another signed store to
   every later one; ``copier`` re-signs as its own the good forecast of the miner ``fault_copy_of``;
+- hostile stores bounded by the contract (issue 10), each correctly signed: ``compression_bomb``
+  (a ~100 KB zstd chunk expanding to 2.5 GiB), ``shape_bomb`` (``lat`` declared 2^28 points),
+  ``huge_manifest`` (700,000 junk entries), ``pickle_codec`` (a pickle filter), ``object_dtype``,
+  ``junk_files`` (files listed in the manifest that belong to no array);
 - ``gone_mid_job``: accepts the job, then never answers again;
 - poll faults (issue 10: only ``/weather-poll-job-status`` answers badly, so the job is in flight):
   ``poll_nested_json``, ``poll_drip``, ``poll_huge``, ``poll_http500``, ``poll_not_found``, ``poll_bad_utf8``.
@@ -20,7 +24,10 @@ misbehaves in exactly one way, so a validator can be driven against it over real
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import threading
+from functools import lru_cache
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -49,14 +56,27 @@ FAULTS: dict[str, str] = {
     "gone_mid_job": "the miner accepts the job, then never answers any request again",
     "swap_after_freeze": "after the first kerchunk answer, a different correctly signed store is served",
     "copier": "the store is another miner's (fault_copy_of) good forecast, re-signed with this miner's hotkey",
+    "compression_bomb": "2t is zstd-compressed and its lead-12 h chunk is ~100 KB expanding to 2.5 GiB",
+    "shape_bomb": "the metadata declares a lat coordinate of 2^28 points (and holds no data for it)",
+    "huge_manifest": "the signed manifest lists 700,000 junk files besides the store's own",
+    "pickle_codec": "2t is stored through a pickle filter (decoding it would run the miner's code)",
+    "object_dtype": "2t declares the object dtype",
+    "junk_files": "the store holds, and the manifest lists, 64 junk files of 256 KiB that belong to no array",
 }
 API_FAULTS = frozenset({"timeout", "http500", "malformed_json", "wrong_schema", "oversized", "slow_drip"})
 POLL_FAULTS = frozenset({"poll_nested_json", "poll_drip", "poll_huge", "poll_http500", "poll_not_found",
                          "poll_bad_utf8"})
 POLL_PATH = "/weather-poll-job-status"
 NESTING = 100_000  # poll_nested_json: 100,000 '[' then 100,000 ']' (~200 KB)
+HOSTILE_STORES = frozenset({"compression_bomb", "shape_bomb", "huge_manifest", "pickle_codec", "object_dtype",
+                            "junk_files"})
 STORE_FAULTS = frozenset({"wrong_grid", "nan_inf", "hash_mismatch", "bad_signature", "tampered_chunk",
-                          "swap_after_freeze", "copier"})
+                          "swap_after_freeze", "copier"}) | HOSTILE_STORES
+BOMB_FRAME_BYTES = 64 * 1024 * 1024
+BOMB_FRAMES = 40   # 40 x 64 MiB = 2.5 GiB once decoded
+SHAPE_BOMB_POINTS = 2 ** 28
+HUGE_MANIFEST_ENTRIES = 700_000
+JUNK_FILES, JUNK_FILE_BYTES = 64, 256 * 1024
 SWAP_PROFILE = "clone"  # what ``swap_after_freeze`` serves once verified: another profile's forecast
 COORD_ARRAYS = ("time", "pressure_level", "lat", "lon")
 DRIP_INTERVAL_S = 0.1
@@ -239,3 +259,61 @@ def after_manifest(fault: str | None, store: Path, hotkey_uri: str) -> None:
                     tampered += 1
         if not tampered:
             raise RuntimeError(f"tampered_chunk: no chunk of time index {TAMPERED_TIME_INDEX} in {store}")
+
+
+# -- hostile stores (issue 10): written before the manifest, so the miner signs them as its own -----
+def _edit_array(store: Path, name: str, **changes) -> None:
+    """Change an array's Zarr v2 metadata in its ``.zarray`` and in the consolidated ``.zmetadata``."""
+    zarray = store / name / ".zarray"
+    meta = {**json.loads(zarray.read_bytes()), **changes}
+    zarray.write_text(json.dumps(meta, indent=2))
+    consolidated = json.loads((store / ".zmetadata").read_bytes())
+    consolidated["metadata"][f"{name}/.zarray"] = meta
+    (store / ".zmetadata").write_text(json.dumps(consolidated, indent=2))
+
+
+@lru_cache(maxsize=1)
+def _zero_frame() -> bytes:
+    """One zstd frame of ``BOMB_FRAME_BYTES`` zeros (~2 KB compressed), made once per process."""
+    import numcodecs
+
+    return bytes(numcodecs.Zstd(level=19).encode(np.zeros(BOMB_FRAME_BYTES, dtype=np.uint8)))
+
+
+def _compression_bomb(store: Path) -> None:
+    """2t recompressed with zstd; its lead-12 h chunk is its true plane followed by ``BOMB_FRAMES``
+    frames of zeros: the first frame declares the right size, the whole expands to 2.5 GiB."""
+    import numcodecs
+
+    blosc, zstd = numcodecs.Blosc(), numcodecs.Zstd(level=1)
+    _edit_array(store, "2t", compressor={"id": "zstd", "level": 1})
+    for chunk in sorted(p for p in (store / "2t").iterdir() if not p.name.startswith(".")):
+        plane = bytes(zstd.encode(blosc.decode(chunk.read_bytes())))
+        if chunk.name.split(".")[0] == str(TAMPERED_TIME_INDEX):
+            plane += _zero_frame() * BOMB_FRAMES
+        chunk.write_bytes(plane)
+
+
+def before_manifest(fault: str | None, store: Path) -> None:
+    """Make the store hostile (``HOSTILE_STORES``) before the miner writes and signs its manifest."""
+    if fault == "compression_bomb":
+        _compression_bomb(store)
+    elif fault == "shape_bomb":
+        _edit_array(store, "lat", shape=[SHAPE_BOMB_POINTS], chunks=[SHAPE_BOMB_POINTS])
+        for chunk in (store / "lat").iterdir():
+            if not chunk.name.startswith("."):
+                chunk.unlink()
+    elif fault == "pickle_codec":
+        _edit_array(store, "2t", compressor=None, filters=[{"id": "pickle", "protocol": 5}])
+    elif fault == "object_dtype":
+        _edit_array(store, "2t", dtype="|O")
+    elif fault == "junk_files":
+        for i in range(JUNK_FILES):
+            junk = store / "junk" / f"blob_{i:04d}"
+            junk.parent.mkdir(exist_ok=True)
+            junk.write_bytes(os.urandom(JUNK_FILE_BYTES))
+
+
+def manifest_junk_entries(fault: str | None) -> int:
+    """``huge_manifest``: how many junk entries the signed manifest lists besides the store's files."""
+    return HUGE_MANIFEST_ENTRIES if fault == "huge_manifest" else 0

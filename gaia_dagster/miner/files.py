@@ -39,8 +39,12 @@ def serve_forecast_file(state: MinerState, path: str, request: Request) -> Respo
     if ".." in path.split("/") or not _in_scope(str(claims.get("file_path", "")), path):
         return JSONResponse({"detail": "the token does not cover this path"}, 403)
     root = state.forecasts_dir.resolve()
-    target = (root / path).resolve()
-    if root not in target.parents or not target.is_file():
+    try:
+        target = (root / path).resolve()
+        found = root in target.parents and target.is_file()
+    except (ValueError, OSError):  # a NUL byte, an overlong name: a bad path is a 4xx, never a 500
+        found = False
+    if not found:
         return JSONResponse({"detail": "not found"}, 404)
     if request.method == "HEAD":
         return Response(status_code=200, headers={"content-length": str(target.stat().st_size)})

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gaia_dagster.miner.access import DEFAULT_BURST, DEFAULT_MIN_STAKE, DEFAULT_RATE_PER_S, AccessConfigError
 from gaia_dagster.miner.app import MinerSettings, create_app, miner_profiles
+from gaia_dagster.miner.limits import DEFAULT_MAX_BODY_BYTES
 from gaia_dagster.miner.faults import FAULTS, fault_names
 
 
@@ -13,12 +15,16 @@ def serve(host: str, port: int, settings: MinerSettings) -> None:
     """Run the miner's app with uvicorn until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", timeout_graceful_shutdown=1)
+    try:
+        app = create_app(settings)
+    except AccessConfigError as exc:
+        raise SystemExit(f"gaia-dagster miner serve: refusing to start: {exc}") from None
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=1)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Command-line options of one miner (profile, hotkey, storage, grid, slowness, validator allowlist,
-    injected fault)."""
+    """Command-line options of one miner (profile, hotkey, storage, grid, slowness, access policy and
+    limits, injected fault)."""
     parser = argparse.ArgumentParser(prog="gaia-dagster miner serve", description="Serve one Gaia reference miner.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8091)
@@ -29,9 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wallet-hotkey", default="default", help="hotkey name inside --wallet-name")
     parser.add_argument("--wallet-path", default=None, help="wallets directory (default ~/.bittensor/wallets)")
     parser.add_argument("--allow-validator", action="append", default=None, metavar="SS58",
-                        help="accept requests only from this validator hotkey (repeatable; default: any signed)")
-    parser.add_argument("--no-signature", action="store_true",
-                        help="accept unsigned requests (local experiments only)")
+                        help="serve this validator hotkey (repeatable); an allowlist or --stake-table is required")
+    parser.add_argument("--stake-table", default=None, metavar="PATH",
+                        help="JSON {validator hotkey: stake}, re-read when it changes: validators staked at least "
+                             "--min-validator-stake are served")
+    parser.add_argument("--min-validator-stake", type=float, default=DEFAULT_MIN_STAKE,
+                        help=f"stake threshold of --stake-table (default {DEFAULT_MIN_STAKE:g})")
+    parser.add_argument("--dev-open-access", action="store_true",
+                        help="development only: serve any correctly signed hotkey (no allowlist, no stake table)")
+    parser.add_argument("--rate-limit", type=float, default=DEFAULT_RATE_PER_S,
+                        help=f"requests a second per validator hotkey (default {DEFAULT_RATE_PER_S:g})")
+    parser.add_argument("--rate-burst", type=float, default=DEFAULT_BURST,
+                        help=f"burst per validator hotkey (default {DEFAULT_BURST:g})")
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+                        help=f"largest request body, refused 413 before it is read (default {DEFAULT_MAX_BODY_BYTES})")
     parser.add_argument("--data-dir", default="./miner-data", help="where forecasts and job records are kept")
     parser.add_argument("--resolution", type=float, default=1.5, help="grid spacing in degrees")
     parser.add_argument("--inference-delay", type=float, default=0.0, help="seconds to wait before inference")
@@ -82,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         resolution=args.resolution, inference_delay_s=args.inference_delay,
         public_base_url=args.public_url or f"http://{args.host}:{args.port}",
         allowed_validators=tuple(args.allow_validator) if args.allow_validator else None,
-        require_signature=not args.no_signature,
+        stake_table=Path(args.stake_table) if args.stake_table else None,
+        min_validator_stake=args.min_validator_stake, dev_open_access=args.dev_open_access,
+        rate_per_s=args.rate_limit, rate_burst=args.rate_burst, max_body_bytes=args.max_body_bytes,
         fault=args.fault, fault_count=args.fault_count, fault_copy_of=args.fault_copy_of,
         **({"fault_delay_s": args.fault_delay} if args.fault_delay is not None else {}),
     )

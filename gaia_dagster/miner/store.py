@@ -21,7 +21,7 @@ import zarr
 
 from gaia_dagster.core.contract import N_STEPS
 from gaia_dagster.core.manifest import MANIFEST_FILE, SIGNATURE_FILE, build_manifest, verification_hash
-from gaia_dagster.core.signing import sign_manifest
+from gaia_dagster.core.signing import sign_manifest, sign_manifest_raw
 
 COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.SHUFFLE)
 STATIC_COORDS = ("pressure_level", "lat", "lon")
@@ -147,11 +147,19 @@ def store_files(path: Path) -> dict[str, bytes]:
     return files
 
 
-def write_manifest(path: Path, keypair) -> str:  # noqa: ANN001 - a bittensor_wallet Keypair
-    """Write ``manifest.json`` over every store file and ``manifest.sig``; returns the verification hash."""
-    manifest = build_manifest(store_files(path), keypair.ss58_address)
+def write_manifest(path: Path, keypair, gaia_format: bool = False,  # noqa: ANN001 - a bittensor_wallet Keypair
+                   junk_entries: int = 0) -> str:
+    """Write ``manifest.json`` over every store file and ``manifest.sig``; returns the verification
+    hash. ``gaia_format``: Gaia's manifest layout and a raw 64-byte signature, as its miners write
+    them; ``junk_entries``: that many entries for files that do not exist (the huge_manifest fault)."""
+    files = store_files(path)
+    files.update({f"junk/{i:07d}": b"" for i in range(junk_entries)})
+    manifest = build_manifest(files, keypair.ss58_address, gaia_format)
     (path / MANIFEST_FILE).write_bytes(manifest)
-    (path / SIGNATURE_FILE).write_text(sign_manifest(keypair, manifest))
+    if gaia_format:
+        (path / SIGNATURE_FILE).write_bytes(sign_manifest_raw(keypair, manifest))
+    else:
+        (path / SIGNATURE_FILE).write_text(sign_manifest(keypair, manifest))
     return verification_hash(manifest)
 
 

@@ -26,7 +26,6 @@ from gaia_dagster.core.answers import AnswerRejected, parse_json_object
 from gaia_dagster.core.contract import PREVIOUS_STEP
 from gaia_dagster.core.manifest import PinnedManifest
 from gaia_dagster.core.fiber import NO_KEY_MESSAGE
-from gaia_dagster.core.transport import RequestSigner
 from gaia_dagster.resources.fiber_session import FiberHandshakeError, FiberSession, HandshakeStep, run_steps
 
 if TYPE_CHECKING:
@@ -185,19 +184,15 @@ class MinerClient:
     A poll tick of N jobs therefore lasts at most about ceil(N / concurrency) x ``answer_deadline``
     whatever the miners do.
 
-    ``signer`` is the pluggable transport (``gaia_dagster.core.transport.RequestSigner``: one method
-    ``headers(miner_ss58, body_bytes) -> dict``), e.g. ``SignedTransport(keypair)``; the client
-    sends exactly the body bytes it signed. Without a signer, requests go unsigned (a miner that
-    requires signatures answers 401). ``fiber`` (a ``FiberSession``), when set, takes precedence:
-    the Fiber transport real Gaia miners speak, and the default of ``MinerAccess.client()``.
+    ``fiber`` (a ``FiberSession``) is the transport: Fiber, what real Gaia miners and the reference
+    miner speak, and the default of ``MinerAccess.client()``. Without it requests go as plain JSON
+    (only a test stand-in answers those; a Fiber miner refuses them 401).
     """
 
     def __init__(self, connect_timeout: float = 5.0, read_timeout: float = 30.0,
                  max_response_bytes: int = 64 * 1024 * 1024, fetch_workers: int = MAX_IN_FLIGHT_PER_MINER,
-                 freeze_window: timedelta = FREEZE_WINDOW, signer: RequestSigner | None = None,
-                 total_timeout: float = 300.0, fiber: "FiberSession | None" = None,
+                 freeze_window: timedelta = FREEZE_WINDOW, total_timeout: float = 300.0, fiber: "FiberSession | None" = None,
                  max_answer_bytes: int = MAX_ANSWER_BYTES, answer_deadline: float = ANSWER_DEADLINE_S):
-        self.signer = signer
         self.max_answer_bytes = max_answer_bytes
         self.answer_deadline = min(float(answer_deadline), float(total_timeout))
         self.fiber = fiber
@@ -263,13 +258,9 @@ class MinerClient:
             return response.status_code, self._read_capped(response, who, deadline, self.max_answer_bytes)
 
     def _request(self, miner_hotkey: str, data: dict) -> tuple[bytes, dict[str, str]]:
-        """Body rule: the exact JSON bytes of ``{"nonce": null, "data": data}`` and the headers to
-        send with them (content type plus the signer's headers over those very bytes)."""
+        """Without Fiber: the plain JSON bytes of ``{"nonce": null, "data": data}`` and their content type."""
         body = json.dumps({"nonce": None, "data": data}, separators=(",", ":")).encode("utf-8")
-        headers = {"content-type": "application/json"}
-        if self.signer is not None:
-            headers.update(self.signer.headers(miner_hotkey, body))
-        return body, headers
+        return body, {"content-type": "application/json"}
 
     def _fiber_request(self, client: httpx.Client, base_url: str, miner_hotkey: str, data: dict,
                        who: str, deadline: float) -> tuple[bytes, dict[str, str]]:
@@ -285,7 +276,7 @@ class MinerClient:
     def _post(self, client: httpx.Client, base_url: str, path: str, miner_hotkey: str, data: dict,
               job_id: str | None = None) -> dict[str, Any]:
         """POST ``{"nonce": ..., "data": data}`` (Fiber-encrypted when a Fiber session is set, else
-        signed when a signer is set) and decode the JSON answer, within the answer limits. Under
+        plain) and decode the JSON answer, within the answer limits. Under
         Fiber, a 400 ``No symmetric key found`` (the miner restarted) redoes the handshake once.
         Any error while handling the answer is a ``MinerClientError`` naming the miner."""
         url = base_url.rstrip("/") + path
