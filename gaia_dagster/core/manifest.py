@@ -17,6 +17,8 @@ from gaia_dagster.core.answers import AnswerRejected, parse_json_object
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
 SCHEMA_VERSION = "1.0"
+GAIA_PROFILE_STRUCTURE_VERSION = "3.4.0-verify_on_read_mapper"
+"""The ``profile_structure_version`` field deployed Gaia miners write (ignored by the validator)."""
 
 
 ZARR_METADATA_NAMES = frozenset({".zmetadata", ".zgroup", ".zattrs", ".zarray", "zarr.json"})
@@ -66,14 +68,19 @@ def file_digest(relpath: str, data: bytes) -> str:
     return h.hexdigest()
 
 
-def build_manifest(files: Mapping[str, bytes], signer_hotkey_ss58: str) -> bytes:
-    """The manifest bytes over ``files`` (relpath -> bytes), serialised with sorted keys."""
+def build_manifest(files: Mapping[str, bytes], signer_hotkey_ss58: str, gaia_format: bool = False) -> bytes:
+    """The manifest bytes over ``files`` (relpath -> bytes), serialised with sorted keys: compact
+    (ours), or as Gaia's miners write it (``gaia_format``: indented by 4, with their
+    ``profile_structure_version`` field). The validator accepts both: it hashes the exact bytes."""
     body = {
         "manifest_schema_version": SCHEMA_VERSION,
         "chunk_hash_algorithm": "sha256",
         "signer_hotkey_ss58": signer_hotkey_ss58,
         "files": {path: file_digest(path, data) for path, data in sorted(files.items())},
     }
+    if gaia_format:
+        body["profile_structure_version"] = GAIA_PROFILE_STRUCTURE_VERSION
+        return json.dumps(body, sort_keys=True, indent=4).encode("utf-8")
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 

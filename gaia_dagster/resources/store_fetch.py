@@ -102,13 +102,13 @@ class _StoreReader:
     def _read(self, response: httpx.Response, rel: str, cap: int) -> bytes:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
-            raise StoreRefused(f"{rel} is {declared} bytes, more than the {cap} its declared shape allows")
+            raise StoreRefused(f"{rel} is {declared} bytes, more than the {cap} allowed for it")
         body = bytearray()
         for piece in response.iter_raw():
             body.extend(piece)
             self._spend(len(piece))
             if len(body) > cap:
-                raise StoreRefused(f"{rel} is more than the {cap} bytes its declared shape allows")
+                raise StoreRefused(f"{rel} is more than the {cap} bytes allowed for it")
             if time.monotonic() > self.deadline:
                 raise self._late()
         return bytes(body)
