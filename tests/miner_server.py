@@ -50,3 +50,36 @@ def running_miner(data_dir: Path, profile: str = "good", hotkey_uri: str = "//te
     finally:
         server.should_exit = True
         thread.join(timeout=60)
+
+
+@contextmanager
+def miner_process(data_dir: Path, port: int, hotkey_uri: str = "//test-miner", *args: str):
+    """Yield the base URL while ``python -m gaia_dagster.miner`` serves on ``port`` as a real process
+    (``args``: more command-line options, e.g. ``--allow-validator SS58``); killed (SIGKILL) on exit."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    base_url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([sys.executable, "-m", "gaia_dagster.miner", "--host", "127.0.0.1", "--port", str(port),
+                                "--hotkey-uri", hotkey_uri, "--data-dir", str(data_dir), "--resolution", "30",
+                                *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"miner process exited {process.returncode}: {process.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(base_url + "/public-encryption-key", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("miner process did not start")
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        process.kill()
+        process.wait()
+        process.stderr.close()

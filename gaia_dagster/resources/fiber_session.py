@@ -3,6 +3,9 @@ encrypted requests. Network calls only; the rules live in core.
 
 A miner's symmetric key is cached at most ``VALIDATOR_KEY_TTL_S`` (2 h); when the miner answers
 400 ``No symmetric key found`` (it restarted, or expired the key) the handshake is redone once.
+Handshake answers are capped: each at most ``MAX_HANDSHAKE_ANSWER_BYTES``, uncompressed, and the
+whole handshake within ``HANDSHAKE_DEADLINE_S`` however the miner drips or stalls (``MinerClient``
+drives the same steps within its own answer limits).
 ``insecure_tls`` lists miner base URLs whose self-signed certificates are accepted (as deployed).
 """
 
@@ -21,6 +24,12 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from gaia_dagster.core import fiber
 from gaia_dagster.core.answers import parse_json_object
+
+
+MAX_HANDSHAKE_ANSWER_BYTES = 64 * 1024
+"""Largest handshake answer read (a public-key answer is ~500 bytes, an exchange answer ~50)."""
+HANDSHAKE_DEADLINE_S = 10.0
+"""Time by which the whole handshake (both calls, every byte of both answers) must be done."""
 
 
 class FiberHandshakeError(Exception):
@@ -85,6 +94,8 @@ class FiberSession:
         base = base_url.rstrip("/")
         who = f"miner {miner_hotkey} at {base}"
         status, body = yield HandshakeStep("GET", base + fiber.PUBLIC_KEY_PATH)
+        if len(body) > MAX_HANDSHAKE_ANSWER_BYTES:
+            raise FiberHandshakeError(f"{who}: {fiber.PUBLIC_KEY_PATH}: answer over {MAX_HANDSHAKE_ANSWER_BYTES} bytes")
         if status != 200:
             raise FiberHandshakeError(f"{who}: {fiber.PUBLIC_KEY_PATH}: HTTP {status}")
         try:
@@ -103,13 +114,14 @@ class FiberSession:
             self._keys[(base, miner_hotkey)] = (key_uuid, key, time.monotonic() + self.key_ttl_s)
         return key_uuid, key
 
-    def handshake(self, client: httpx.Client, base_url: str, miner_hotkey: str) -> tuple[str, bytes]:
-        """``handshake_steps`` over a plain synchronous client."""
-        def send(step: HandshakeStep) -> tuple[int, bytes]:
-            response = client.request(step.method, step.url, content=step.body, headers=step.headers)
-            return response.status_code, response.content
-
-        return run_steps(self.handshake_steps(base_url, miner_hotkey), send)
+    def handshake(self, client: httpx.Client, base_url: str, miner_hotkey: str,
+                  deadline_s: float = HANDSHAKE_DEADLINE_S) -> tuple[str, bytes]:
+        """``handshake_steps`` over a synchronous client, both calls within ``deadline_s`` in all and
+        each answer within ``MAX_HANDSHAKE_ANSWER_BYTES`` (``send_capped``)."""
+        deadline = time.monotonic() + deadline_s
+        who = f"miner {miner_hotkey} at {base_url.rstrip('/')}"
+        return run_steps(self.handshake_steps(base_url, miner_hotkey),
+                         lambda step: send_capped(client, step, who, deadline, MAX_HANDSHAKE_ANSWER_BYTES))
 
     def key_for(self, client: httpx.Client, base_url: str, miner_hotkey: str) -> tuple[str, bytes]:
         return self.cached_key(base_url, miner_hotkey) or self.handshake(client, base_url, miner_hotkey)
@@ -132,6 +144,34 @@ class FiberSession:
                 continue
             return response
         return response
+
+
+def send_capped(client: httpx.Client, step: HandshakeStep, who: str, deadline: float, cap: int) -> tuple[int, bytes]:
+    """One handshake call: (HTTP status, body), uncompressed, at most ``cap`` bytes, complete by the
+    monotonic ``deadline`` (a dripping or stalled miner is cut there); FiberHandshakeError otherwise."""
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise FiberHandshakeError(f"{who}: {step.url}: no complete answer within the handshake deadline")
+        return remaining
+
+    try:
+        with client.stream(step.method, step.url, content=step.body, timeout=httpx.Timeout(left()),
+                           headers={**step.headers, "accept-encoding": "identity"}) as response:
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            declared = response.headers.get("content-length", "")
+            if encoding not in ("", "identity") or (declared.isdigit() and int(declared) > cap):
+                raise FiberHandshakeError(f"{who}: {step.url}: answer refused (content-encoding {encoding[:40]!r}, "
+                                          f"{declared or 'no'} content-length; at most {cap} bytes, uncompressed)")
+            received = bytearray()
+            for chunk in response.iter_bytes():
+                received.extend(chunk)
+                if len(received) > cap:
+                    raise FiberHandshakeError(f"{who}: {step.url}: answer over {cap} bytes")
+                left()
+            return response.status_code, bytes(received)
+    except httpx.TimeoutException:
+        raise FiberHandshakeError(f"{who}: {step.url}: no complete answer within the handshake deadline") from None
 
 
 def is_missing_key(response: httpx.Response) -> bool:
