@@ -202,7 +202,7 @@ def test_transient_http500_is_retried_and_then_succeeds(repo, miners, sources, t
 
 # -- store faults: the forecast is verified and refused ----------------------------------------------
 @pytest.mark.parametrize("fault, phrases, stage_reached", [
-    ("wrong_grid", ("breaks the data contract", "lat has"), ["poll:ready"]),
+    ("wrong_grid", ("has shape", "expected (40, 13, 24)"), ["poll:ready"]),  # refused on its metadata
     ("hash_mismatch", ("does not match the claimed verification hash",), ["poll:ready"]),
     ("bad_signature", ("manifest.sig is not", "signature"), ["poll:ready"]),
     ("tampered_chunk", ("does not match the manifest", "tampered"), ["poll:ready", "verified"]),
@@ -252,6 +252,8 @@ def test_every_fault_has_a_test():
                "swap_after_freeze", "copier"}  # the last two: tests/test_freeze.py
     covered |= {"poll_nested_json", "poll_drip", "poll_huge", "poll_http500", "poll_not_found",
                 "poll_bad_utf8"}  # tests/test_hostile_polls.py
+    covered |= {"compression_bomb", "shape_bomb", "huge_manifest", "pickle_codec", "object_dtype",
+                "junk_files"}  # tests/test_hostile_stores.py
     assert covered == set(FAULTS)
 
 
