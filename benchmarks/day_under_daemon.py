@@ -108,6 +108,7 @@ def run_day(miners: int, date: str, resolution: float, timeout_s: float, retry_s
                 statuses = [r.status for r in repo.responses()]
                 disk = {part: _bytes_under(work / "gaia" / "cache" / part) for part in ("forecasts", "gfs", "era5",
                                                                                       "climatology")}
+                db_bytes = (work / "validator.db").stat().st_size
                 reasons = Counter((r.error or "").split(": ", 1)[-1][:90] for r in repo.responses()
                                   if r.status == "failed")
         miner_stages = miners * PER_MINER_STAGES
@@ -122,6 +123,10 @@ def run_day(miners: int, date: str, resolution: float, timeout_s: float, retry_s
             "s_to_leaderboard": None if leaderboard is None else round(leaderboard, 1),
             "peak_rss_mb": round(peak["rss"] / 2**20),
             "validator_disk_kb": {part: round(size / 1024) for part, size in disk.items()},
+            # What one miner-day leaves the validator: its forecast mirrors (nothing, once scored) and
+            # its share of the validator DB (job, frozen manifest, score rows).
+            "disk_kb_per_miner_day": {"forecast_mirrors": round(disk["forecasts"] / 1024 / miners, 1),
+                                      "validator_db": round(db_bytes / 1024 / miners, 1)},
             "worker_cpu_s_per_run_by_stage": {
                 stage: {"runs": len(v), "mean": round(sum(v) / len(v), 3),
                         "orchestration_mean": round(sum(overhead[stage]) / len(v), 3)}
