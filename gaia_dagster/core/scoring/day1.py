@@ -64,6 +64,7 @@ class Day1Result:
     score: float
     components: list[Day1Component] = field(default_factory=list)
     clone_clamped: bool = False
+    failure: str | None = None
 
 
 def field_name(variable: str, level: int | None) -> str:
@@ -76,14 +77,14 @@ def clone_penalty(distance: float, threshold: float) -> float:
     return max(0.0, 1.0 - distance / threshold) if distance < threshold else 0.0
 
 
-def sanity_failure(key: tuple[str, int | None], fld: Day1Field, w: np.ndarray) -> str | None:
+def sanity_failure(key: tuple[str, int | None], fld: Day1Field, w: np.ndarray, range_checks: bool = True) -> str | None:
     """Why a variable fails the day-1 sanity checks (range, q >= 0, correlation with GFS), or None."""
     variable, level = key
     name = field_name(variable, level)
     fc = np.asarray(fld.forecast, dtype=np.float64)
     if not np.isfinite(fc).all():
         return f"{name}: forecast has non-finite values"
-    if key in SANITY_RANGES:
+    if range_checks and key in SANITY_RANGES:
         lo, hi = SANITY_RANGES[key]
         if fc.min() < lo or fc.max() > hi:
             return f"{name}: values {fc.min():.6g}..{fc.max():.6g} outside the sane range [{lo:g}, {hi:g}]"
@@ -95,14 +96,15 @@ def sanity_failure(key: tuple[str, int | None], fld: Day1Field, w: np.ndarray) -
     return None
 
 
-def score_component(key: tuple[str, int | None], fld: Day1Field, w: np.ndarray, lead_hours: int = 12) -> Day1Component:
+def score_component(key: tuple[str, int | None], fld: Day1Field, w: np.ndarray, lead_hours: int = 12,
+                    range_checks: bool = True) -> Day1Component:
     """One variable (GAIA_SPEC 4 steps 1-5): clone distance d = MSE_w(fc, gfs) and penalty p,
     sanity, skill = 1 - MSE_w(fc_bc, truth) / MSE_w(gfs, truth) - p, and the centred ACC."""
     variable, level = key
     distance = weighted_mse(fld.forecast, fld.reference, w)
     threshold = CLONE_THRESHOLDS.get(key)
     penalty = clone_penalty(distance, threshold) if threshold else 0.0
-    reason = sanity_failure(key, fld, w)
+    reason = sanity_failure(key, fld, w, range_checks)
     rmse = weighted_rmse(fld.forecast, fld.truth, w)
     bias = weighted_bias(fld.forecast, fld.truth, w)
     if reason:
@@ -118,19 +120,20 @@ def is_clone(c: Day1Component) -> bool:
     return c.clone_penalty > 0 or (threshold is not None and c.clone_distance < 0.5 * threshold)
 
 
-def aggregate_day1(components: Sequence[Day1Component]) -> tuple[float, bool]:
+def aggregate_day1(components: Sequence[Day1Component], clamp_sane_only: bool = False) -> tuple[float, bool]:
     """Day1 = 0.6 * mean(max(0, skill)) + 0.4 * mean((ACC + 1) / 2) over finite values, clamped to
-    0.05 when any variable has a clone penalty or a clone distance below half its threshold."""
+    0.05 when any variable has a clone penalty or a clone distance below half its threshold (with
+    ``clamp_sane_only``, the deployed rule, only variables that passed the sanity checks count)."""
     skills = [max(0.0, c.skill) for c in components if math.isfinite(c.skill)]
     accs = [(c.acc + 1.0) / 2.0 for c in components if math.isfinite(c.acc)]
     score = 0.6 * (float(np.mean(skills)) if skills else 0.0) + 0.4 * (float(np.mean(accs)) if accs else 0.0)
-    clamped = any(is_clone(c) for c in components)
+    clamped = any(is_clone(c) for c in components if c.sane or not clamp_sane_only)
     return (min(score, CLONE_CLAMP) if clamped else score), clamped
 
 
-def day1_score_from_components(components: Sequence[Day1Component]) -> Day1Result:
+def day1_score_from_components(components: Sequence[Day1Component], clamp_sane_only: bool = False) -> Day1Result:
     """The day-1 result from rows scored one variable at a time."""
-    score, clamped = aggregate_day1(components)
+    score, clamped = aggregate_day1(components, clamp_sane_only)
     return Day1Result(score, list(components), clamped)
 
 

@@ -61,6 +61,7 @@ class FusedMetrics:
     acc_centred: float
     acc_uncentred: float
     reference_rmse: float
+    mean_error: float = math.nan   # U: the unweighted mean of F - O (the deployed surface bias)
 
 
 def fused_metrics(forecast: np.ndarray, ref: ReferenceField) -> FusedMetrics:
@@ -92,7 +93,7 @@ def fused_metrics(forecast: np.ndarray, ref: ReferenceField) -> FusedMetrics:
         rmse=math.sqrt(max(s2, 0.0)), bias=s1, skill=skill,
         acc_centred=_ratio(fo - fm * om, ff - fm * fm, power - om * om),
         acc_uncentred=_ratio(fo, ff, power),
-        reference_rmse=math.sqrt(max(power, 0.0)),
+        reference_rmse=math.sqrt(max(power, 0.0)), mean_error=u,
     )
 
 

@@ -1,0 +1,169 @@
+"""The one scoring path: the pipeline stages and ``gaia-dagster score`` both feed their fields,
+one at a time, to ``score_era5_fields`` / ``score_day1_fields``, which apply every rule in the same
+order (so the two cannot drift):
+
+1. the forecast plane is put on the truth grid (``core.regrid``; under ``deployed`` also on the same
+   grid when it holds NaNs, which the interpolation spreads);
+2. the verification guard (coverage < 0.1 or |value| > 1e12 fails the forecast);
+3. ERA5: the 0.9985 coverage guard, then the climatology fill and the fused metrics;
+4. the profile's aggregation (``core.scoring.profiles``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from gaia_dagster.core.contract import ALL_VARIABLES, ERA5_LEAD_HOURS
+from gaia_dagster.core.regrid import on_truth_grid
+from gaia_dagster.core.scoring.day1 import Day1Field, Day1Result, day1_score_from_components, score_component
+from gaia_dagster.core.scoring.day1_deployed import score_component_deployed
+from gaia_dagster.core.scoring.era5 import (
+    Era5Metric, Era5Result, era5_coverage_failure, era5_score_from_metrics, field_name, verification_failure,
+)
+from gaia_dagster.core.scoring.era5_deployed import Era5ScoringFailed, deployed_lead_score
+from gaia_dagster.core.scoring.fused import ReferenceField, fused_metrics
+from gaia_dagster.core.scoring.metrics import lat_weights
+from gaia_dagster.core.scoring.profiles import ScoringProfile, scoring_profile
+
+
+@dataclass(frozen=True)
+class TruthGrid:
+    lat: np.ndarray
+    lon: np.ndarray
+
+
+@dataclass(frozen=True)
+class FieldPlanes:
+    """One (lead, variable, level): the forecast on its own grid; truth, climatology and (day-1)
+    the GFS reference already on the truth grid."""
+
+    lead_hours: int
+    variable: str
+    level: int | None
+    forecast: np.ndarray
+    forecast_lat: np.ndarray
+    forecast_lon: np.ndarray
+    truth: np.ndarray
+    climatology: np.ndarray
+    reference: np.ndarray | None = None
+
+    @property
+    def name(self) -> str:
+        return field_name(self.variable, self.level)
+
+
+def forecast_on_grid(fld: FieldPlanes, grid: TruthGrid, profile: ScoringProfile) -> np.ndarray:
+    """Rule 1: the forecast plane on the truth grid under the profile's regridding choices."""
+    return on_truth_grid(fld.forecast, fld.forecast_lat, fld.forecast_lon, grid.lat, grid.lon,
+                         profile.spread_nans, profile.regrid_outside)
+
+
+def _nan_mask(values: np.ndarray) -> np.ndarray | None:
+    """The NaN cells of a plane, None when it has none (one min/max pass in the common case)."""
+    values = np.asarray(values)
+    if np.isfinite(values.min()) and np.isfinite(values.max()):
+        return None
+    return ~np.isfinite(values)
+
+
+def _blanked(fld: FieldPlanes, mask: np.ndarray | None) -> FieldPlanes:
+    if mask is None or mask.shape != np.shape(fld.forecast):
+        return fld
+    return replace(fld, forecast=np.where(mask, np.nan, np.asarray(fld.forecast, dtype=np.float64)))
+
+
+def spread_across_levels(fields: Iterable[FieldPlanes]) -> Iterator[FieldPlanes]:
+    """Deployed rule: the interpolation onto the truth grid runs along the pressure levels too, so a
+    NaN at level k (levels ascending) also blanks level k+1, and one at the second level blanks the
+    first. Levels must arrive ascending per (lead, variable); at most one plane is held back."""
+    pending: FieldPlanes | None = None
+    carry: dict[tuple[int, str], np.ndarray | None] = {}
+    for fld in fields:
+        if pending is not None and (pending.lead_hours, pending.variable) != (fld.lead_hours, fld.variable):
+            yield pending
+            pending = None
+        if fld.level is None:
+            yield fld
+            continue
+        key = (fld.lead_hours, fld.variable)
+        mask = _nan_mask(fld.forecast)
+        if key not in carry:            # first level: wait for the second one's mask
+            carry[key], pending = mask, fld
+            continue
+        if pending is not None:
+            yield _blanked(pending, mask)
+            pending = None
+        yield _blanked(fld, carry[key])
+        carry[key] = mask
+    if pending is not None:
+        yield pending
+
+
+def era5_metric(fld: FieldPlanes, forecast: np.ndarray, w: np.ndarray, profile: ScoringProfile,
+                acc: str = "centred") -> Era5Metric:
+    """Rule 3: one field's row (climatology fill inside the fused pass)."""
+    m = fused_metrics(forecast, ReferenceField.build(fld.truth, fld.climatology, w))
+    bias = m.mean_error if (profile.surface_bias_unweighted and fld.level is None) else m.bias
+    return Era5Metric(fld.variable, fld.level, fld.lead_hours, m.rmse, bias,
+                      m.acc_centred if acc == "centred" else m.acc_uncentred, m.skill, m.reference_rmse)
+
+
+def era5_profile_score(metrics: Sequence[Era5Metric], profile: ScoringProfile,
+                       leads: Sequence[int] = ERA5_LEAD_HOURS, scored_leads: Iterable[int] | None = None,
+                       required: Sequence[str] = ALL_VARIABLES) -> Era5Result:
+    """Rule 4 for ERA5: lead scores under the profile; the score = their sum / every required lead."""
+    if not profile.era5_collapse_levels:
+        return era5_score_from_metrics(metrics, leads)
+    by_lead: dict[int, list[Era5Metric]] = defaultdict(list)
+    for m in metrics:
+        by_lead[m.lead_hours].append(m)
+    lead_scores = {}
+    for lead in sorted(set(scored_leads or by_lead)):
+        try:
+            lead_scores[lead] = deployed_lead_score(by_lead.get(lead, []), required)
+        except Era5ScoringFailed as exc:
+            return Era5Result(0.0, {}, list(metrics), f"{exc} at lead {lead} h")
+    return Era5Result(sum(lead_scores.values()) / len(leads) if leads else 0.0, lead_scores, list(metrics))
+
+
+def score_era5_fields(fields: Iterable[FieldPlanes], grid: TruthGrid, profile: str | ScoringProfile | None = None,
+                      leads: Sequence[int] = ERA5_LEAD_HOURS, scored_leads: Iterable[int] | None = None,
+                      weights: str = "cos", acc: str = "centred") -> Era5Result:
+    """The ERA5 score of a stream of fields (rules 1-4). The first guard failure stops the stream
+    and fails the response (score 0, ``failure`` names the field and lead). ``scored_leads``: the
+    leads this call scores (default: those the fields cover)."""
+    profile = scoring_profile(profile)
+    w = lat_weights(grid.lat, weights)
+    metrics = []
+    for fld in (spread_across_levels(fields) if profile.spread_nans else fields):
+        forecast = forecast_on_grid(fld, grid, profile)
+        problem = verification_failure(forecast, fld.name) or era5_coverage_failure(forecast, fld.name)
+        if problem:
+            return Era5Result(0.0, {}, metrics, f"{problem} at lead {fld.lead_hours} h")
+        metrics.append(era5_metric(fld, forecast, w, profile, acc))
+    return era5_profile_score(metrics, profile, leads, scored_leads)
+
+
+def score_day1_fields(fields: Iterable[FieldPlanes], grid: TruthGrid, profile: str | ScoringProfile | None = None,
+                      weights: str = "cos") -> Day1Result:
+    """The day-1 score of a stream of fields at one lead (rules 1, 2 and 4); a verification
+    failure fails the forecast (score 0, ``failure`` says why)."""
+    profile = scoring_profile(profile)
+    w = lat_weights(grid.lat, weights)
+    components = []
+    for fld in fields:
+        forecast = forecast_on_grid(fld, grid, profile)
+        problem = verification_failure(forecast, fld.name)
+        if problem:
+            return Day1Result(0.0, components, False, f"{problem} at lead {fld.lead_hours} h")
+        planes = Day1Field(forecast, fld.truth, fld.reference, fld.climatology)
+        key = (fld.variable, fld.level)
+        if profile.day1_skip_nans:
+            components.append(score_component_deployed(key, planes, w, fld.lead_hours))
+        else:
+            components.append(score_component(key, planes, w, fld.lead_hours, profile.day1_range_checks))
+    return day1_score_from_components(components, profile.clone_clamp_sane_only)
