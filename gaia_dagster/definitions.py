@@ -51,7 +51,8 @@ def default_resources() -> dict[str, object]:
         # WeatherSources.resolution is a float field and Dagster has no float EnvVar: the one
         # setting still read when the definitions load.
         "sources": WeatherSources(resolution=float(os.environ.get("GAIA_RESOLUTION") or 1.5),
-                                  **bound_env(era5_delay_hours="GAIA_ERA5_DELAY_H")),
+                                  **bound_env(era5_delay_hours="GAIA_ERA5_DELAY_H",
+                                             scoring_profile="GAIA_SCORING_PROFILE")),
     }
 
 

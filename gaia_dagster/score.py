@@ -12,24 +12,20 @@ import argparse
 import json
 import math
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
-from typing import Iterator
 
 import numpy as np
 import xarray as xr
 
-from gaia_dagster.core.contract import (
-    ALL_VARIABLES, DAY1_LEAD_HOURS, ERA5_LEAD_HOURS, LEVEL_VARIABLES, PRESSURE_LEVELS,
+from gaia_dagster.core.contract import DAY1_LEAD_HOURS, ERA5_LEAD_HOURS
+from gaia_dagster.core.regrid import regrid_linear
+from gaia_dagster.core.scoring.day1 import DAY1_VARIABLES
+from gaia_dagster.core.scoring.era5 import Era5Metric
+from gaia_dagster.core.scoring.profiles import PROFILES, scoring_profile
+from gaia_dagster.core.scoring.stream import (
+    FieldKey, FieldPlanes, TruthGrid, era5_keys, read_ahead, score_day1_fields, score_era5_fields,
 )
-from gaia_dagster.core.scoring.day1 import DAY1_VARIABLES, Day1Field, score_day1
-from gaia_dagster.core.scoring.era5 import Era5Metric, era5_score_from_metrics, verification_failure
-from gaia_dagster.core.scoring.fused import ReferenceField, fused_metrics
-from gaia_dagster.core.scoring.metrics import lat_weights
-
-READ_THREADS = 2
-
 
 def open_store(path: str) -> xr.Dataset:
     """A Zarr store (v2 or v3, consolidated or not) or a netCDF file, lazily."""
@@ -65,32 +61,19 @@ def _naive64(moment: datetime) -> np.datetime64:
     return np.datetime64(moment.astimezone(timezone.utc).replace(tzinfo=None), "ns")
 
 
-@dataclass(frozen=True)
-class FieldKey:
-    lead_hours: int
-    variable: str
-    level: int | None
-
-    @property
-    def name(self) -> str:
-        return self.variable if self.level is None else f"{self.variable}{self.level}"
-
-
 def plan_fields(forecast: xr.Dataset, truth: xr.Dataset, t0: datetime, leads) -> tuple[list[FieldKey], list[str]]:  # noqa: ANN001
-    """Every (lead, variable, level) present in both stores, and the required ones that are missing."""
+    """Every (lead, variable, level) present in both stores, in the scoring order of
+    ``core.scoring.stream.era5_keys``, and the required ones that are missing."""
     times_f = set(forecast["time"].values.astype("datetime64[ns]"))
     times_t = set(truth["time"].values.astype("datetime64[ns]"))
     keys, missing = [], []
-    for lead in leads:
-        valid = _naive64(t0 + timedelta(hours=lead))
-        for variable in ALL_VARIABLES:
-            levels = list(PRESSURE_LEVELS) if variable in LEVEL_VARIABLES else [None]
-            for level in levels:
-                key = FieldKey(lead, variable, level)
-                present = (valid in times_f and valid in times_t and variable in forecast and variable in truth
-                           and (level is None or (level in forecast[variable]["pressure_level"].values
-                                                  and level in truth[variable]["pressure_level"].values)))
-                (keys if present else missing).append(key)
+    for key in era5_keys(leads):
+        valid = _naive64(t0 + timedelta(hours=key.lead_hours))
+        variable, level = key.variable, key.level
+        present = (valid in times_f and valid in times_t and variable in forecast and variable in truth
+                   and (level is None or (level in forecast[variable]["pressure_level"].values
+                                          and level in truth[variable]["pressure_level"].values)))
+        (keys if present else missing).append(key)
     return keys, [f"{k.name}@{k.lead_hours}h" for k in missing]
 
 
@@ -110,12 +93,14 @@ def _climatology_plane(clim: xr.Dataset, variable: str, level: int | None, valid
 
 
 def _on_grid(da: xr.DataArray, like: xr.DataArray) -> np.ndarray:
-    """The field on the truth grid: as is when the grids agree, else linearly regridded."""
+    """A reference input (climatology, GFS reference) on the truth grid: as is when the grids
+    agree, else linearly regridded (the forecast itself is regridded by the scoring core)."""
     same = (da["lat"].size == like["lat"].size and da["lon"].size == like["lon"].size
             and np.allclose(da["lat"].values, like["lat"].values) and np.allclose(da["lon"].values, like["lon"].values))
     if same:
         return np.asarray(da.values)
-    return np.asarray(da.interp(lat=like["lat"], lon=like["lon"], method="linear").values)
+    return regrid_linear(np.asarray(da.values), da["lat"].values, da["lon"].values, like["lat"].values,
+                         like["lon"].values, outside="edge")
 
 
 class FieldReader:
@@ -155,77 +140,70 @@ def same_grid(a: xr.Dataset, b: xr.Dataset) -> bool:
             and np.allclose(a["lat"].values, b["lat"].values) and np.allclose(a["lon"].values, b["lon"].values))
 
 
-def load_fields(forecast: FieldReader, truth: FieldReader, clim: FieldReader, t0: datetime,
-                keys: list[FieldKey]) -> Iterator[tuple[FieldKey, np.ndarray, np.ndarray, np.ndarray]]:
-    """(key, forecast, truth, climatology) planes on the truth grid, read ahead on ``READ_THREADS``."""
-    regrid_f, regrid_c = not same_grid(forecast.ds, truth.ds), not same_grid(clim.ds, truth.ds)
+def era5_reader(forecast: FieldReader, truth: FieldReader, clim: FieldReader, t0: datetime):  # noqa: ANN201
+    """``read(key)`` -> the key's ``FieldPlanes``: the forecast plane as stored (the scoring core
+    regrids it), truth and climatology on the truth grid."""
+    regrid_c = not same_grid(clim.ds, truth.ds)
+    f_lat, f_lon = np.asarray(forecast.ds["lat"].values), np.asarray(forecast.ds["lon"].values)
 
-    def read(key: FieldKey):  # noqa: ANN202
+    def read(key: FieldKey) -> FieldPlanes:
         valid = t0 + timedelta(hours=key.lead_hours)
         level = {} if key.level is None else {"pressure_level": key.level}
         o = truth.plane(key.variable, time=_naive64(valid), **level)
-        if regrid_f:
-            f = _on_grid(_plane(forecast.ds, key.variable, key.level, valid), _plane(truth.ds, key.variable, key.level, valid))
-        else:
-            f = forecast.plane(key.variable, time=_naive64(valid), **level)
+        f = forecast.plane(key.variable, time=_naive64(valid), **level)
         if regrid_c:
             c = _on_grid(_climatology_plane(clim.ds, key.variable, key.level, valid),
                          _plane(truth.ds, key.variable, key.level, valid))
         else:
             c = clim.plane(key.variable, dayofyear=valid.timetuple().tm_yday, hour=valid.hour, **level)
-        return key, f, o, c
+        return FieldPlanes(key.lead_hours, key.variable, key.level, f, f_lat, f_lon, o, c)
 
-    with ThreadPoolExecutor(READ_THREADS) as pool:
-        yield from pool.map(read, keys)
+    return read
 
 
 def score_era5_stores(forecast: FieldReader, truth: FieldReader, clim: FieldReader, t0: datetime,
-                      weights: str = "cos", acc: str = "centred") -> dict:
-    """The ERA5 score of a forecast store, as JSON-ready data."""
+                      weights: str = "cos", acc: str = "centred", profile: str | None = None) -> dict:
+    """The ERA5 score of a forecast store, as JSON-ready data (core.scoring.stream, as the pipeline)."""
+    profile = scoring_profile(profile)
     keys, missing = plan_fields(forecast.ds, truth.ds, t0, ERA5_LEAD_HOURS)
-    w = lat_weights(truth.ds["lat"].values, weights)
-    rows, failure = [], None
-    for key, f, o, c in load_fields(forecast, truth, clim, t0, keys):
-        problem = verification_failure(f, key.name)
-        if problem:
-            failure = failure or f"{problem} at lead {key.lead_hours} h"
-            continue
-        m = fused_metrics(f, ReferenceField.build(o, c, w))
-        rows.append(Era5Metric(key.variable, key.level, key.lead_hours, m.rmse, m.bias,
-                               m.acc_centred if acc == "centred" else m.acc_uncentred, m.skill, m.reference_rmse))
     leads = sorted({k.lead_hours for k in keys}) or list(ERA5_LEAD_HOURS)
-    result = era5_score_from_metrics(rows, ERA5_LEAD_HOURS)
+    grid = TruthGrid(np.asarray(truth.ds["lat"].values), np.asarray(truth.ds["lon"].values))
+    result = score_era5_fields(read_ahead(keys, era5_reader(forecast, truth, clim, t0)), grid, profile,
+                               scored_leads=leads, weights=weights, acc=acc)
     return {
-        "score": 0.0 if failure else result.score, "failure": failure,
+        "score": 0.0 if result.failure else result.score, "failure": result.failure,
         "leads": {str(lead): result.lead_scores.get(lead) for lead in leads},
-        "metrics": [_metric_json(m) for m in rows], "missing": missing,
-        "init_time": t0.isoformat(), "weights": weights, "acc": acc,
+        "metrics": [_metric_json(m) for m in result.metrics], "missing": missing,
+        "init_time": t0.isoformat(), "weights": weights, "acc": acc, "profile": profile.name,
     }
 
 
 def score_day1_stores(forecast: xr.Dataset, truth: xr.Dataset, reference: xr.Dataset, clim: xr.Dataset,
-                      t0: datetime, weights: str = "cos") -> dict:
+                      t0: datetime, weights: str = "cos", profile: str | None = None) -> dict:
     """The day-1 score of a forecast store at 12 h against a GFS analysis, with a GFS reference."""
+    profile = scoring_profile(profile)
     lead = DAY1_LEAD_HOURS[0]
     valid = t0 + timedelta(hours=lead)
-    inputs, missing = {}, []
+    fields, missing = [], []
     for variable, level in DAY1_VARIABLES:
         try:
             o = _plane(truth, variable, level, valid)
-            fld = Day1Field(_on_grid(_plane(forecast, variable, level, valid), o), np.asarray(o.values),
-                            _on_grid(_plane(reference, variable, level, valid), o),
-                            _on_grid(_climatology_plane(clim, variable, level, valid), o))
+            f = _plane(forecast, variable, level, valid)
+            fields.append(FieldPlanes(lead, variable, level, np.asarray(f.values), f["lat"].values, f["lon"].values,
+                                      np.asarray(o.values), _on_grid(_climatology_plane(clim, variable, level, valid), o),
+                                      _on_grid(_plane(reference, variable, level, valid), o)))
         except (KeyError, ValueError):
             missing.append(f"{variable if level is None else f'{variable}{level}'}@{lead}h")
-            continue
-        inputs[(variable, level)] = fld
-    result = score_day1(inputs, truth["lat"].values, lead_hours=lead, weights=weights)
+    grid = TruthGrid(np.asarray(truth["lat"].values), np.asarray(truth["lon"].values))
+    result = score_day1_fields(fields, grid, profile, weights=weights)
     metrics = [{"variable": c.variable, "level": c.level, "lead_hours": c.lead_hours, "rmse": _num(c.rmse),
                 "bias": _num(c.bias), "acc": _num(c.acc), "skill": _num(c.skill),
                 "clone_distance": _num(c.clone_distance), "clone_penalty": _num(c.clone_penalty),
                 "reason": c.reason} for c in result.components]
-    return {"score": result.score, "leads": {str(lead): result.score}, "metrics": metrics, "missing": missing,
-            "clone_clamped": result.clone_clamped, "init_time": t0.isoformat(), "weights": weights}
+    return {"score": 0.0 if result.failure else result.score, "failure": result.failure,
+            "leads": {str(lead): result.score}, "metrics": metrics, "missing": missing,
+            "clone_clamped": result.clone_clamped, "init_time": t0.isoformat(), "weights": weights,
+            "profile": profile.name}
 
 
 def _num(value: float | None) -> float | None:
@@ -252,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--weights", choices=("cos", "area"), default="cos")
         if kind == "era5":
             p.add_argument("--acc", choices=("centred", "uncentred"), default="centred")
+        p.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                       help="scoring profile: deployed (Gaia v2.9.96, the default) or sound")
         p.add_argument("--init-time", default=None)
         p.add_argument("--json", action="store_true")
     return parser
@@ -263,13 +243,16 @@ def main(argv: list[str] | None = None) -> int:
     t0 = init_time_of(forecast, args.init_time)
     if args.kind == "era5":
         out = score_era5_stores(FieldReader(forecast, args.forecast), FieldReader(truth, args.truth),
-                                FieldReader(clim, args.climatology), t0, args.weights, args.acc)
+                                FieldReader(clim, args.climatology), t0, args.weights, args.acc, args.profile)
     else:
-        out = score_day1_stores(forecast, truth, open_store(args.reference), clim, t0, args.weights)
+        out = score_day1_stores(forecast, truth, open_store(args.reference), clim, t0, args.weights, args.profile)
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"{args.kind} score {out['score']:.6f} (T0 {t0:%Y-%m-%dT%HZ}, {len(out['metrics'])} fields)")
+        print(f"{args.kind} score {out['score']:.6f} (T0 {t0:%Y-%m-%dT%HZ}, {len(out['metrics'])} fields, "
+              f"profile {out['profile']})")
+        if out.get("failure"):
+            print(f"  failed: {out['failure']}")
         for lead, score in out["leads"].items():
             print(f"  lead {lead:>3} h: {'missing' if score is None else f'{score:.6f}'}")
         if out["missing"]:

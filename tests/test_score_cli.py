@@ -51,10 +51,11 @@ def independent_metrics(f: xr.DataArray, o: xr.DataArray, c: xr.DataArray) -> di
             "acc": wmean(fa_c * oa_c) / (wmean(fa_c ** 2) * wmean(oa_c ** 2)) ** 0.5}
 
 
-def test_era5_command_matches_an_independent_computation(stores, capsys):
+@pytest.mark.parametrize("profile", ["sound", "deployed"])
+def test_era5_command_matches_an_independent_computation(stores, capsys, profile):
     out = run_cli(capsys, "era5", "--forecast", str(stores / "forecast.zarr"), "--truth", str(stores / "era5.zarr"),
-                  "--climatology", str(stores / "clim.zarr"))
-    assert out["missing"] == [] and len(out["metrics"]) == 10 * 69
+                  "--climatology", str(stores / "clim.zarr"), "--profile", profile)
+    assert out["profile"] == profile and out["missing"] == [] and len(out["metrics"]) == 10 * 69
     assert set(out["leads"]) == {str(h) for h in ERA5_LEAD_HOURS} and 0.5 < out["score"] <= 1
     f, o, c = (xr.open_zarr(stores / n) for n in ("forecast.zarr", "era5.zarr", "clim.zarr"))
     for m in out["metrics"][::7]:  # a spread of (variable, level, lead)
@@ -64,13 +65,16 @@ def test_era5_command_matches_an_independent_computation(stores, capsys):
         expected = independent_metrics(
             f[m["variable"]].sel(time=valid, **sel), o[m["variable"]].sel(time=valid, **sel),
             c[m["variable"]].sel(dayofyear=vt.timetuple().tm_yday, hour=vt.hour, **sel))
+        if profile == "deployed" and m["level"] is None:   # deployed: a surface bias is the unweighted mean
+            expected["bias"] = float((f[m["variable"]].sel(time=valid).astype("float64")
+                                      - o[m["variable"]].sel(time=valid)).mean())
         for key, value in expected.items():
             assert m[key] == pytest.approx(value, rel=1e-5, abs=1e-9), (m["variable"], m["level"], key)
 
 
 def test_era5_command_says_what_is_missing_and_reads_t0_from_the_store(stores, capsys):
     out = run_cli(capsys, "era5", "--forecast", str(stores / "reference.zarr"), "--truth", str(stores / "era5.zarr"),
-                  "--climatology", str(stores / "clim.zarr"))
+                  "--climatology", str(stores / "clim.zarr"), "--profile", "sound")
     assert out["score"] == 0 and "2t@24h" in out["missing"] and out["init_time"] == T0.isoformat()
 
 

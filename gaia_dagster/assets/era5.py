@@ -44,7 +44,8 @@ def era5_score(context: AssetExecutionContext, validator_db: ValidatorDB, miner_
                                   due=due_leads(sources, row.gfs_init_time))
     repo.advance_run(row.run_id, "scoring_era5", context.run_id)
     return MaterializeResult(metadata={
-        "outcome": result.outcome, "era5_score": result.score, "leads_scored": len(result.lead_scores),
+        "outcome": result.outcome, "era5_score": result.score, "scoring_profile": result.profile,
+        "leads_scored": len(result.lead_scores),
         "final": result.complete,
         "lead_scores": lead_scores_table(result.lead_scores),
         "score_by_lead": score_by_lead_chart(result.lead_scores, miner_label(repo, row.miner_hotkey)),

@@ -46,6 +46,7 @@ def day1_score(context: AssetExecutionContext, validator_db: ValidatorDB, miner_
         result = score_day1_stage(repo, miner_access.client(), sources, row, context.run_id, miner_access.retry("day1"))
     repo.advance_run(row.run_id, "scoring_day1", context.run_id)
     return MaterializeResult(metadata={
-        "outcome": result.outcome, "day1_score": result.score, "clone_clamped": result.clone_clamped,
+        "outcome": result.outcome, "day1_score": result.score, "scoring_profile": result.profile,
+        "clone_clamped": result.clone_clamped,
         "metrics": metrics_table(result.rows), **miner_metadata(repo, row.miner_hotkey),
     })

@@ -104,6 +104,8 @@ class MinerScore(Base):
     skill: Mapped[float | None] = mapped_column(Float)
     clone_distance: Mapped[float | None] = mapped_column(Float)
     clone_penalty: Mapped[float | None] = mapped_column(Float)
+    # The scoring profile the row was computed under (core/scoring/profiles.py); NULL before 0004.
+    profile: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
 

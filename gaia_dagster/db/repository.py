@@ -458,21 +458,23 @@ class ValidatorRepository:
             return list(s.scalars(q))
 
     # -- scores -------------------------------------------------------------------------------
-    def record_scores(self, response_id: int, score_type: str, rows: Sequence[dict[str, Any]]) -> int:
+    def record_scores(self, response_id: int, score_type: str, rows: Sequence[dict[str, Any]],
+                      profile: str | None = None) -> int:
         """Store score rows under their unique key; a rerun replaces values, never adds rows.
+        ``profile`` names the scoring profile every row was computed under.
 
         Rows go in batches small enough for any SQLite's bound-parameter limit, in one transaction."""
         if not rows:
             return 0
         now = now_utc()
-        values = [_score_values(response_id, score_type, now, row) for row in rows]
+        values = [{**_score_values(response_id, score_type, now, row), "profile": profile} for row in rows]
         batch = max(1, SQL_PARAMETER_BUDGET // len(values[0]))
         with self.session() as s, s.begin():
             for start in range(0, len(values), batch):
                 stmt = self._insert(MinerScore).values(values[start:start + batch])
                 stmt = stmt.on_conflict_do_update(
                     index_elements=["response_id", "score_type", "lead_hours", "variable", "level"],
-                    set_={c: getattr(stmt.excluded, c) for c in (*_SCORE_METRICS, "created_at")})
+                    set_={c: getattr(stmt.excluded, c) for c in (*_SCORE_METRICS, "profile", "created_at")})
                 s.execute(stmt)
         return len(values)
 
@@ -482,6 +484,13 @@ class ValidatorRepository:
             q = q.where(MinerScore.score_type == score_type)
         with self.session() as s:
             return list(s.scalars(q))
+
+    def score_profile(self, response_id: int, score_type: str) -> str | None:
+        """The scoring profile of a response's whole-score row of one type (None when unscored)."""
+        with self.session() as s:
+            return s.scalar(select(MinerScore.profile).where(and_(
+                MinerScore.response_id == response_id, MinerScore.score_type == score_type,
+                MinerScore.variable == "*", MinerScore.lead_hours == 0, MinerScore.level == 0)))
 
     def total_score(self, response_id: int, score_type: str) -> float | None:
         """The whole-score row (variable '*', lead 0) of one type for one response."""

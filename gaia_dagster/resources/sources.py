@@ -35,6 +35,8 @@ class WeatherSources(ConfigurableResource):
     storage_options_json: str = '{"token": "anon"}'
     # Progressive ERA5: lead h is scored once ERA5 covers T0+h and T0+h+delay has passed (5 d 6 h).
     era5_delay_hours: int = 126
+    # Scoring profile (core/scoring/profiles.py): "deployed" (Gaia v2.9.96, the default) or "sound".
+    scoring_profile: str = "deployed"
 
     def _atmosphere(self):
         from gaia_dagster.world.atmosphere import SyntheticAtmosphere

@@ -7,6 +7,7 @@ climatology come from the source protocols, cached on disk once per run.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,14 +18,13 @@ import xarray as xr
 
 from gaia_dagster.core.retry import DEFAULT_RETRIES, StageRetry
 from gaia_dagster.core.contract import (
-    ALL_VARIABLES, DAY1_LEAD_HOURS, ERA5_LEAD_HOURS, LEVEL_VARIABLES, PRESSURE_LEVELS, Grid, time_index,
+    DAY1_LEAD_HOURS, ERA5_LEAD_HOURS, Grid, time_index,
 )
 from gaia_dagster.core.scoring.aggregate import LOOKBACK_DAYS, miner_weights, overall_score
-from gaia_dagster.core.scoring.fused import ReferenceField, fused_metrics
-from gaia_dagster.core.scoring.metrics import cos_lat_weights
-from gaia_dagster.core.scoring.day1 import DAY1_VARIABLES, Day1Field, score_day1
-from gaia_dagster.core.scoring.era5 import (
-    Era5Metric, era5_coverage_failure, era5_score_from_metrics, verification_failure,
+from gaia_dagster.core.scoring.day1 import DAY1_VARIABLES
+from gaia_dagster.core.scoring.profiles import scoring_profile
+from gaia_dagster.core.scoring.stream import (
+    FieldKey, FieldPlanes, TruthGrid, era5_keys, read_ahead, score_day1_fields, score_era5_fields,
 )
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
 from gaia_dagster.resources.miner_client import MinerClient
@@ -44,6 +44,7 @@ class StageScore:
     lead_scores: dict[int, float] = field(default_factory=dict)
     clone_clamped: bool = False
     complete: bool = True   # False: progressive ERA5 scored the leads due so far, more will come
+    profile: str | None = None   # the scoring profile (core/scoring/profiles.py) the rows were scored under
 
 
 # -- reference data ---------------------------------------------------------------------------
@@ -101,10 +102,6 @@ def _forecast_plane(ds: xr.Dataset, lead: int, variable: str, level: int | None)
     return _plane(ds.isel(time=time_index(lead)), variable, level)
 
 
-def _fields_for(variable: str) -> list[int | None]:
-    return list(PRESSURE_LEVELS) if variable in LEVEL_VARIABLES else [None]
-
-
 # -- day-1 ------------------------------------------------------------------------------------
 def run_scoring_stage(repo: ValidatorRepository, row: ResponseRecord, spec: StageSpec, retry: StageRetry, score,
                       dagster_run_id: str | None = None) -> StageScore:  # noqa: ANN001
@@ -114,7 +111,8 @@ def run_scoring_stage(repo: ValidatorRepository, row: ResponseRecord, spec: Stag
     def finish(current: ResponseRecord, result: StageScore) -> None:
         totals = [{"lead_hours": lead, "variable": "*", "level": 0, "score": s} for lead, s in result.lead_scores.items()]
         repo.record_scores(current.id, spec.name,
-                           [*result.rows, *totals, {"lead_hours": 0, "variable": "*", "level": 0, "score": result.score}])
+                           [*result.rows, *totals, {"lead_hours": 0, "variable": "*", "level": 0, "score": result.score}],
+                           profile=result.profile)
         if result.complete or spec.partial is None:
             repo.transition_response(current.id, spec.working, spec.done, dagster_run_id, error=None)
         else:   # an arrival scored: rest until the next lead, with a fresh set of attempts for it
@@ -122,7 +120,8 @@ def run_scoring_stage(repo: ValidatorRepository, row: ResponseRecord, spec: Stag
                                      **{f"{spec.name}_attempts": 0})
 
     def already_done(current: ResponseRecord) -> StageScore:
-        return StageScore("already_scored", repo.total_score(current.id, spec.name))
+        return StageScore("already_scored", repo.total_score(current.id, spec.name),
+                          profile=repo.score_profile(current.id, spec.name))
 
     return run_attempt(repo, row, spec, retry, lambda current: score(), finish, already_done, dagster_run_id)
 
@@ -141,27 +140,34 @@ def _day1(client: MinerClient, sources: WeatherSources, row: ResponseRecord,
     ds, _ = fetch_fields(client, row, sources.cache_root(), "day1", [time_index(h) for h in DAY1_LEAD_HOURS],
                          pinned=pinned, grid=Grid(sources.resolution))
     seed_gfs(sources, t0)
+    return score_day1_dataset(ds, sources, t0, who(row))
+
+
+def score_day1_dataset(ds: xr.Dataset, sources: WeatherSources, t0: datetime, label: str) -> StageScore:
+    """Day-1 of a forecast dataset against the cached GFS analysis and f012 reference, through the
+    one scoring path (core.scoring.stream) under the configured profile."""
     lead = DAY1_LEAD_HOURS[0]
     valid = t0 + timedelta(hours=lead)
     root = sources.cache_root()
     truth = cached(cache_path(root, "gfs", valid, "analysis"), lambda: sources.gfs().analysis(valid))
     reference = cached(cache_path(root, "gfs", t0, f"forecast_f{lead:03d}"), lambda: sources.gfs().forecast(t0, lead))
     clim = _climatology(sources, valid)
-    inputs = {}
-    for variable, level in DAY1_VARIABLES:
-        forecast = _forecast_plane(ds, lead, variable, level)
-        problem = verification_failure(forecast, _name(variable, level))
-        if problem:
-            raise ForecastRejected(f"{who(row)}: {problem} at lead {lead} h")
-        inputs[(variable, level)] = Day1Field(forecast, _plane(truth, variable, level),
-                                              _plane(reference, variable, level), _plane(clim, variable, level))
-    result = score_day1(inputs, np.asarray(truth["lat"].values), lead_hours=lead)
+    f_lat, f_lon = np.asarray(ds["lat"].values), np.asarray(ds["lon"].values)
+    fields = (FieldPlanes(lead, variable, level, _forecast_plane(ds, lead, variable, level), f_lat, f_lon,
+                          _plane(truth, variable, level), _plane(clim, variable, level),
+                          _plane(reference, variable, level))
+              for variable, level in DAY1_VARIABLES)
+    profile = scoring_profile(sources.scoring_profile)
+    result = score_day1_fields(fields, _truth_grid(truth), profile)
+    if result.failure:
+        raise ForecastRejected(f"{label}: {result.failure}")
     rows = [_day1_row(c) for c in result.components]
-    return StageScore("scored", float(result.score), rows, clone_clamped=bool(result.clone_clamped))
+    return StageScore("scored", float(result.score), rows, clone_clamped=bool(result.clone_clamped),
+                      profile=profile.name)
 
 
-def _name(variable: str, level: int | None) -> str:
-    return variable if level is None else f"{variable}{level}"
+def _truth_grid(truth: xr.Dataset) -> TruthGrid:
+    return TruthGrid(np.asarray(truth["lat"].values), np.asarray(truth["lon"].values))
 
 
 def _day1_row(c) -> dict[str, Any]:  # noqa: ANN001
@@ -186,7 +192,8 @@ def score_era5_stage(repo: ValidatorRepository, client: MinerClient, sources: We
     def score() -> StageScore:
         arrival = _era5(client, sources, row, repo.pinned_manifest(row.id), new)
         leads = {**before, **arrival.lead_scores}
-        return StageScore("scored", progressive_score(leads), arrival.rows, leads, complete=is_complete(leads))
+        return StageScore("scored", progressive_score(leads), arrival.rows, leads, complete=is_complete(leads),
+                          profile=arrival.profile)
 
     return run_scoring_stage(repo, row, ERA5, retry or DEFAULT_RETRIES["era5"], score, dagster_run_id)
 
@@ -194,31 +201,51 @@ def score_era5_stage(repo: ValidatorRepository, client: MinerClient, sources: We
 def _era5(client: MinerClient, sources: WeatherSources, row: ResponseRecord,
           pinned: PinnedManifest | None = None, leads: Sequence[int] = ERA5_LEAD_HOURS) -> StageScore:
     """Score ``leads`` of the miner's forecast against ERA5 (the fields of those leads only)."""
-    t0 = row.gfs_init_time
     ds, _ = fetch_fields(client, row, sources.cache_root(), "era5", [time_index(h) for h in leads],
                          pinned=pinned, grid=Grid(sources.resolution))
+    return score_era5_dataset(ds, sources, row.gfs_init_time, leads, who(row))
+
+
+def score_era5_dataset(ds: xr.Dataset, sources: WeatherSources, t0: datetime, leads: Sequence[int],
+                       label: str) -> StageScore:
+    """ERA5 of ``leads`` of a forecast dataset against the cached ERA5, through the one scoring
+    path (core.scoring.stream) under the configured profile; a failed guard or a deployed-profile
+    refusal rejects the forecast, naming ``label``."""
     truths = seed_era5(sources, t0, leads)
-    metrics = []
-    weights = None
-    for lead in leads:
-        valid = t0 + timedelta(hours=lead)
-        truth = cached(truths[lead], lambda: sources.era5().truth(valid))
-        clim = _climatology(sources, valid)
-        weights = cos_lat_weights(np.asarray(truth["lat"].values)) if weights is None else weights
-        for variable in ALL_VARIABLES:
-            for level in _fields_for(variable):
-                forecast = _forecast_plane(ds, lead, variable, level)
-                name = _name(variable, level)
-                problem = verification_failure(forecast, name) or era5_coverage_failure(forecast, name)
-                if problem:
-                    raise ForecastRejected(f"{who(row)}: {problem} at lead {lead} h")
-                ref = ReferenceField.build(_plane(truth, variable, level), _plane(clim, variable, level), weights)
-                m = fused_metrics(forecast, ref)
-                metrics.append(Era5Metric(variable, level, lead, m.rmse, m.bias, m.acc_centred, m.skill,
-                                          m.reference_rmse))
-    result = era5_score_from_metrics(metrics, leads)
+    per_lead = _LeadInputs(sources, t0, truths)
+    f_lat, f_lon = np.asarray(ds["lat"].values), np.asarray(ds["lon"].values)
+
+    def read(key: FieldKey) -> FieldPlanes:
+        truth, clim = per_lead.at(key.lead_hours)
+        return FieldPlanes(key.lead_hours, key.variable, key.level,
+                           _forecast_plane(ds, key.lead_hours, key.variable, key.level), f_lat, f_lon,
+                           _plane(truth, key.variable, key.level), _plane(clim, key.variable, key.level))
+
+    profile = scoring_profile(sources.scoring_profile)
+    result = score_era5_fields(read_ahead(era5_keys(leads), read), _truth_grid(per_lead.at(leads[0])[0]), profile,
+                               scored_leads=leads)
+    if result.failure:
+        raise ForecastRejected(f"{label}: {result.failure}")
     rows = [_era5_row(m) for m in result.metrics]
-    return StageScore("scored", float(result.score), rows, dict(result.lead_scores))
+    return StageScore("scored", float(result.score), rows, dict(result.lead_scores), profile=profile.name)
+
+
+class _LeadInputs:
+    """ERA5 truth and climatology of the lead being read; only the current lead is held."""
+
+    def __init__(self, sources: WeatherSources, t0: datetime, truths: dict[int, Path]):
+        self.sources, self.t0, self.truths = sources, t0, truths
+        self.lock = threading.Lock()
+        self.held: dict[int, tuple[xr.Dataset, xr.Dataset]] = {}
+
+    def at(self, lead: int) -> tuple[xr.Dataset, xr.Dataset]:
+        with self.lock:
+            if lead not in self.held:
+                valid = self.t0 + timedelta(hours=lead)
+                truth = cached(self.truths[lead], lambda: self.sources.era5().truth(valid))
+                self.held = {k: v for k, v in self.held.items() if k > lead}
+                self.held[lead] = (truth, _climatology(self.sources, valid))
+            return self.held[lead]
 
 
 def _era5_row(m) -> dict[str, Any]:  # noqa: ANN001

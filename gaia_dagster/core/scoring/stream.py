@@ -12,12 +12,13 @@ order (so the two cannot drift):
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from gaia_dagster.core.contract import ALL_VARIABLES, ERA5_LEAD_HOURS
+from gaia_dagster.core.contract import ALL_VARIABLES, ERA5_LEAD_HOURS, LEVEL_VARIABLES, PRESSURE_LEVELS
 from gaia_dagster.core.regrid import on_truth_grid
 from gaia_dagster.core.scoring.day1 import Day1Field, Day1Result, day1_score_from_components, score_component
 from gaia_dagster.core.scoring.day1_deployed import score_component_deployed
@@ -28,6 +29,38 @@ from gaia_dagster.core.scoring.era5_deployed import Era5ScoringFailed, deployed_
 from gaia_dagster.core.scoring.fused import ReferenceField, fused_metrics
 from gaia_dagster.core.scoring.metrics import lat_weights
 from gaia_dagster.core.scoring.profiles import ScoringProfile, scoring_profile
+
+
+READ_THREADS = 2
+
+
+@dataclass(frozen=True)
+class FieldKey:
+    """One (lead, variable, level) to score."""
+
+    lead_hours: int
+    variable: str
+    level: int | None
+
+    @property
+    def name(self) -> str:
+        return field_name(self.variable, self.level)
+
+
+def era5_keys(leads: Sequence[int]) -> list[FieldKey]:
+    """Every ERA5 field of ``leads``, in the order the stream wants them: per lead, per variable,
+    pressure levels ascending (``spread_across_levels`` relies on it)."""
+    return [FieldKey(lead, variable, level) for lead in leads for variable in ALL_VARIABLES
+            for level in (sorted(PRESSURE_LEVELS) if variable in LEVEL_VARIABLES else [None])]
+
+
+def read_ahead(keys: Sequence[FieldKey], read: Callable[[FieldKey], "FieldPlanes"],
+               threads: int = READ_THREADS) -> Iterator["FieldPlanes"]:
+    """The field iterator both the CLI and the pipeline score over: ``read(key)`` for each key in
+    order, ``threads`` reads in flight (decompression releases the GIL), so memory stays at a few
+    planes whatever the forecast size."""
+    with ThreadPoolExecutor(threads) as pool:
+        yield from pool.map(read, keys)
 
 
 @dataclass(frozen=True)
