@@ -80,6 +80,17 @@ def test_scores_are_unique_per_component_and_rerun_replaces(repo):
     assert next(s for s in stored if s.variable == "2t").rmse is None
 
 
+def test_score_rows_record_their_scoring_profile(repo):
+    run, _ = repo.get_or_create_run(T0)
+    row, _ = repo.create_response(run.id, "hk", "v", weather_job_id(T0, "hk"), "http://x")
+    total = {"lead_hours": 0, "variable": "*", "level": 0, "score": 0.4}
+    repo.record_scores(row.id, "era5", [{"lead_hours": 24, "variable": "t", "level": 850, "rmse": 1.0}, total],
+                       profile="deployed")
+    assert {s.profile for s in repo.scores(row.id, "era5")} == {"deployed"}
+    repo.record_scores(row.id, "era5", [{**total, "score": 0.5}], profile="sound")
+    assert repo.score_profile(row.id, "era5") == "sound" and repo.score_profile(row.id, "day1") is None
+
+
 def test_job_id_mismatch_is_found(repo):
     run, _ = repo.get_or_create_run(T0)
     repo.create_response(run.id, "hk", "v", "not-deterministic", "http://x")
