@@ -113,6 +113,7 @@ def test_deployed_day1_matches_gaia(name):
 def test_sound_differs_where_the_profiles_differ():
     """The sound profile keeps its choices: range checks, per-field reference, clamp on any clone."""
     assert score_day1_case("out_of_range", "sound").components[0].sane is False
+    assert score_day1_case("out_of_range", "deployed").components[0].sane is True
     assert score_day1_case("insane_clone", "sound").clone_clamped
     assert not score_day1_case("insane_clone", "deployed").clone_clamped
     plain_sound = score_era5_case("plain", "sound")

@@ -52,7 +52,7 @@ def variable_summary(rows: Sequence) -> VariableSummary:  # noqa: ANN001 - Era5M
     if rows[0].level is None:
         m = rows[0]
         if not math.isfinite(m.acc):
-            raise Era5ScoringFailed(f"{variable}: ACC is not finite at lead {m.lead_hours} h")
+            raise Era5ScoringFailed(f"{variable}: ACC is not finite")
         skill = _level_skill(m.skill, m.rmse, m.reference_rmse)
         return VariableSummary(variable, m.rmse, m.acc, skill if math.isfinite(skill) else None)
     rows = sorted(rows, key=lambda m: m.level)
