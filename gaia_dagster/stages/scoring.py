@@ -20,7 +20,7 @@ from gaia_dagster.core.retry import DEFAULT_RETRIES, StageRetry
 from gaia_dagster.core.contract import (
     DAY1_LEAD_HOURS, ERA5_LEAD_HOURS, Grid, time_index,
 )
-from gaia_dagster.core.scoring.aggregate import LOOKBACK_DAYS, miner_weights, overall_score
+from gaia_dagster.core.scoring.aggregate import overall_score
 from gaia_dagster.core.scoring.day1 import DAY1_VARIABLES
 from gaia_dagster.core.scoring.profiles import scoring_profile
 from gaia_dagster.core.scoring.stream import (
@@ -29,11 +29,12 @@ from gaia_dagster.core.scoring.stream import (
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
 from gaia_dagster.resources.miner_client import MinerClient
 from gaia_dagster.resources.sources import WeatherSources, cache_path, cached, ensure_cached
-from gaia_dagster.core.states import ERA5_SCORED_STATUSES
+from gaia_dagster.core.states import ERA5_SCORED_STATUSES, TERMINAL_RESPONSE_STATUSES
 from gaia_dagster.core.scoring.era5_leads import is_complete, leads_to_score, progressive_score
 from gaia_dagster.stages.attempts import DAY1, ERA5, ForecastRejected, StageRefused, StageSpec, is_past, run_attempt, who
 from gaia_dagster.core.manifest import PinnedManifest
 from gaia_dagster.stages.forecast import fetch_fields
+from gaia_dagster.stages.weights import day_weights
 
 
 @dataclass
@@ -281,12 +282,10 @@ def leaderboard(repo: ValidatorRepository, run_id: int, dagster_run_id: str | No
         repo.record_scores(r.id, "overall", [{"lead_hours": 0, "variable": "*", "level": 0, "score": overall}])
         scored.append((r, day1, era5, overall))
     scored.sort(key=lambda t: (-t[3], t[0].miner_hotkey))
-    run = repo.run_by_id(run_id)
-    latest = {r.miner_hotkey: overall for r, _, _, overall in scored}
-    weights = miner_weights(latest, repo.overall_scores_before(run.gfs_init_time, LOOKBACK_DAYS - 1))
+    weights = day_weights(repo, repo.run_by_id(run_id))
     board = [LeaderboardEntry(i + 1, r.miner_hotkey, r.status, day1, era5, overall, weights.get(r.miner_hotkey, 0.0),
                               r.error)
              for i, (r, day1, era5, overall) in enumerate(scored)]
-    if all(r.status in ("era5_scored", "failed") for r, *_ in scored):
+    if all(r.status in TERMINAL_RESPONSE_STATUSES for r, *_ in scored):
         repo.advance_run(run_id, "completed", dagster_run_id)
     return board
