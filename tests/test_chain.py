@@ -185,9 +185,19 @@ def test_a_uid_taken_by_a_new_hotkey_is_a_new_miner_and_the_old_keeps_its_histor
         miners = {m.hotkey: m for m in repo.miners()}
         assert miners["new-hotkey"].uid == 1 and miners["new-hotkey"].base_url == "http://10.0.0.9:8091"
         assert miners["old-hotkey"].base_url == "http://10.0.0.2:8091"  # its row, as it was
-    # and its weight never reaches UID 1 (core/chain_weights: tests/test_chain_weights.py)
+        # ...but it has left the metagraph: kept, unlisted, and the next run does not select it.
+        assert miners["old-hotkey"].listed is False and miners["new-hotkey"].listed is True
+        from gaia_dagster.sensors.orchestrate import run_selection
+
+        run, _ = repo.get_or_create_run(datetime(2026, 10, 20, tzinfo=timezone.utc))
+        partitioned = set(instance.get_dynamic_partitions(miner_partitions.name))
+        assert run_selection(repo, repo.run_by_id(run.id), partitioned) == ["new-hotkey"]
+        STATES["ws://reuse"].neurons.append(neuron("old-hotkey", "10.0.0.2", 8091))   # back under UID 2
+        tick()
+        assert {m.hotkey: m.listed for m in repo.miners()} == {"new-hotkey": True, "old-hotkey": True}
+    # and its weight never reaches UID 1, only the UID it holds now (core/chain_weights)
     assert current_uids(MinerRegistry(source="chain"), InMemoryChain(network="ws://reuse")) == {
-        "validator": 0, "new-hotkey": 1}
+        "validator": 0, "new-hotkey": 1, "old-hotkey": 2}
 
 
 # --- weights --------------------------------------------------------------------------------------

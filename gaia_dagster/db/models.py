@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
-    Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, Index,
+    true, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, Index,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -40,6 +40,7 @@ class Miner(Base):
     base_url: Mapped[str] = mapped_column(String(512), nullable=False)
     uid: Mapped[int | None] = mapped_column(Integer)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    listed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default=true())
     consecutive_misses: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     first_missed_run_id: Mapped[int | None] = mapped_column(Integer)
     last_missed_run_id: Mapped[int | None] = mapped_column(Integer)

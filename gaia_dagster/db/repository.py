@@ -117,6 +117,11 @@ class MinerRecord:
     uid: int | None
     active: bool
     consecutive_misses: int
+    listed: bool = True   # named by the latest registry read (file or metagraph)
+
+
+def _miner_record(m: Miner) -> MinerRecord:
+    return MinerRecord(m.hotkey, m.base_url, m.uid, m.active, m.consecutive_misses, m.listed)
 
 
 class ValidatorRepository:
@@ -197,7 +202,7 @@ class ValidatorRepository:
         stmt = self._insert(Miner).values(hotkey=hotkey, base_url=base_url, uid=uid, active=True,
                                           consecutive_misses=0, registered_at=now)
         stmt = stmt.on_conflict_do_update(index_elements=["hotkey"],
-                                          set_={"base_url": base_url, "uid": uid})
+                                          set_={"base_url": base_url, "uid": uid, "listed": True})
         with self.session() as s, s.begin():
             existed = s.get(Miner, hotkey) is not None
             s.execute(stmt)
@@ -208,12 +213,24 @@ class ValidatorRepository:
             q = select(Miner).order_by(Miner.hotkey)
             if active_only:
                 q = q.where(Miner.active.is_(True))
-            return [MinerRecord(m.hotkey, m.base_url, m.uid, m.active, m.consecutive_misses) for m in s.scalars(q)]
+            return [_miner_record(m) for m in s.scalars(q)]
 
     def miner(self, hotkey: str) -> MinerRecord | None:
         with self.session() as s:
             m = s.get(Miner, hotkey)
-            return MinerRecord(m.hotkey, m.base_url, m.uid, m.active, m.consecutive_misses) if m else None
+            return _miner_record(m) if m else None
+
+    def set_listed(self, hotkeys: set[str]) -> list[str]:
+        """Rule: a miner is listed while the latest registry read names it. Marks exactly
+        ``hotkeys`` listed (one transaction) and returns those that just left the registry; they
+        keep their rows and history, and are no longer selected."""
+        with self.session() as s, s.begin():
+            leaving = list(s.scalars(select(Miner.hotkey).where(and_(
+                Miner.listed.is_(True), Miner.hotkey.not_in(hotkeys)))))
+            s.execute(update(Miner).where(Miner.hotkey.not_in(hotkeys)).values(listed=False))
+            if hotkeys:
+                s.execute(update(Miner).where(Miner.hotkey.in_(hotkeys)).values(listed=True))
+            return sorted(leaving)
 
     # -- responses ----------------------------------------------------------------------------
     def create_response(self, run_id: int, miner_hotkey: str, validator_hotkey: str, job_id: str,

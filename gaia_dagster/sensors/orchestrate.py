@@ -22,10 +22,11 @@ MAX_REQUEST_RUNS = 3
 
 def run_selection(repo: ValidatorRepository, run: RunRecord, partitioned: set[str]) -> list[str]:
     """The run's selected miners: computed once from the seeded order and recorded with the skipped
-    ones; a skipped inactive miner has served its penalty and starts the next run clean."""
+    ones, among the miners the registry lists now (one that left keeps its history, unselected); a
+    skipped inactive miner has served its penalty and starts the next run clean."""
     recorded = repo.selection(run.id)
     if not recorded:
-        candidates = [Candidate(m.hotkey, m.active) for m in repo.miners() if m.hotkey in partitioned]
+        candidates = [Candidate(m.hotkey, m.active) for m in repo.miners() if m.hotkey in partitioned and m.listed]
         selection = select_miners(run.run_key, candidates)
         repo.record_selection(run.id, selection)
         for hotkey, _ in selection.skipped:

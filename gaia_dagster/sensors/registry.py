@@ -1,7 +1,8 @@
 """Miner registry -> the ``miners`` dynamic partitions and the validator DB.
 
 Adds, never deletes: deleting a dynamic partition would drop that miner from every date. A miner
-that leaves is kept in the validator DB (inactive), not removed from the partitions.
+that leaves is kept in the validator DB and its partitions with its history, marked unlisted, and
+is no longer selected; it is listed again if it comes back.
 """
 
 
@@ -32,11 +33,14 @@ def miner_registry_sensor(context: SensorEvaluationContext, miner_registry: Mine
     listed = {e.hotkey: e for e in entries}
     for hotkey in new_in_db:
         context.log.info(f"registry: new miner UID {listed[hotkey].uid} {hotkey} at {listed[hotkey].base_url}")
+    left = repo.set_listed(set(listed))
+    for hotkey in left:
+        context.log.info(f"registry: miner {hotkey} left the registry; kept with its history, no longer selected")
     known = set(context.instance.get_dynamic_partitions(miner_partitions.name))
     to_add = [e.hotkey for e in entries if e.hotkey not in known]
     if to_add:
         context.instance.add_dynamic_partitions(miner_partitions.name, to_add)
-    if not to_add and not new_in_db and not duplicates:
+    if not to_add and not new_in_db and not duplicates and not left:
         return SkipReason(f"{len(entries)} miners, nothing new")
     context.log.info(f"registry: {len(entries)} miners, {len(to_add)} new partitions, "
                      f"{len(duplicates)} duplicates set aside")
