@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from gaia_dagster.core.chain_weights import (
     U16_MAX, WeightRules, chain_weights, clip_to_limit, quantize_u16, weights_by_uid, within_limit,
@@ -131,8 +131,14 @@ def test_sdk_submits_exactly_our_values(case, limit):
     assert (uids, values) == (list(cw.uids), list(cw.values))
 
 
+TINY_BESIDE_LARGE = ({**{f"hk{i:03d}": 0.0 for i in range(17)}, "hk017": 1.0,
+                      **{f"hk{i:03d}": 2.0 for i in range(18, 25)}, "hk025": 619.0, "hk026": 1e-05},
+                     {f"hk{i:03d}": i for i in range(27)})
+
+
 @settings(max_examples=200, deadline=None)
 @given(day(), limits)
+@example(TINY_BESIDE_LARGE, 7479)
 def test_same_numbers_as_the_sdk_from_the_leaderboard_weights(case, limit):
     """From the raw leaderboard weights the SDK's own conforming lands on ours when the limit does
     not clip: exactly with no limit, within 1 otherwise (ours may raise a value that the SDK's
@@ -145,10 +151,11 @@ def test_same_numbers_as_the_sdk_from_the_leaderboard_weights(case, limit):
     pairs = sorted((uid_of[hk], w) for hk, w in weights.items() if w > 0)
     preflight = sdk_weights._Preflight(uid=65535, commit_reveal=False, min_allowed_weights=0, max_weight_limit=limit)
     uids, values = sdk_weights._conform([u for u, _ in pairs], [w for _, w in pairs], preflight, 57)
-    ours = dict(zip(cw.uids, cw.values))
-    assert set(uids) == set(ours)
+    ours, sdk = dict(zip(cw.uids, cw.values)), dict(zip(uids, values))
     shares = sorted(w for w in weights.values() if w > 0)
     if shares[-1] / sum(shares) > limit / U16_MAX * (1 - 1e-9):  # clipped, or on the edge where float sums decide
         return
     tolerance = 0 if limit == U16_MAX else 1
-    assert all(abs(ours[u] - v) <= tolerance for u, v in zip(uids, values)), (ours, dict(zip(uids, values)))
+    # A UID one side leaves out (a weight that rounds to 0) counts 0 there: a tiny weight beside a
+    # large one may round to 1 on one side and 0 on the other (hypothesis: 1e-05 beside 619).
+    assert all(abs(ours.get(u, 0) - sdk.get(u, 0)) <= tolerance for u in set(ours) | set(sdk)), (ours, sdk)
