@@ -279,17 +279,12 @@ def test_a_nonce_flood_from_one_hotkey_does_not_starve_another_validator(tmp_pat
 # -- the validator's handshake caps ------------------------------------------------------------------
 def _hostile_key_server(answer):  # noqa: ANN001 - an async endpoint body
     from fastapi import FastAPI
-    import uvicorn
+
+    from test_client_limits import serve
 
     app = FastAPI()
     app.get(fiber.PUBLIC_KEY_PATH)(answer)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    return f"http://127.0.0.1:{port}", server, thread
+    return serve(app)
 
 
 @pytest.mark.parametrize("kind", ["drip", "huge", "gzip"])
