@@ -26,6 +26,7 @@ from gaia_dagster.sensors.orchestrate import miner_orchestration_sensor
 from gaia_dagster.sensors.poll import forecast_poll_sensor
 from gaia_dagster.sensors.reaper import stale_work_reaper
 from gaia_dagster.sensors.registry import miner_registry_sensor
+from gaia_dagster.sensors.weights import weights_cadence_sensor
 
 
 def default_resources() -> dict[str, object]:
@@ -42,7 +43,12 @@ def default_resources() -> dict[str, object]:
         "miner_registry": MinerRegistry(**bound_env(path="GAIA_REGISTRY", source="GAIA_REGISTRY_SOURCE")),
         "chain": SubnetChain(**bound_env(network="GAIA_CHAIN_NETWORK", netuid="GAIA_NETUID", weights_mode="GAIA_WEIGHTS",
                                          version_key="GAIA_WEIGHTS_VERSION_KEY",
-                                         min_validator_stake="GAIA_MIN_VALIDATOR_STAKE")),
+                                         min_validator_stake="GAIA_MIN_VALIDATOR_STAKE",
+                                         weights_interval_blocks="GAIA_WEIGHTS_INTERVAL_BLOCKS",
+                                         # Gaia's own weight settings, under Gaia's names
+                                         burn_rate="BURN_RATE", burn_hotkey="BURN_HOTKEY",
+                                         burn_miner_emission="BURN_MINER_EMISSION",
+                                         weight_contrast_gamma="WEIGHT_CONTRAST_GAMMA")),
         "miner_access": MinerAccess(**bound_env(
             retry_scale="GAIA_RETRY_SCALE", read_timeout_s="GAIA_MINER_TIMEOUT_S",
             answer_deadline_s="GAIA_ANSWER_DEADLINE_S",
@@ -67,7 +73,7 @@ def build_definitions(resources: dict[str, object] | None = None) -> Definitions
         jobs=ALL_JOBS,
         schedules=[daily_forecast_schedule],
         sensors=[miner_registry_sensor, miner_orchestration_sensor, forecast_poll_sensor,
-                 era5_availability_sensor, stale_work_reaper],
+                 era5_availability_sensor, stale_work_reaper, weights_cadence_sensor],
         resources={"chain": SubnetChain(), **resources},
         # Every step of a run executes in the run's own process: no process per step or check.
         executor=in_process_executor,

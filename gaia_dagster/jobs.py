@@ -35,13 +35,16 @@ era5_truth_job = define_asset_job("era5_truth_job", selection=AssetSelection.ass
 era5_score_job = define_asset_job("era5_score_job", selection=_stage("era5_score"),
                                   partitions_def=date_miner_partitions, description="Per-miner ERA5 score.")
 miner_scores_job = define_asset_job(
-    "miner_scores_job", selection=AssetSelection.assets("miner_scores", "chain_weights") | INTEGRITY_CHECKS,
+    "miner_scores_job", selection=AssetSelection.assets("miner_scores") | INTEGRITY_CHECKS,
     partitions_def=daily_partitions,
-    description="The integrity checks, then the day's leaderboard and weights, then those weights in the "
-                "chain's form by UID (dry-run unless GAIA_WEIGHTS=submit).")
+    description="The integrity checks, then the day's leaderboard and its weights.")
+chain_weights_job = define_asset_job(
+    "chain_weights_job", selection=AssetSelection.assets("chain_weights"),
+    description="One slot of the chain's cadence: the weights by UID, recorded with the exact call and set on "
+                "the chain when GAIA_WEIGHTS=submit (weights_cadence_sensor starts it).")
 integrity_checks_job = define_asset_job(
     "integrity_checks_job", selection=INTEGRITY_CHECKS,
     description="No duplicate jobs and deterministic job IDs over the whole validator DB (once per batch).")
 
 ALL_JOBS = [daily_seed_job, forecast_request_job, forecast_job, era5_truth_job, era5_score_job, miner_scores_job,
-            integrity_checks_job]
+            chain_weights_job, integrity_checks_job]

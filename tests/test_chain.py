@@ -52,14 +52,16 @@ class SubnetState:
                         "SubnetEpochIndex": 3, "BlocksSinceLastStep": 10}
         self.validator_hotkey = validator_hotkey
         self.submitted: list[Any] = []
+        self.block = 1000
+        self.refuse = ""  # when set, every submission fails on chain with this message
 
     def graph(self) -> dict:
         column = lambda key: [n[key] for n in self.neurons]  # noqa: E731
-        return {"block": 1000, "tempo": 360, "last_step": 990, "blocks_since_last_step": 10,
+        return {"block": self.block, "tempo": 360, "last_step": 990, "blocks_since_last_step": 10,
                 "owner_hotkey": "owner", "owner_coldkey": "owner", "network_registered_at": 1, "netuid": NETUID,
                 "hotkeys": column("hotkey"), "coldkeys": ["cold"] * len(self.neurons),
                 "axons": [{"ip": int(IPv4Address(n["ip"])), "port": n["port"], "ip_type": 4} for n in self.neurons],
-                "validator_permit": column("permit"), "total_stake": [int(n["stake"] * 1e9) for n in self.neurons],
+                "validator_permit": column("permit"), "last_update": [n.get("last_update", 0) for n in self.neurons], "total_stake": [int(n["stake"] * 1e9) for n in self.neurons],
                 "active": [True] * len(self.neurons)}
 
 
@@ -75,7 +77,7 @@ class InMemorySubstrate:
     async def connect(self) -> None: ...
     async def close(self) -> None: ...
     async def block_hash(self, block: int | None = None) -> str: return f"0x{(block or 1000):064x}"
-    async def block_number(self) -> int: return 1000
+    async def block_number(self) -> int: return self.state.block
     async def finalized_block_number(self) -> int: return 1000
     async def block_time(self) -> float: return 12.0
     async def spec_version(self) -> int: return 400
@@ -84,8 +86,10 @@ class InMemorySubstrate:
         if storage_function == "Uids":
             hotkeys = [n["hotkey"] for n in self.state.neurons]
             return hotkeys.index(params[1]) if params[1] in hotkeys else None
-        if storage_function in ("LastUpdate", "ValidatorPermit"):
-            return [0] * len(self.state.neurons)
+        if storage_function == "LastUpdate":
+            return [n.get("last_update", 0) for n in self.state.neurons]
+        if storage_function == "ValidatorPermit":
+            return [n["permit"] for n in self.state.neurons]
         return self.state.storage.get(storage_function)
 
     async def query_map(self, module, storage_function, params=None, block_hash=None):  # noqa: ANN001, ANN201
@@ -103,6 +107,8 @@ class InMemorySubstrate:
 
     async def submit(self, call, keypair, **kwargs):  # noqa: ANN001, ANN201
         self.state.submitted.append((call, keypair.ss58_address))
+        if self.state.refuse:
+            return ExtrinsicResult(success=False, message=self.state.refuse)
         return ExtrinsicResult(success=True, message="included", block_hash="0x" + "ab" * 32, extrinsic_id="1001-2")
 
 
@@ -116,8 +122,9 @@ class InMemoryChain(SubnetChain):
 STATES: dict[str, SubnetState] = {}
 
 
-def neuron(hotkey: str, ip: str = "127.0.0.1", port: int = 8091, stake: float = 0.0, permit: bool = False) -> dict:
-    return {"hotkey": hotkey, "ip": ip, "port": port, "stake": stake, "permit": permit}
+def neuron(hotkey: str, ip: str = "127.0.0.1", port: int = 8091, stake: float = 0.0, permit: bool = False,
+           last_update: int = 0) -> dict:
+    return {"hotkey": hotkey, "ip": ip, "port": port, "stake": stake, "permit": permit, "last_update": last_update}
 
 
 def keyed(uri: str) -> str:
@@ -214,10 +221,14 @@ def seeded_day(tmp_path, scores: dict[str, float]) -> ValidatorDB:
     return db
 
 
-def weights_metadata(tmp_path, db: ValidatorDB, chain: SubnetChain, registry: MinerRegistry):  # noqa: ANN201
-    result = materialize([chain_weights], partition_key="2026-10-20", resources={
+def weights_metadata(tmp_path, db: ValidatorDB, chain: SubnetChain, registry: MinerRegistry,  # noqa: ANN201
+                     profile: str = "sound", tags: dict | None = None):
+    from gaia_dagster.resources.sources import WeatherSources
+
+    result = materialize([chain_weights], tags=tags, resources={
         "validator_db": db, "miner_registry": registry, "chain": chain,
-        "miner_access": MinerAccess(validator_hotkey_uri=VALIDATOR_URI)})
+        "miner_access": MinerAccess(validator_hotkey_uri=VALIDATOR_URI),
+        "sources": WeatherSources(scoring_profile=profile, cache_dir=str(tmp_path / "cache"))})
     assert result.success
     return result.asset_materializations_for_node("chain_weights")[0].metadata
 
@@ -228,9 +239,8 @@ def test_dry_run_records_by_uid_what_it_would_set_and_sends_nothing(tmp_path):
         [neuron("validator", "10.0.0.1", 9000, 50_000, True), neuron("miner-b", "10.0.0.3"),
          neuron("miner-a", "10.0.0.2"), neuron("failed", "10.0.0.4")], max_weight_limit=40000, version_key=7)
     meta = weights_metadata(tmp_path, db, InMemoryChain(network="ws://dry"), MinerRegistry(source="chain"))
-    assert meta["mode"].value == "dry-run" and state.submitted == []
-    assert meta["netuid"].value == NETUID and meta["version_key"].value == 7 and meta["max_weight_limit"].value == 40000
-    assert meta["rules_from"].value == "chain"
+    assert meta["mode"].value == "dry-run" and meta["status"].value == "recorded" and state.submitted == []
+    assert meta["netuid"].value == NETUID and meta["version_key"].value == 7 and meta["profile"].value == "sound"
     rows = [{k: r.data[k] for k in ("uid", "hotkey", "u16")} for r in meta["weights"].value.records]
     # miner-a 0.8 + 0.05 top bonus, miner-b 0.4: a's share 0.68 is over the limit L = 40000/65535, so a
     # is cut to c = L * 0.4 / (1 - L) and b / a = 0.4 / c = 25535 / 40000. "gone" holds no UID (left
@@ -238,8 +248,10 @@ def test_dry_run_records_by_uid_what_it_would_set_and_sends_nothing(tmp_path):
     b_value = round(U16_MAX * 25535 / 40000)
     assert rows == [{"uid": 1, "hotkey": "miner-b", "u16": b_value}, {"uid": 2, "hotkey": "miner-a", "u16": U16_MAX}]
     assert meta["uids"].value == [1, 2] and meta["u16_values"].value == [b_value, U16_MAX]
-    assert meta["largest_share"].value <= 40000 / U16_MAX
-    assert meta["without_uid"].value == ["gone"] and meta["problems"].value == []
+    assert U16_MAX / (U16_MAX + b_value) <= 40000 / U16_MAX
+    assert meta["without_uid"].value == ["gone"] and meta["reason"].value == ""
+    assert meta["call"].value == {"intent": "SetWeights", "path": "set_weights", "netuid": NETUID, "dests": [1, 2],
+                                  "weights": [b_value, U16_MAX], "version_key": 7}
 
 
 def test_demo_default_runs_offline_from_the_registry_file(tmp_path):
@@ -252,7 +264,7 @@ def test_demo_default_runs_offline_from_the_registry_file(tmp_path):
     write_registry(tmp_path / "miners.json", [RegistryEntry("miner-a", "http://127.0.0.1:9000", 3),
                                               RegistryEntry("miner-b", "http://127.0.0.1:9001", 8)])
     meta = weights_metadata(tmp_path, db, SubnetChain(), MinerRegistry(path=str(tmp_path / "miners.json")))
-    assert meta["mode"].value == "dry-run" and meta["rules_from"].value.startswith("defaults")
+    assert meta["mode"].value == "dry-run" and meta["version_key"].value == 0
     # miner-a 0.9 + 0.05 top bonus against miner-b 0.3, no limit: proportional
     assert meta["uids"].value == [3, 8] and meta["u16_values"].value == [U16_MAX, round(U16_MAX * 0.3 / 0.95)]
 
@@ -269,14 +281,14 @@ def test_submit_sends_exactly_the_recorded_values_through_set_weights(tmp_path, 
          neuron("miner-c", "10.0.0.4")], max_weight_limit=30000, commit_reveal=commit_reveal, version_key=11)
     chain = InMemoryChain(network=f"ws://submit-{commit_reveal}", weights_mode="submit")
     meta = weights_metadata(tmp_path, db, chain, MinerRegistry(source="chain"))
-    assert meta["mode"].value == "submitted" and len(state.submitted) == 1
+    assert meta["mode"].value == "submit" and meta["status"].value == "submitted" and len(state.submitted) == 1
     call, signer = state.submitted[0]
     assert signer == me
     module, function, params = call.module, call.function, call.params
     assert module == "SubtensorModule"
     if commit_reveal:
         assert function == "commit_timelocked_mechanism_weights" and params["netuid"] == NETUID
-        assert meta["submission_path"].value.startswith("commit-reveal")
+        assert meta["call"].value["path"].startswith("commit-reveal")
     else:
         assert function == "set_mechanism_weights"
         assert (params["dests"], params["weights"], params["version_key"]) == (

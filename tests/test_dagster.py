@@ -58,7 +58,7 @@ def test_definitions_load_with_every_asset_check_sensor_and_schedule(tmp_path):
     assert {c.name for c in graph.asset_check_keys} == {"no_duplicate_jobs", "job_ids_deterministic", "no_copied_forecasts"}
     assert defs.resolve_schedule_def("daily_forecast_schedule").cron_schedule == "0 18 * * *"
     for name in ("miner_registry_sensor", "miner_orchestration_sensor", "forecast_poll_sensor",
-                 "era5_availability_sensor"):
+                 "era5_availability_sensor", "weights_cadence_sensor"):
         defs.resolve_sensor_def(name)
 
 

@@ -1,52 +1,73 @@
-"""``chain_weights[date]``: the day's weights as the chain takes them, by UID; dry-run by default."""
+"""``chain_weights``: the weights of one slot of the chain's cadence, by UID; dry-run by default.
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, TableColumn, asset
+Materialized by ``weights_cadence_sensor`` once per slot (Gaia's 250 blocks, or the subnet's rate
+limit when longer), not per score arrival. A submission the chain refuses fails the run, visibly,
+with the vector kept in the validator DB; the next slot tries again.
+"""
 
-from gaia_dagster.assets.partitions import daily_partitions, gfs_init_time
+from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, TableColumn, asset
+
 from gaia_dagster.assets.plots import records_table
+from gaia_dagster.core.weights_cadence import WeightSlot
+from gaia_dagster.db.repository import now_utc
 from gaia_dagster.resources.chain import SubnetChain
 from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.registry import MinerRegistry
+from gaia_dagster.resources.sources import WeatherSources
 from gaia_dagster.resources.validator_db import ValidatorDB
-from gaia_dagster.stages.weights import set_day_weights
+from gaia_dagster.stages.weights import WeightSubmissionFailed, set_slot_weights, slot_weights
+
+SLOT_TAG = "gaia/weights_slot"
 
 WEIGHT_COLUMNS = [
-    TableColumn("uid", "int", "the UID the weight is set on (held by this hotkey now)"),
-    TableColumn("hotkey", "string", "the miner's hotkey, in full"),
-    TableColumn("weight", "float", "the leaderboard weight (15-day look-back, sums to 1)"),
-    TableColumn("u16", "int", "the value submitted: the largest 65535, within the max-weight limit"),
+    TableColumn("uid", "int", "the UID the weight is set on"),
+    TableColumn("hotkey", "string", "the hotkey holding that UID now, in full"),
+    TableColumn("mean_score", "float", "deployed: the UID's mean over Gaia's score rows of the last 15 days"),
+    TableColumn("weight", "float", "the weight handed to the chain call (sums to 1)"),
+    TableColumn("u16", "int", "the value the chain receives: the largest 65535"),
     TableColumn("share", "float", "u16 over the sum of u16: what the chain normalises to"),
 ]
 
 
-@asset(partitions_def=daily_partitions, group_name="gaia", kinds={"python"}, deps=["miner_scores"],
-       description="The day's weights in the chain's form (by UID, u16, within the subnet's max-weight limit) "
-                   "and, when GAIA_WEIGHTS=submit, set on the chain (set_weights, or a timelocked commit when "
-                   "the subnet runs commit-reveal). Dry-run by default: records exactly what it would submit.")
+@asset(group_name="gaia", kinds={"python"}, deps=["miner_scores"],
+       description="The weights of one slot of the chain's cadence: under the deployed profile exactly the "
+                   "vector Gaia v2.9.96's validators set (75% burn, logistic curve, float32 normalisation, u16), "
+                   "under sound the leaderboard's 15-day weights; recorded with the exact chain call, and set on "
+                   "the chain when GAIA_WEIGHTS=submit. A refused submission fails the run; the next slot retries.")
 def chain_weights(context: AssetExecutionContext, validator_db: ValidatorDB, miner_registry: MinerRegistry,
-                  chain: SubnetChain, miner_access: MinerAccess) -> MaterializeResult:
+                  chain: SubnetChain, miner_access: MinerAccess, sources: WeatherSources) -> MaterializeResult:
     repo = validator_db.repo
-    run = repo.run_for_init_time(gfs_init_time(context.partition_key))
-    if run is None:
-        raise ValueError(f"run {context.partition_key}: no run exists for this date")
+    slot_key = context.run.tags.get(SLOT_TAG) or f"weights|manual|{context.run_id}"
+    weights = slot_weights(repo, miner_registry, chain, sources.scoring_profile, now_utc())
     signer = miner_access.identity().keypair if chain.submits() else None
-    outcome = set_day_weights(repo, run, miner_registry, chain, signer)
-    plan, rules = outcome.weights, outcome.weights.rules
-    if outcome.submitted is not None:
-        context.log.info(f"weights set on {chain.describe()}: {outcome.submitted}")
-    return MaterializeResult(metadata={
-        "mode": "submitted" if outcome.submitted is not None else "dry-run",
-        "netuid": rules.netuid,
-        "version_key": rules.version_key,
-        "submission_path": "commit-reveal (timelocked commit)" if rules.commit_reveal else "set_weights",
-        "max_weight_limit": rules.max_weight_limit,
-        "min_allowed_weights": rules.min_allowed_weights,
-        "rules_from": outcome.rules_source,
-        "uids": MetadataValue.json(list(plan.uids)),
-        "u16_values": MetadataValue.json(list(plan.values)),
-        "weights": records_table(plan.rows(), WEIGHT_COLUMNS),
-        "largest_share": plan.largest_share(),
-        "without_uid": MetadataValue.json(list(plan.unassigned)),
-        "problems": MetadataValue.json(list(plan.problems)),
-        "submission": MetadataValue.json(outcome.submitted) if outcome.submitted is not None else MetadataValue.null(),
-    })
+    metadata = {
+        "slot": slot_key, "block": weights.block, "profile": weights.profile,
+        "mode": "submit" if chain.submits() else "dry-run", "netuid": weights.rules.netuid,
+        "version_key": weights.rules.version_key, "call": MetadataValue.json(weights.call()),
+        "uids": MetadataValue.json(weights.uids), "u16_values": MetadataValue.json(weights.u16),
+        "weights": records_table(weights.rows, WEIGHT_COLUMNS),
+        "vector": MetadataValue.json(weights.vector) if weights.vector is not None else MetadataValue.null(),
+        "reason": weights.reason, **{k: _metadata(v) for k, v in weights.details.items()},
+    }
+    try:
+        status, answer = set_slot_weights(repo, slot_key, weights, chain, signer)
+    except WeightSubmissionFailed as exc:
+        raise Failure(description=str(exc), metadata=metadata) from exc
+    if answer is not None:
+        context.log.info(f"weights set on {chain.describe()}: {answer}")
+    if weights.vector is None:
+        context.log.warning(f"slot {slot_key}: nothing to set: {weights.reason}")
+    return MaterializeResult(metadata={**metadata, "status": status,
+                                       "submission": MetadataValue.json(answer) if answer else MetadataValue.null()})
+
+
+def _metadata(value):  # noqa: ANN001, ANN202
+    """A detail as metadata: lists as JSON, None as null, numbers and text as they are."""
+    if value is None:
+        return MetadataValue.null()
+    return MetadataValue.json(value) if isinstance(value, (list, dict)) else value
+
+
+def slot_tags(slot: WeightSlot) -> dict[str, str]:
+    """The run tags that carry a slot to ``chain_weights``."""
+    return {SLOT_TAG: slot.key, "gaia/stage": "chain_weights", "gaia/block": str(slot.block)}

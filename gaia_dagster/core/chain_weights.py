@@ -37,13 +37,15 @@ class WeightRules:
 
     ``max_weight_limit`` is the chain's u16 form: the largest weight may be at most
     ``max_weight_limit / 65535`` of the total (65535: no limit). ``version_key`` is what the
-    submission carries (the chain refuses one below the subnet's ``WeightsVersionKey``)."""
+    submission carries (the chain refuses one below the subnet's ``WeightsVersionKey``);
+    ``rate_limit`` the blocks the chain requires between two submissions of one validator."""
 
     netuid: int
     max_weight_limit: int = U16_MAX
     min_allowed_weights: int = 0
     commit_reveal: bool = False
     version_key: int = 0
+    rate_limit: int = 0
 
 
 @dataclass(frozen=True)

@@ -66,13 +66,19 @@ def normalise_registry(entries: list[RegistryEntry]) -> tuple[list[RegistryEntry
 @dataclass(frozen=True)
 class ChainNeuron:
     """One UID of the subnet's metagraph: its hotkey, served axon (``ip:port``, None when nothing is
-    served), stake (in the subnet's token) and validator permit."""
+    served), stake (in the subnet's token), validator permit and the block it last set weights at."""
 
     uid: int
     hotkey: str
     axon: str | None
     stake: float
     validator_permit: bool
+    last_update: int = 0
+
+    @property
+    def ip(self) -> str:
+        """The axon's IP as the chain's node list shows it: ``0.0.0.0`` when nothing is served."""
+        return self.axon.rsplit(":", 1)[0] if self.axon else "0.0.0.0"
 
 
 def is_validator(neuron: ChainNeuron, min_validator_stake: float) -> bool:

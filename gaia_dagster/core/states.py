@@ -96,3 +96,12 @@ MINER_POLL_DONE = frozenset({"completed"})
 MINER_POLL_WORKING = frozenset({"processing", "received", "running", "running_inference", "processing_output"})
 MINER_POLL_FAILED = frozenset({"failed", "error", "fetch_error"})
 MINER_POLL_NOT_FOUND = "not_found"
+
+
+class WeightStatus(str, Enum):
+    """What became of the weights computed for one slot (``core/weights_cadence``)."""
+
+    RECORDED = "recorded"      # dry-run: the exact call recorded, nothing sent
+    SUBMITTED = "submitted"    # the chain accepted the call
+    FAILED = "failed"          # the chain refused it (rate limit, error) or it could not be sent
+    NOTHING = "nothing"        # the weight path gave no vector: nothing to set in this slot

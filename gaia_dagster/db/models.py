@@ -169,3 +169,22 @@ class FrozenManifest(Base):
     files: Mapped[str] = mapped_column(Text, nullable=False)
     data_digest: Mapped[str] = mapped_column(String(64), nullable=False)
     frozen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class WeightSubmission(Base):
+    """The weights computed for one slot of the chain's cadence: the vector, the exact call (sent or,
+    in dry-run, not), and what became of it (``core.states.WeightStatus``). Never deleted: a failed
+    submission keeps its vector, and the next slot computes and tries again."""
+
+    __tablename__ = "weather_weight_submissions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    slot_key: Mapped[str] = mapped_column(String(128), nullable=False, unique=True)
+    block: Mapped[int] = mapped_column(Integer, nullable=False)
+    profile: Mapped[str] = mapped_column(String(16), nullable=False)
+    mode: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    call: Mapped[str] = mapped_column(Text, nullable=False)       # JSON: netuid, dests, weights (u16), version_key
+    vector: Mapped[str | None] = mapped_column(Text)               # JSON: the 256 floats handed to the call
+    error: Mapped[str | None] = mapped_column(Text)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

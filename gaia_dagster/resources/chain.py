@@ -40,6 +40,13 @@ class SubnetChain(ConfigurableResource):
     weights_mode: str = "dry-run"
     version_key: str = ""
     min_validator_stake: DecimalText = "1000"
+    # Gaia's weight environment, under Gaia's own names (core/weights_deployed.WeightEnv); empty: Gaia's default
+    burn_rate: str = ""
+    burn_hotkey: str = ""
+    burn_miner_emission: str = ""
+    weight_contrast_gamma: str = ""
+    # blocks between weight settings (core/weights_cadence; the subnet's rate limit when longer)
+    weights_interval_blocks: str = "250"
 
     # -- settings ------------------------------------------------------------------------------------
     @property
@@ -62,6 +69,23 @@ class SubnetChain(ConfigurableResource):
 
     def validator_stake_threshold(self) -> float:
         return decimal_setting(self.min_validator_stake, "min_validator_stake", "GAIA_MIN_VALIDATOR_STAKE")
+
+    def weight_env(self) -> dict[str, str]:
+        """The Gaia weight settings that are set, by Gaia's variable names."""
+        named = {"BURN_RATE": self.burn_rate, "BURN_HOTKEY": self.burn_hotkey,
+                 "BURN_MINER_EMISSION": self.burn_miner_emission, "WEIGHT_CONTRAST_GAMMA": self.weight_contrast_gamma}
+        return {name: value for name, value in named.items() if str(value).strip()}
+
+    def interval_blocks(self) -> int:
+        """Gaia's 250 blocks between weight settings unless ``GAIA_WEIGHTS_INTERVAL_BLOCKS`` says otherwise."""
+        try:
+            blocks = int(str(self.weights_interval_blocks).strip())
+        except ValueError:
+            blocks = 0
+        if blocks < 1:
+            raise ValueError(f"weights_interval_blocks (GAIA_WEIGHTS_INTERVAL_BLOCKS) must be a whole number of "
+                             f"blocks >= 1, not {self.weights_interval_blocks!r}")
+        return blocks
 
     def describe(self) -> str:
         return f"netuid {self.subnet()} on {self.network or '(no chain configured)'}"
@@ -96,14 +120,19 @@ class SubnetChain(ConfigurableResource):
 
     def neurons(self) -> list[ChainNeuron]:
         """Every UID of the subnet's metagraph, read at one block."""
+        return self.metagraph()[1]
+
+    def metagraph(self) -> tuple[int, list[ChainNeuron]]:
+        """The block the metagraph was read at and every UID of it."""
         netuid = self.subnet()
 
-        async def read(client: Any) -> list[ChainNeuron]:
+        async def read(client: Any) -> tuple[int, list[ChainNeuron]]:
             graph = await client.subnets.metagraph(netuid, commitments=False)
             if graph is None:
                 raise ChainError(f"reading the metagraph: subnet {netuid} does not exist on {self.network}")
-            return [ChainNeuron(n.uid, n.hotkey, n.axon, float(n.total_stake.amount), bool(n.validator_permit))
-                    for n in graph.neurons]
+            return int(graph.block), [ChainNeuron(n.uid, n.hotkey, n.axon, float(n.total_stake.amount),
+                                                  bool(n.validator_permit), int(n.last_update or 0))
+                                      for n in graph.neurons]
 
         return self._call("reading the metagraph", read)
 
@@ -116,28 +145,34 @@ class SubnetChain(ConfigurableResource):
             from bittensor import storage
 
             module = storage.SubtensorModule
-            limit, minimum, reveal, version = await asyncio.gather(
+            limit, minimum, reveal, version, rate_limit = await asyncio.gather(
                 client.query(module.MaxWeightsLimit, [netuid]), client.query(module.MinAllowedWeights, [netuid]),
-                client.query(module.CommitRevealWeightsEnabled, [netuid]), client.query(module.WeightsVersionKey, [netuid]))
+                client.query(module.CommitRevealWeightsEnabled, [netuid]), client.query(module.WeightsVersionKey, [netuid]),
+                client.query(module.WeightsSetRateLimit, [netuid]))
             key = int(self.version_key) if str(self.version_key).strip() else int(version or 0)
-            return WeightRules(netuid, int(limit) if limit is not None else U16_MAX, int(minimum or 0), bool(reveal), key)
+            return WeightRules(netuid, int(limit) if limit is not None else U16_MAX, int(minimum or 0), bool(reveal), key,
+                               int(rate_limit or 0))
 
         return self._call("reading the weight hyperparameters", read)
 
     def submit(self, weights: ChainWeights, signer: Any) -> dict[str, Any]:
-        """Submit the day's weights as they are (``weights.uids`` / ``values``, already in the
-        chain's form, so the SDK's own conforming leaves them unchanged) with ``signer`` (the
-        validator's hotkey keypair). Returns the extrinsic's id, block hash, message and the path taken."""
+        """Submit weights already in the chain's form (``core/chain_weights``), as they are."""
         if not weights.submittable:
             raise ChainError(f"submitting weights for {self.describe()}: not submittable: {'; '.join(weights.problems)}")
+        return self.submit_values(list(weights.uids), list(weights.values), weights.rules, signer)
+
+    def submit_values(self, uids: list[int], values: list[int], rules: WeightRules, signer: Any) -> dict[str, Any]:
+        """Submit u16 ``values`` on ``uids`` with ``rules.version_key`` and ``signer`` (the validator's
+        hotkey keypair) through the SDK's ``SetWeights`` (a plain ``set_weights``, or a timelocked
+        commit on a commit-reveal subnet). Returns the extrinsic's id, block hash, message and path."""
 
         async def send(client: Any) -> dict[str, Any]:
             from bittensor import SetWeights
 
-            intent = SetWeights(netuid=weights.rules.netuid, uids=list(weights.uids),
-                                weights=[float(v) for v in weights.values], version_key=weights.rules.version_key)
+            intent = SetWeights(netuid=rules.netuid, uids=list(uids), weights=[float(v) for v in values],
+                                version_key=rules.version_key)
             result = (await client.execute(intent, signer)).raise_for_failure()
             return {"extrinsic_id": result.extrinsic_id, "block_hash": result.block_hash, "message": result.message,
-                    "path": "commit-reveal (timelocked)" if weights.rules.commit_reveal else "set_weights"}
+                    "path": "commit-reveal (timelocked)" if rules.commit_reveal else "set_weights"}
 
         return self._call("submitting weights", send)
