@@ -21,6 +21,7 @@ DEMO_SETTINGS = {
     "GAIA_RETRY_SCALE": "0.03",        # query backoff 1.8/9/27 s, poll every 9 s (10 polls), day-1 retry 9 s
     "GAIA_MINER_TIMEOUT_S": "3",
     "GAIA_SENSOR_INTERVAL_S": "2",     # every sensor ticks as often as the daemon allows
+    "GAIA_WEIGHTS_INTERVAL_BLOCKS": "5",  # a weights slot a minute (12 s blocks) instead of every 50 minutes
 }
 
 
@@ -133,26 +134,47 @@ def watch_day(dagster, date: str, timeout_s: float, say) -> list[Any]:  # noqa: 
     return [run, repo.responses(run_id=run.id) if run else [], repo]
 
 
-def _report_chain_weights(instance, date: str, dagster, say, wait_s: float = 60.0) -> None:  # noqa: ANN001
-    """Wait for ``chain_weights[date]`` (it runs right after ``miner_scores``) and print, by UID,
-    what it would set on the chain (or set, with GAIA_WEIGHTS=submit)."""
+def _report_chain_weights(instance, date: str, dagster, say, wait_s: float = 90.0) -> None:  # noqa: ANN001
+    """Wait for the first ``chain_weights`` slot after the day completed (the weights cadence sensor
+    opens one a minute in the demo) and print, by UID, what it recorded. A simulated day is older
+    than Gaia's 15-day window by the time ERA5 has scored it, so the slot has nothing of it; the
+    weights Gaia's validators would have set at T0 + 14 days are printed beside it."""
     from dagster import AssetKey
 
+    done = time.time()
     started = time.monotonic()
     while time.monotonic() - started < wait_s and dagster.alive():
         event = instance.get_latest_materialization_event(AssetKey("chain_weights"))
-        materialization = event.asset_materialization if event else None
-        if materialization is not None and materialization.partition == date:
-            meta = materialization.metadata
-            say(f"chain_weights[{date}] ({meta['mode'].value}, netuid {meta['netuid'].value}, "
-                f"version key {meta['version_key'].value}, {meta['submission_path'].value}):")
+        if event is not None and event.timestamp >= done:
+            meta = event.asset_materialization.metadata
+            say(f"chain_weights slot {meta['slot'].value} at block {meta['block'].value} ({meta['mode'].value}, "
+                f"{meta['profile'].value}, netuid {meta['netuid'].value}, version key {meta['version_key'].value}): "
+                f"{meta['status'].value}" + (f" ({meta['reason'].value})" if meta['reason'].value else ""))
             for uid, value in zip(meta["uids"].value, meta["u16_values"].value):
                 say(f"  uid {uid:>4}  u16 {value:>5}")
-            for problem in meta["problems"].value:
-                say(f"  not submittable: {problem}")
-            return
+            break
         time.sleep(1.0)
-    say(f"chain_weights[{date}] did not materialize within {wait_s:.0f} s")
+    else:
+        say(f"no chain_weights slot materialized within {wait_s:.0f} s of the day's end")
+    _report_weights_at(date, say)
+
+
+def _report_weights_at(date: str, say) -> None:  # noqa: ANN001
+    """``gaia-dagster weights --from-db --at T0+14d``: the day inside Gaia's window."""
+    from datetime import timedelta
+
+    from gaia_dagster.assets.partitions import gfs_init_time
+    from gaia_dagster.core.weights_deployed import deployed_weights
+    from gaia_dagster.core.weights_input import weight_inputs
+    from gaia_dagster.weights_cli import document_from_db
+
+    at = gfs_init_time(date) + timedelta(days=14)
+    inputs = weight_inputs(document_from_db(at.isoformat()))
+    result = deployed_weights(inputs.rows, inputs.nodes, inputs.now, inputs.block, inputs.env)
+    say(f"deployed weights at {at:%Y-%m-%d %H:%M} UTC (gaia-dagster weights --from-db --at {at:%Y-%m-%dT%H:%MZ}):"
+        + (f" none ({result.reason})" if result.weights is None else ""))
+    for uid, value in zip(result.uids, result.u16):
+        say(f"  uid {uid:>4}  u16 {value:>5}  weight {result.weights[uid]:.4f}")
 
 
 def _seed_runs_finished(instance) -> bool:  # noqa: ANN001

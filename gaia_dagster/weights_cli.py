@@ -18,9 +18,30 @@ from gaia_dagster.core.weights_input import WeightInputError, weight_inputs
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gaia-dagster weights",
                                      description="The weights a Gaia v2.9.96 validator sets for these inputs.")
-    parser.add_argument("--input", required=True, help="the JSON input file (- for standard input)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="the JSON input file (- for standard input)")
+    source.add_argument("--from-db", action="store_true",
+                        help="read the validator's own DB, metagraph and settings (as the chain_weights asset does)")
+    parser.add_argument("--at", default="", help="with --from-db: the time to compute at (ISO 8601; default now)")
+    parser.add_argument("--dump-input", default="", help="with --from-db: also write the input document to this file")
     parser.add_argument("--json", action="store_true", help="end with one JSON object: weights, uids_u16, u16")
     return parser
+
+
+def document_from_db(at: str) -> dict:
+    """The input document of this validator: its DB, registry/metagraph and weight settings, read
+    through the code location's own resources, at ``at`` (now when empty)."""
+    from datetime import datetime, timezone
+
+    from gaia_dagster.core.weights_input import parse_time
+    from gaia_dagster.definitions import default_resources
+    from gaia_dagster.stages.weights import weights_input_document
+
+    resources = default_resources()
+    db, registry, chain = (resources[name].process_config_and_initialize()
+                           for name in ("validator_db", "miner_registry", "chain"))
+    now = parse_time(at, "--at") if at else datetime.now(timezone.utc)
+    return weights_input_document(db.repo, registry, chain, now)
 
 
 def _read(path: str) -> object:
@@ -31,10 +52,14 @@ def _read(path: str) -> object:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
-        inputs = weight_inputs(_read(args.input))
+        document = document_from_db(args.at) if args.from_db else _read(args.input)
+        if args.dump_input:
+            with open(args.dump_input, "w", encoding="utf-8") as out:
+                json.dump(document, out)
+        inputs = weight_inputs(document)
     except (OSError, ValueError) as exc:  # WeightInputError and json errors are ValueErrors
         kind = "input" if isinstance(exc, WeightInputError) else type(exc).__name__
-        print(f"gaia-dagster weights: {args.input}: {kind}: {exc}", file=sys.stderr)
+        print(f"gaia-dagster weights: {args.input or 'the validator DB'}: {kind}: {exc}", file=sys.stderr)
         return 2
     result = deployed_weights(inputs.rows, inputs.nodes, inputs.now, inputs.block, inputs.env)
     if result.weights is None:

@@ -155,11 +155,22 @@ def test_dry_run_cadence_counts_from_its_own_last_record(tmp_path):
     STATES["ws://dry-cadence"] = SubnetState([dict(n) for n in SUBNET])
     chain, db = InMemoryChain(network="ws://dry-cadence"), two_days(tmp_path)
     requests, _ = sensor_tick(tmp_path, chain, db)
-    assert [r.run_key for r in requests] == ["weights|after--1|slot-1"]       # nothing recorded yet: at once
+    assert [r.run_key for r in requests] == ["weights|after--1|slot-4"]       # nothing recorded yet: at once
     weights_metadata(tmp_path, db, chain, MinerRegistry(source="chain"), profile="deployed",
                      tags={SLOT_TAG: requests[0].run_key})
     assert sensor_tick(tmp_path, chain, db)[0] == []                        # recorded at block 1000
     STATES["ws://dry-cadence"].block = 1250
+    assert [r.run_key for r in sensor_tick(tmp_path, chain, db)[0]] == ["weights|after-1000|slot-1"]
+
+
+def test_a_slot_with_nothing_to_set_is_recorded_and_the_next_opens_an_interval_later(tmp_path):
+    STATES["ws://empty"] = SubnetState([dict(n) for n in SUBNET])
+    chain, db = InMemoryChain(network="ws://empty"), ValidatorDB(url=f"sqlite:///{tmp_path / 'empty.db'}")
+    meta = weights_metadata(tmp_path, db, chain, MinerRegistry(source="chain"), profile="sound",
+                            tags={SLOT_TAG: "weights|after--1|slot-4"})
+    assert meta["status"].value == WeightStatus.NOTHING.value and "no leaderboard" in meta["reason"].value
+    assert sensor_tick(tmp_path, chain, db)[0] == []
+    STATES["ws://empty"].block = 1250
     assert [r.run_key for r in sensor_tick(tmp_path, chain, db)[0]] == ["weights|after-1000|slot-1"]
 
 
@@ -190,7 +201,35 @@ def test_a_refused_submission_fails_visibly_keeps_the_vector_and_the_next_slot_r
 
 
 def test_slots_are_counted_from_the_last_weights():
-    assert open_slot(1000, None, 250).index == 1
+    assert open_slot(1000, None, 250).key == "weights|after--1|slot-4"
+    assert open_slot(1250, None, 250).key == "weights|after--1|slot-5"    # a first attempt that failed
     assert open_slot(949, 700, 250) is None
     assert open_slot(950, 700, 250).key == "weights|after-700|slot-1"
     assert open_slot(1449, 700, 250).index == 2 and open_slot(1449, 700, 250).block == 1200
+
+
+def test_weights_from_db_is_what_chain_weights_records_and_its_input_reproduces_it(tmp_path):
+    """No chain (the embedded default): ``gaia-dagster weights --from-db`` reads the validator's DB and
+    registry file through the code location's resources, writes its input, and gives the vector the
+    ``chain_weights`` dry run records; that input through ``--input`` gives it again."""
+    import os
+
+    from gaia_dagster.core.registry import RegistryEntry
+    from gaia_dagster.resources.chain import SubnetChain
+    from gaia_dagster.resources.registry import write_registry
+
+    db = two_days(tmp_path)
+    registry = tmp_path / "miners.json"
+    write_registry(registry, [RegistryEntry("miner-a", "http://10.1.0.7:8091", 3),
+                              RegistryEntry("miner-b", "http://10.1.0.8:8091", 5),
+                              RegistryEntry("miner-c", "http://10.1.0.9:8091", 6)])
+    meta = weights_metadata(tmp_path, db, SubnetChain(), MinerRegistry(path=str(registry)), profile="deployed")
+    env = {**os.environ, "GAIA_DB_URL": db.url, "GAIA_REGISTRY": str(registry), "DAGSTER_HOME": str(tmp_path),
+           "DAGSTER_DISABLE_TELEMETRY": "1"}
+    dumped = tmp_path / "dumped.json"
+    done = subprocess.run([sys.executable, "-m", "gaia_dagster.cli", "weights", "--from-db", "--dump-input",
+                           str(dumped), "--json"], capture_output=True, text=True, timeout=120, env=env, check=True)
+    from_db = json.loads(done.stdout.strip().splitlines()[-1])
+    assert from_db["uids_u16"] == meta["uids"].value == [3, 5]   # miner-c's day-1 failed: nothing
+    assert from_db["u16"] == meta["u16_values"].value and from_db["u16"][0] == 65535
+    assert cli_weights(json.loads(dumped.read_text()), tmp_path) == from_db

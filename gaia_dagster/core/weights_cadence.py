@@ -9,7 +9,8 @@ and the subnet's ``WeightsSetRateLimit`` allows; not when scores arrive. Slots h
   an attempt the chain refuses, or that fails, is retried at the next slot; a success moves
   ``last`` and starts the count again.
 - Without a chain (the embedded default) the block is simulated from the clock, 12 s a block, and
-  ``last`` is the block of the validator's own last recorded weights.
+  ``last`` is the block of the validator's own last recorded weights (a slot that had nothing to
+  set counts as recorded; a failed one does not).
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ def weights_interval(rate_limit: int, interval: int = GAIA_INTERVAL_BLOCKS) -> i
 
 def open_slot(block: int, last: int | None, interval: int) -> WeightSlot | None:
     """The slot open at ``block`` (None before the first one opens). With no weights ever
-    recorded, the first slot is open at once."""
+    recorded a slot is open at once: the one holding ``block`` on the grid of ``interval``
+    blocks from 0, so a first attempt that fails is retried one interval later."""
     if last is None:
-        return WeightSlot(-1, 1, block)
+        return WeightSlot(-1, block // interval, block - block % interval)
     index = (block - last) // interval
     return WeightSlot(last, index, last + index * interval) if index >= 1 else None
 

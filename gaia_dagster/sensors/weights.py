@@ -17,14 +17,15 @@ from gaia_dagster.sensors.intervals import sensor_interval
 def last_weights(validator_db: ValidatorDB, chain: SubnetChain, miner_access: MinerAccess,
                  neurons: list) -> int | None:
     """The block of this validator's last weights: the chain's ``LastUpdate`` of its UID when it
-    submits, else the block of its last recorded dry run."""
+    submits, else the block of its last slot that recorded a dry run or had nothing to set."""
     if chain.configured and chain.submits():
         own = miner_access.identity().ss58
         mine = [n for n in neurons if n.hotkey == own]
         if not mine:
             raise ValueError(f"this validator's hotkey {own} holds no UID on {chain.describe()}: it cannot set weights")
         return mine[0].last_update
-    return last_weights_block(validator_db.repo, (WeightStatus.RECORDED.value, WeightStatus.SUBMITTED.value))
+    return last_weights_block(validator_db.repo, (WeightStatus.RECORDED.value, WeightStatus.SUBMITTED.value,
+                                                  WeightStatus.NOTHING.value))
 
 
 @sensor(name="weights_cadence_sensor", minimum_interval_seconds=sensor_interval(60), job=chain_weights_job,

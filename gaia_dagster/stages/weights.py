@@ -20,6 +20,7 @@ from gaia_dagster.core.scoring.aggregate import LOOKBACK_DAYS, miner_weights, ov
 from gaia_dagster.core.states import ERA5_SCORED_STATUSES, WeightStatus
 from gaia_dagster.core.weights_cadence import simulated_block
 from gaia_dagster.core.weights_deployed import WINDOW, Node, deployed_weights
+from gaia_dagster.core.weights_input import weight_inputs
 from gaia_dagster.core.weights_run_row import RunMinerScore, run_score_row
 from gaia_dagster.db.repository import RunRecord, ValidatorRepository
 from gaia_dagster.db.weights import ResponseScores, record_weights, runs_scored_since
@@ -99,18 +100,36 @@ def gaia_score_rows(repo: ValidatorRepository, uid_of: dict[str, int], now: date
             for run in runs_scored_since(repo, now - WINDOW)]
 
 
+def weights_input_document(repo: ValidatorRepository, registry: MinerRegistry, chain: SubnetChain,
+                           now: datetime) -> dict[str, Any]:
+    """What the deployed path reads at ``now``, as a ``gaia-dagster weights --input`` document: the
+    DB's runs as Gaia's score rows, the metagraph, the block and Gaia's weight settings."""
+    block, nodes = chain_view(registry, chain, now)
+    rows = gaia_score_rows(repo, {n.hotkey: n.uid for n in nodes}, now)
+    return {"now": now.isoformat(), "block": block,
+            "rows": [{"task_id": r.task_id, "created_at": r.created_at.isoformat(), "score": list(r.score)} for r in rows],
+            "nodes": [{"uid": n.uid, "hotkey": n.hotkey, "coldkey": n.coldkey, "ip": n.ip, "port": n.port,
+                       "stake": n.stake, "validator_permit": n.validator_permit, "last_update": n.last_update}
+                      for n in nodes],
+            "env": chain.weight_env()}
+
+
 def deployed_slot(repo: ValidatorRepository, registry: MinerRegistry, chain: SubnetChain, rules: WeightRules,
                   now: datetime) -> SlotWeights:
-    """The ``deployed`` profile: Gaia's weight path on Gaia's rows, this metagraph and block."""
-    block, nodes = chain_view(registry, chain, now)
-    hotkey_of = {n.uid: n.hotkey for n in nodes}
-    rows = gaia_score_rows(repo, {n.hotkey: n.uid for n in nodes}, now)
-    result = deployed_weights(rows, nodes, now, block, chain.weight_env())
+    """The ``deployed`` profile: Gaia's weight path on the document ``gaia-dagster weights`` would
+    read (``weights_input_document``), parsed and computed exactly as that command does."""
+    inputs = weight_inputs(weights_input_document(repo, registry, chain, now))
+    result = deployed_weights(inputs.rows, inputs.nodes, inputs.now, inputs.block, inputs.env)
+    hotkey_of = {n.uid: n.hotkey for n in inputs.nodes}
     vector = result.weights
-    table = [{"uid": uid, "hotkey": hotkey_of.get(uid, ""), "mean_score": result.mean_scores[uid] if result.mean_scores else 0.0,
-              "weight": vector[uid], "u16": value, "share": value / (sum(result.u16) or 1)}
+    table = [{"uid": uid, "hotkey": hotkey_of.get(uid, ""), "weight": vector[uid], "u16": value,
+              "mean_score": result.mean_scores[uid] if result.mean_scores else None,
+              "share": value / (sum(result.u16) or 1)}
              for uid, value in zip(result.uids, result.u16)] if vector is not None else []
-    return SlotWeights("deployed", block, rules, result.uids, result.u16, vector, result.reason, table,
+    reason = result.reason or ("" if result.uids else
+                               "every weight is 0 after Gaia's path (no score in the 15-day window, and its fallback "
+                               "UID 252 is not registered); Gaia would send set_weights with no UIDs, this records it")
+    return SlotWeights("deployed", inputs.block, rules, result.uids, result.u16, vector, reason, table,
                        {"rows_used": result.rows_used, "burn_uid": result.burn_uid,
                         "zeroed_validators": result.zeroed_validators, "zeroed_no_ip": result.zeroed_no_ip})
 
