@@ -133,3 +133,26 @@ def test_overall_scores_of_earlier_runs_feed_the_look_back(repo):
         repo.record_scores(row.id, "overall", [{"lead_hours": 0, "variable": "*", "level": 0, "score": score}])
     history = repo.overall_scores_before(T0 + timedelta(days=2), 14)
     assert history == [{"hk": pytest.approx(0.2)}, {"hk": pytest.approx(0.4)}]
+
+
+def test_weight_slots_are_recorded_once_each_and_kept(repo):
+    """Every slot's weights stay (SQLite and PostgreSQL): a slot recorded again is updated in place,
+    a failed one keeps its vector, and the cadence reads the last block of the given outcomes."""
+    from gaia_dagster.core.states import WeightStatus
+    from gaia_dagster.db.weights import last_weights_block, record_weights, weight_records
+
+    call = {"intent": "SetWeights", "dests": [1, 4], "weights": [65535, 21845], "version_key": 2186}
+    vector = [0.0] * 256
+    vector[1], vector[4] = 0.75, 0.25
+    record_weights(repo, "weights|after-700|slot-1", 950, "deployed", "submit", WeightStatus.FAILED.value, call,
+                   vector, "SettingWeightsTooFast")
+    record_weights(repo, "weights|after-700|slot-2", 1200, "deployed", "submit", WeightStatus.SUBMITTED.value, call,
+                   vector)
+    record_weights(repo, "weights|after-700|slot-2", 1201, "deployed", "submit", WeightStatus.SUBMITTED.value, call,
+                   vector)
+    records = weight_records(repo)
+    assert [(r.slot_key, r.block, r.status) for r in records] == [
+        ("weights|after-700|slot-2", 1201, "submitted"), ("weights|after-700|slot-1", 950, "failed")]
+    assert records[1].vector == vector and records[1].call == call and "TooFast" in records[1].error
+    assert last_weights_block(repo, (WeightStatus.SUBMITTED.value,)) == 1201
+    assert last_weights_block(repo, (WeightStatus.RECORDED.value,)) is None
