@@ -58,7 +58,8 @@ def default_resources() -> dict[str, object]:
         # setting still read when the definitions load.
         "sources": WeatherSources(resolution=float(os.environ.get("GAIA_RESOLUTION") or 1.5),
                                   **bound_env(era5_delay_hours="GAIA_ERA5_DELAY_H",
-                                             scoring_profile="GAIA_SCORING_PROFILE")),
+                                             scoring_profile="GAIA_SCORING_PROFILE",
+                                             era5_variables="GAIA_ERA5_VARIABLES")),
     }
 
 

@@ -20,9 +20,11 @@ import xarray as xr
 
 from gaia_dagster.core.contract import DAY1_LEAD_HOURS, ERA5_LEAD_HOURS
 from gaia_dagster.core.regrid import regrid_linear
-from gaia_dagster.core.scoring.day1 import DAY1_VARIABLES
 from gaia_dagster.core.scoring.era5 import Era5Metric
 from gaia_dagster.core.scoring.profiles import PROFILES, scoring_profile
+from gaia_dagster.core.scoring.variables import (
+    DEFAULT_DAY1_VARIABLES, DEFAULT_ERA5_VARIABLES, VariableEntry, parse_variables,
+)
 from gaia_dagster.core.scoring.stream import (
     FieldKey, FieldPlanes, TruthGrid, era5_keys, read_ahead, score_day1_fields, score_era5_fields,
 )
@@ -61,13 +63,15 @@ def _naive64(moment: datetime) -> np.datetime64:
     return np.datetime64(moment.astimezone(timezone.utc).replace(tzinfo=None), "ns")
 
 
-def plan_fields(forecast: xr.Dataset, truth: xr.Dataset, t0: datetime, leads) -> tuple[list[FieldKey], list[str]]:  # noqa: ANN001
-    """Every (lead, variable, level) present in both stores, in the scoring order of
-    ``core.scoring.stream.era5_keys``, and the required ones that are missing."""
+def plan_fields(forecast: xr.Dataset, truth: xr.Dataset, t0: datetime, leads,  # noqa: ANN001
+                entries: tuple[VariableEntry, ...] | None = None) -> tuple[list[FieldKey], list[str]]:
+    """Every (lead, variable, level) of the variable list's ``entries`` present in both stores, in
+    the scoring order of ``core.scoring.stream.era5_keys``, and the listed ones that are missing
+    (variables outside the list are never read)."""
     times_f = set(forecast["time"].values.astype("datetime64[ns]"))
     times_t = set(truth["time"].values.astype("datetime64[ns]"))
     keys, missing = [], []
-    for key in era5_keys(leads):
+    for key in era5_keys(leads, entries):
         valid = _naive64(t0 + timedelta(hours=key.lead_hours))
         variable, level = key.variable, key.level
         present = (valid in times_f and valid in times_t and variable in forecast and variable in truth
@@ -162,30 +166,40 @@ def era5_reader(forecast: FieldReader, truth: FieldReader, clim: FieldReader, t0
 
 
 def score_era5_stores(forecast: FieldReader, truth: FieldReader, clim: FieldReader, t0: datetime,
-                      weights: str = "cos", acc: str = "centred", profile: str | None = None) -> dict:
-    """The ERA5 score of a forecast store, as JSON-ready data (core.scoring.stream, as the pipeline)."""
+                      weights: str = "cos", acc: str = "centred", profile: str | None = None,
+                      variables: str | None = None) -> dict:
+    """The ERA5 score of a forecast store over the variable list ``variables`` (comma-separated,
+    default Gaia's), as JSON-ready data (core.scoring.stream, as the pipeline)."""
     profile = scoring_profile(profile)
-    keys, missing = plan_fields(forecast.ds, truth.ds, t0, ERA5_LEAD_HOURS)
+    entries = parse_variables(variables, DEFAULT_ERA5_VARIABLES)
+    keys, missing = plan_fields(forecast.ds, truth.ds, t0, ERA5_LEAD_HOURS, entries)
     leads = sorted({k.lead_hours for k in keys}) or list(ERA5_LEAD_HOURS)
     grid = TruthGrid(np.asarray(truth.ds["lat"].values), np.asarray(truth.ds["lon"].values))
     result = score_era5_fields(read_ahead(keys, era5_reader(forecast, truth, clim, t0)), grid, profile,
-                               scored_leads=leads, weights=weights, acc=acc)
+                               scored_leads=leads, weights=weights, acc=acc, entries=entries)
     return {
+        "variables": [e.name for e in entries],
         "score": 0.0 if result.failure else result.score, "failure": result.failure,
         "leads": {str(lead): result.lead_scores.get(lead) for lead in leads},
         "metrics": [_metric_json(m) for m in result.metrics], "missing": missing,
+        "entries": [{"lead_hours": lead, "name": v.variable, "rmse": _num(v.rmse), "acc": _num(v.acc),
+                     "skill": _num(v.skill)} for lead, rows in result.summaries.items() for v in rows],
         "init_time": t0.isoformat(), "weights": weights, "acc": acc, "profile": profile.name,
     }
 
 
 def score_day1_stores(forecast: xr.Dataset, truth: xr.Dataset, reference: xr.Dataset, clim: xr.Dataset,
-                      t0: datetime, weights: str = "cos", profile: str | None = None) -> dict:
-    """The day-1 score of a forecast store at 12 h against a GFS analysis, with a GFS reference."""
+                      t0: datetime, weights: str = "cos", profile: str | None = None,
+                      variables: str | None = None) -> dict:
+    """The day-1 score of a forecast store at 12 h against a GFS analysis, with a GFS reference,
+    over the variable list ``variables`` (single fields, default Gaia's day-1 list); a listed
+    variable the forecast lacks is left out (as Gaia skips it) and reported as missing."""
     profile = scoring_profile(profile)
+    entries = parse_variables(variables, DEFAULT_DAY1_VARIABLES, single_fields_only=True)
     lead = DAY1_LEAD_HOURS[0]
     valid = t0 + timedelta(hours=lead)
     fields, missing = [], []
-    for variable, level in DAY1_VARIABLES:
+    for variable, level in ((e.variable, e.levels[0]) for e in entries):
         try:
             o = _plane(truth, variable, level, valid)
             f = _plane(forecast, variable, level, valid)
@@ -200,7 +214,8 @@ def score_day1_stores(forecast: xr.Dataset, truth: xr.Dataset, reference: xr.Dat
                 "bias": _num(c.bias), "acc": _num(c.acc), "skill": _num(c.skill),
                 "clone_distance": _num(c.clone_distance), "clone_penalty": _num(c.clone_penalty),
                 "reason": c.reason} for c in result.components]
-    return {"score": 0.0 if result.failure else result.score, "failure": result.failure,
+    return {"variables": [e.name for e in entries],
+            "score": 0.0 if result.failure else result.score, "failure": result.failure,
             "leads": {str(lead): result.score}, "metrics": metrics, "missing": missing,
             "clone_clamped": result.clone_clamped, "init_time": t0.isoformat(), "weights": weights,
             "profile": profile.name}
@@ -232,20 +247,32 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--acc", choices=("centred", "uncentred"), default="centred")
         p.add_argument("--profile", choices=sorted(PROFILES), default=None,
                        help="scoring profile: deployed (Gaia v2.9.96, the default) or sound")
+        p.add_argument("--variables", default=None,
+                       help="comma-separated variable list as Gaia spells it (pressure-level names carry the "
+                            "level, e.g. t850; a bare t is every level); default: Gaia's "
+                            f"{DEFAULT_ERA5_VARIABLES if kind == 'era5' else DEFAULT_DAY1_VARIABLES}")
         p.add_argument("--init-time", default=None)
         p.add_argument("--json", action="store_true")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        parse_variables(args.variables, DEFAULT_ERA5_VARIABLES if args.kind == "era5" else DEFAULT_DAY1_VARIABLES,
+                        single_fields_only=args.kind == "day1")
+    except ValueError as exc:
+        parser.error(str(exc))
     forecast, truth, clim = open_store(args.forecast), open_store(args.truth), open_store(args.climatology)
     t0 = init_time_of(forecast, args.init_time)
     if args.kind == "era5":
         out = score_era5_stores(FieldReader(forecast, args.forecast), FieldReader(truth, args.truth),
-                                FieldReader(clim, args.climatology), t0, args.weights, args.acc, args.profile)
+                                FieldReader(clim, args.climatology), t0, args.weights, args.acc, args.profile,
+                                args.variables)
     else:
-        out = score_day1_stores(forecast, truth, open_store(args.reference), clim, t0, args.weights, args.profile)
+        out = score_day1_stores(forecast, truth, open_store(args.reference), clim, t0, args.weights, args.profile,
+                                args.variables)
     if args.json:
         print(json.dumps(out))
     else:

@@ -106,9 +106,9 @@ def test_perfect_forecast_has_rmse_0_and_skill_1_and_climatology_has_skill_0():
     climate = era5_field_metrics(24, "2t", None, Era5Field(clim, truth, clim), LAT)
     assert climate.skill == pytest.approx(0.0, abs=1e-12) and math.isnan(climate.acc)
     assert climate.rmse == pytest.approx(climate.reference_rmse)
-    # golden lead scores: perfect 0.6 + 0.3 + 0.1 = 1; climatology 0 + 0.3 * 0.5 + 0.1 * 0.5 = 0.2
+    # golden lead scores: perfect 0.6 + 0.3 + 0.1 = 1; climatology (NaN ACC counts -1) 0 + 0 + 0.1 * 0.5
     assert lead_score([perfect]) == pytest.approx(1.0)
-    assert lead_score([climate]) == pytest.approx(0.2)
+    assert lead_score([climate]) == pytest.approx(0.05)
 
 
 def test_lead_score_combines_levels_with_level_weights_then_averages_variables():

@@ -9,6 +9,7 @@ from gaia_dagster.assets.partitions import MINER_IO_POOL, date_miner_partitions,
 from gaia_dagster.assets.plots import metrics_table, miner_metadata
 from gaia_dagster.assets.stage_runs import stage_call, response_for_partition
 from gaia_dagster.core.contract import Grid
+from gaia_dagster.core.scoring.variables import required_variables
 from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.sources import WeatherSources
 from gaia_dagster.resources.validator_db import ValidatorDB
@@ -25,7 +26,7 @@ def miner_forecast(context: AssetExecutionContext, validator_db: ValidatorDB, mi
     repo, row = response_for_partition(validator_db, context.partition_key)
     with stage_call(context):
         result = verify_forecast(repo, miner_access.client(), row, sources.cache_root(), Grid(sources.resolution),
-                                 context.run_id)
+                                 context.run_id, required_variables(sources.era5_entries()))
     return MaterializeResult(metadata={
         "outcome": result.outcome, "job_id": row.job_id, "status": result.response.status,
         "manifest_hash": result.manifest_hash, "files_fetched": result.files_fetched,

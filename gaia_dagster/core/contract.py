@@ -61,15 +61,17 @@ def variable_dims(variable: str) -> tuple[str, ...]:
     raise KeyError(f"{variable!r} is not a contract variable")
 
 
-def contract_problems(dataset, grid: Grid, init_time: datetime) -> list[str]:  # noqa: ANN001
+def contract_problems(dataset, grid: Grid, init_time: datetime,  # noqa: ANN001
+                      variables: tuple[str, ...] = ALL_VARIABLES) -> list[str]:
     """Every way a forecast dataset breaks the contract (empty when it conforms).
 
-    Checked: each contract variable present with its dims; the 40 valid times T0+6h..T0+240h;
+    Checked: each of ``variables`` (the ones the scores read; default every contract variable)
+    present with its dims; the 40 valid times T0+6h..T0+240h;
     the 13 pressure levels; lon equal to the truth grid; lat the truth grid's or one of its known
     variants (``lat_layout``: 720 rows without the south pole, ascending), which scoring regrids.
     """
     problems: list[str] = []
-    for variable in ALL_VARIABLES:
+    for variable in variables:
         if variable not in dataset.data_vars:
             problems.append(f"variable {variable} is missing")
         elif tuple(dataset[variable].dims) != variable_dims(variable):

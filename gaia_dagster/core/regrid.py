@@ -10,6 +10,10 @@ intervals it bounds: on the same grid a NaN cell also blanks its next neighbour 
 as Gaia's interpolation does. Target points outside the source range are NaN (``outside="nan"``,
 deployed: the south-pole row of a 720-row forecast) or take the nearest edge value
 (``outside="edge"``, the sound profile's choice).
+
+Deployed edge salvage (``salvage_edges``, Gaia's ``era5_edge_salvage_enabled``, on by default): after
+the interpolation and before the ERA5 coverage guard, a NaN in the plane's one-cell border takes its
+inward neighbour, so a 720-row forecast's missing pole row is filled from the next row.
 """
 
 from __future__ import annotations
@@ -69,6 +73,23 @@ def regrid_linear(values: np.ndarray, src_lat: np.ndarray, src_lon: np.ndarray, 
     y = y[order_lat][:, order_lon]
     y = _interp_axis(y, lat[order_lat], np.asarray(dst_lat, dtype=np.float64), 0, outside)
     return _interp_axis(y, lon[order_lon], np.asarray(dst_lon, dtype=np.float64), 1, outside)
+
+
+def salvage_edges(values: np.ndarray) -> np.ndarray:
+    """Gaia's edge salvage of a plane on the truth grid: NaN cells of the top row take the row below,
+    of the bottom row the row above, of the first column the second, of the last column the one
+    before, each read from the plane before any fill and applied in that order (a corner ends with
+    its row neighbour, NaN when that one is NaN too). A plane without border NaN is returned as is."""
+    arr = np.asarray(values)
+    nan = np.isnan(arr)
+    if not (nan[0].any() or nan[-1].any() or nan[:, 0].any() or nan[:, -1].any()):
+        return arr
+    filled = arr.copy()
+    for edge, inner in (((0, slice(None)), (1, slice(None))), ((-1, slice(None)), (-2, slice(None))),
+                        ((slice(None), 0), (slice(None), 1)), ((slice(None), -1), (slice(None), -2))):
+        cells = nan[edge]
+        filled[edge][cells] = arr[inner][cells]
+    return filled
 
 
 def on_truth_grid(values: np.ndarray, src_lat: np.ndarray, src_lon: np.ndarray, dst_lat: np.ndarray,

@@ -13,6 +13,7 @@ from typing import Callable
 import xarray as xr
 from dagster import ConfigurableResource
 
+from gaia_dagster.core.scoring.variables import DEFAULT_ERA5_VARIABLES, VariableEntry, parse_variables
 from gaia_dagster.resources.cache import cached_entry, check_zarr, load_zarr, read_entry, write_entry, zarr_entry
 from gaia_dagster.resources.settings import gaia_home
 
@@ -37,6 +38,16 @@ class WeatherSources(ConfigurableResource):
     era5_delay_hours: int = 126
     # Scoring profile (core/scoring/profiles.py): "deployed" (Gaia v2.9.96, the default) or "sound".
     scoring_profile: str = "deployed"
+    # ERA5 variable list (core/scoring/variables.py), comma-separated as Gaia spells it; default Gaia's.
+    era5_variables: str = DEFAULT_ERA5_VARIABLES
+
+    def era5_entries(self) -> tuple[VariableEntry, ...]:
+        """The ERA5 variable list's entries (``core.scoring.variables.parse_variables``); a bad name
+        is a ValueError naming it, the allowed names and GAIA_ERA5_VARIABLES."""
+        try:
+            return parse_variables(self.era5_variables, DEFAULT_ERA5_VARIABLES)
+        except ValueError as exc:
+            raise ValueError(f"GAIA_ERA5_VARIABLES / era5_variables: {exc}") from exc
 
     def _atmosphere(self):
         from gaia_dagster.world.atmosphere import SyntheticAtmosphere

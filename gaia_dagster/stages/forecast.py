@@ -16,7 +16,7 @@ from typing import Iterator, Sequence
 
 import xarray as xr
 
-from gaia_dagster.core.contract import Grid, contract_problems
+from gaia_dagster.core.contract import ALL_VARIABLES, Grid, contract_problems
 from gaia_dagster.core.manifest import STORE_CHANGED, ManifestError, PinnedManifest
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
 from gaia_dagster.resources.cache import private_dir
@@ -96,9 +96,11 @@ def mirrored_fields(client: MinerClient, row: ResponseRecord, root: Path, part: 
 
 
 def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: ResponseRecord, root: Path,
-                    grid: Grid, dagster_run_id: str | None = None) -> VerifiedForecast:
+                    grid: Grid, dagster_run_id: str | None = None,
+                    variables: tuple[str, ...] = ALL_VARIABLES) -> VerifiedForecast:
     """Verify the miner's store and move the job to ``forecast_ready`` (idempotent); its manifest is
-    frozen (``freeze``) so that every later read is checked against it."""
+    frozen (``freeze``) so that every later read is checked against it. Only ``variables`` (those of
+    the ERA5 variable list) must be present: a variable outside the list is never scored."""
     if row.status == ResponseStatus.FAILED.value:
         raise StageRefused(f"{who(row)}: the job failed earlier and is not verified again: {row.error}")
     if is_past(row.status, ResponseStatus.FORECAST_READY.value):
@@ -108,7 +110,7 @@ def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: Respons
     try:
         run_start = repo.run_by_id(row.run_id).created_at
         with mirrored_fields(client, row, root, "metadata", [], run_start=run_start, grid=grid) as (dataset, store):
-            problems = contract_problems(dataset, grid, row.gfs_init_time)
+            problems = contract_problems(dataset, grid, row.gfs_init_time, variables)
         if problems:
             raise ForecastRejected(f"{who(row)}: the store breaks the data contract: " + "; ".join(problems))
         freeze(repo, row, store)

@@ -146,7 +146,8 @@ def _day1(client: MinerClient, sources: WeatherSources, row: ResponseRecord,
 
 def score_day1_dataset(ds: xr.Dataset, sources: WeatherSources, t0: datetime, label: str) -> StageScore:
     """Day-1 of a forecast dataset against the cached GFS analysis and f012 reference, through the
-    one scoring path (core.scoring.stream) under the configured profile."""
+    one scoring path (core.scoring.stream) under the configured profile, over Gaia's day-1 list
+    (a listed variable the forecast lacks is left out, as Gaia skips it)."""
     lead = DAY1_LEAD_HOURS[0]
     valid = t0 + timedelta(hours=lead)
     root = sources.cache_root()
@@ -157,7 +158,7 @@ def score_day1_dataset(ds: xr.Dataset, sources: WeatherSources, t0: datetime, la
     fields = (FieldPlanes(lead, variable, level, _forecast_plane(ds, lead, variable, level), f_lat, f_lon,
                           _plane(truth, variable, level), _plane(clim, variable, level),
                           _plane(reference, variable, level))
-              for variable, level in DAY1_VARIABLES)
+              for variable, level in DAY1_VARIABLES if variable in ds.data_vars)   # one it lacks: skipped, as Gaia
     profile = scoring_profile(sources.scoring_profile)
     result = score_day1_fields(fields, _truth_grid(truth), profile)
     if result.failure:
@@ -210,8 +211,9 @@ def _era5(client: MinerClient, sources: WeatherSources, row: ResponseRecord,
 def score_era5_dataset(ds: xr.Dataset, sources: WeatherSources, t0: datetime, leads: Sequence[int],
                        label: str) -> StageScore:
     """ERA5 of ``leads`` of a forecast dataset against the cached ERA5, through the one scoring
-    path (core.scoring.stream) under the configured profile; a failed guard or a deployed-profile
-    refusal rejects the forecast, naming ``label``."""
+    path (core.scoring.stream) under the configured profile and ERA5 variable list
+    (``GAIA_ERA5_VARIABLES``); a failed guard or a deployed-profile refusal rejects the forecast,
+    naming ``label``."""
     truths = seed_era5(sources, t0, leads)
     per_lead = _LeadInputs(sources, t0, truths)
     f_lat, f_lon = np.asarray(ds["lat"].values), np.asarray(ds["lon"].values)
@@ -223,8 +225,9 @@ def score_era5_dataset(ds: xr.Dataset, sources: WeatherSources, t0: datetime, le
                            _plane(truth, key.variable, key.level), _plane(clim, key.variable, key.level))
 
     profile = scoring_profile(sources.scoring_profile)
-    result = score_era5_fields(read_ahead(era5_keys(leads), read), _truth_grid(per_lead.at(leads[0])[0]), profile,
-                               scored_leads=leads)
+    entries = sources.era5_entries()
+    result = score_era5_fields(read_ahead(era5_keys(leads, entries), read), _truth_grid(per_lead.at(leads[0])[0]),
+                               profile, scored_leads=leads, entries=entries)
     if result.failure:
         raise ForecastRejected(f"{label}: {result.failure}")
     rows = [_era5_row(m) for m in result.metrics]

@@ -2,12 +2,16 @@
 
 Each case is a dict of plain numpy arrays on a small grid: per field (variable, level) the miner's
 forecast, the truth, the climatology and (day-1) the GFS reference. The numbers in
-``gaia_v2_9_96.json`` beside this file were produced once by running Gaia v2.9.96's own scoring
-code (commit b3c98e0: ``calculate_era5_miner_score`` and ``_calculate_and_store_aggregated_era5_score``
+``gaia_v2_9_96.json`` beside this file were produced by running Gaia v2.9.96's own scoring code
+(commit b3c98e0: ``calculate_era5_miner_score`` and ``_calculate_and_store_aggregated_era5_score``
 of ``processing/weather_logic.py``, ``evaluate_miner_forecast_day1`` of
-``weather_scoring_mechanism.py``, with its pinned xarray 2025.6.1, scipy 1.15.3, xskillscore 0.0.26)
-on exactly these arrays, with its database, HTTP and store-verification calls replaced by in-memory
-stand-ins. Only the resulting numbers are kept here; none of Gaia's code is.
+``weather_scoring_mechanism.py``, with its pinned numpy 2.2.6, pandas 2.3.2, xarray 2025.6.1,
+scipy 1.15.3, xskillscore 0.0.26) on exactly these arrays, outside the project: a scratch venv
+importing those modules from Gaia's source with its database, HTTP and store-verification calls
+replaced by in-memory stand-ins, and Gaia's own configuration defaults (``weather_task.py``:
+coverage 0.9985, edge salvage on, the variable lists of ``GAIA_ERA5_RUNS`` / ``GAIA_DAY1_RUNS`` as
+``final_scoring_variables_levels`` / ``day1_variables_levels_to_score``). The forecast was opened
+as numpy arrays (not dask). Only the resulting numbers are kept here; none of Gaia's code is.
 """
 
 from __future__ import annotations
@@ -43,6 +47,18 @@ class Case:
     truth: dict = field(default_factory=dict)
     climatology: dict = field(default_factory=dict)
     reference: dict = field(default_factory=dict)
+    # The forecast on a grid of its own (the miner's layout) when it differs from the truth's, with
+    # the field its error is measured from on that grid (``at_lead``); leads the forecast lacks.
+    forecast_lat: np.ndarray | None = None
+    forecast_lon: np.ndarray | None = None
+    forecast_truth: dict | None = None
+    missing_leads: tuple = ()
+
+    @property
+    def grid_of_forecast(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lat, lon) of the forecast planes as stored."""
+        return (self.lat if self.forecast_lat is None else self.forecast_lat,
+                self.lon if self.forecast_lon is None else self.forecast_lon)
 
 
 def _keys(level_vars=LEVEL_VARS, surface=SURFACE):  # noqa: ANN001, ANN202
@@ -97,14 +113,39 @@ def era5_nan_spread() -> Case:
     return case
 
 
-def era5_720_ascending() -> Case:
-    """An Aurora-style forecast: 720 rows (no south pole row), latitudes ascending; truth on 721."""
-    return make_case(14, np.linspace(90.0, -90.0, 721), np.arange(16) * 22.5)
-
-
 def as_720_ascending(values: np.ndarray) -> np.ndarray:
-    """The forecast plane as an Aurora-style miner writes it: south pole row dropped, rows ascending."""
+    """A plane (or the latitudes) as an Aurora-style miner writes it: south pole row dropped, rows
+    ascending."""
     return values[:-1][::-1]
+
+
+def aurora_layout(case: Case) -> Case:
+    """The case with its forecast stored as an Aurora-style miner writes it (``as_720_ascending``)."""
+    case.forecast_truth = {key: as_720_ascending(t) for key, t in case.truth.items()}
+    case.forecast = {key: as_720_ascending(f) for key, f in case.forecast.items()}
+    case.forecast_lat = as_720_ascending(case.lat)
+    return case
+
+
+def era5_720_ascending() -> Case:
+    """An Aurora-style forecast: 720 rows (no south pole row), latitudes ascending; truth on 721.
+    Gaia's edge salvage fills the missing pole row from its neighbour but for the two corners."""
+    return aurora_layout(make_case(14, np.linspace(90.0, -90.0, 721), np.arange(16) * 22.5))
+
+
+def era5_720_on_1p5() -> Case:
+    """A 0.25-degree Aurora-style forecast (720 x 1440, ascending) scored on the 1.5-degree ERA5 grid
+    (121 x 240): the pole row is outside the forecast's rows (1/121 of each field, below 0.9985
+    coverage) until Gaia's edge salvage fills it from the next row, before its coverage guard."""
+    fine = make_case(19, *grid(721, 1440), keys=_keys(level_vars=("t", "z"), surface=("2t", "msl")))
+    coarse = Case(fine.lat[::6], fine.lon[::6])
+    for key in fine.truth:
+        coarse.truth[key] = fine.truth[key][::6, ::6]
+        coarse.climatology[key] = fine.climatology[key][::6, ::6]
+    coarse.forecast = {key: as_720_ascending(f) for key, f in fine.forecast.items()}
+    coarse.forecast_truth = {key: as_720_ascending(t) for key, t in fine.truth.items()}
+    coarse.forecast_lat, coarse.forecast_lon = as_720_ascending(fine.lat), fine.lon
+    return coarse
 
 
 def era5_low_coverage() -> Case:
@@ -172,17 +213,83 @@ def day1_clone() -> Case:
     return case
 
 
+def era5_nan_acc_level() -> Case:
+    """t, q and v at 50 hPa equal to the climatology at lead 24 h (flat anomalies: NaN ACC at one
+    level): Gaia keeps those variables' RMSE at that lead and drops their ACC and skill."""
+    case = make_case(18, *grid())
+    for variable in ("t", "q", "v"):
+        case.forecast[(variable, 50)] = case.climatology[(variable, 50)].copy()
+    return case
+
+
+def era5_honest_level() -> Case:
+    """``era5_nan_acc_level`` before its 50 hPa fields were replaced (the honest forecast)."""
+    return make_case(18, *grid())
+
+
+def era5_nan_acc_single_level() -> Case:
+    """t850 equal to the climatology: a NaN ACC fails Gaia's ERA5 scoring when ``t850`` is an entry
+    of its own in the variable list, as a surface one does."""
+    case = make_case(20, *grid())
+    case.forecast[("t", 850)] = case.climatology[("t", 850)].copy()
+    return case
+
+
+def era5_missing_lead() -> Case:
+    """The forecast lacks the 48 h step: Gaia scores lead 24 h and counts 48 h as 0."""
+    case = make_case(21, *grid())
+    case.missing_leads = (48,)
+    return case
+
+
+# -- day-1 NaN cases ------------------------------------------------------------------------------
+def day1_all_nan() -> Case:
+    """2t entirely NaN: Gaia skips it (its correlation with GFS is NaN) and scores the others."""
+    case = make_case(26, *grid(), keys=DAY1_KEYS, reference=True)
+    case.forecast[("2t", None)] = np.full_like(case.forecast[("2t", None)], np.nan)
+    return case
+
+
+def day1_mostly_nan() -> Case:
+    """msl NaN on 95 % of the grid: Gaia scores it on the finite 5 % (every mean skips NaNs)."""
+    case = make_case(27, *grid(), keys=DAY1_KEYS, reference=True)
+    rng = np.random.default_rng(270)
+    msl = case.forecast[("msl", None)]
+    msl[rng.random(msl.shape) < 0.95] = np.nan
+    return case
+
+
 ERA5_CASES = {"plain": era5_plain, "negative_level": era5_negative_level, "nan_spread": era5_nan_spread,
               "720_ascending": era5_720_ascending, "low_coverage": era5_low_coverage, "nan_acc": era5_nan_acc,
-              "missing_variable": era5_missing_variable}
+              "missing_variable": era5_missing_variable, "720_on_1p5": era5_720_on_1p5,
+              "nan_acc_level": era5_nan_acc_level, "honest_level": era5_honest_level,
+              "nan_acc_single_level": era5_nan_acc_single_level, "missing_lead": era5_missing_lead}
 DAY1_CASES = {"plain": day1_plain, "out_of_range": day1_out_of_range, "nan": day1_nan,
-              "insane_clone": day1_insane_clone, "clone": day1_clone}
+              "insane_clone": day1_insane_clone, "clone": day1_clone, "all_nan": day1_all_nan,
+              "mostly_nan": day1_mostly_nan}
+GAIA_DEFAULT_ERA5 = "2t,10u,10v,msl,t,u,v,q,z"
+GAIA_DEFAULT_DAY1 = "2t,msl,10u,10v,z500"
+# Golden runs: name -> (case, the variable list Gaia's config held, comma-separated as --variables takes it).
+GAIA_ERA5_RUNS = {name: (name, GAIA_DEFAULT_ERA5) for name in ERA5_CASES if name != "720_on_1p5"}
+GAIA_ERA5_RUNS.update({
+    "720_on_1p5": ("720_on_1p5", "2t,msl,t,z"),
+    "subset": ("plain", "2t,msl,t500,t850,z500,z850"),
+    "subset_lacking": ("missing_variable", "2t,10u,10v,msl,t,u,v,z"),
+    "nan_acc_single_level": ("nan_acc_single_level", "2t,msl,t850,z500"),
+    "single_level_beside": ("nan_acc_single_level", "2t,msl,t500,z500"),
+})
+GAIA_DAY1_RUNS = {name: (name, GAIA_DEFAULT_DAY1) for name in DAY1_CASES}
+GAIA_DAY1_RUNS["subset"] = ("plain", "2t,msl,z500")
 ERA5_GOLDEN_LEADS = (24, 48)
 
 
 def at_lead(case: Case, lead_hours: int) -> Case:
     """The case at a later lead: the same truth and climatology, the forecast error grown with the
     lead (lead 24 h is the case as built, 48 h doubles the error, ...)."""
+    if lead_hours == ERA5_GOLDEN_LEADS[0]:
+        return case
     k = lead_hours / ERA5_GOLDEN_LEADS[0]
-    forecast = {key: case.truth[key] + k * (f - case.truth[key]) for key, f in case.forecast.items()}
-    return Case(case.lat, case.lon, forecast, case.truth, case.climatology, case.reference)
+    base = case.forecast_truth or case.truth
+    forecast = {key: base[key] + k * (f - base[key]) for key, f in case.forecast.items()}
+    return Case(case.lat, case.lon, forecast, case.truth, case.climatology, case.reference, case.forecast_lat,
+                case.forecast_lon, case.forecast_truth, case.missing_leads)

@@ -3,7 +3,8 @@
 ``metrics``: latitude/level weights and weighted MSE, RMSE, bias, ACC, bias-corrected skill;
 ``day1``: the day-1 score (clone penalty, sanity, skill vs GFS, ACC);
 ``era5``: the ERA5 score (guards, per-field rows, per-lead scores, streaming form);
-``aggregate``: the overall score and the miners' weights.
+``aggregate``: the overall score and the miners' weights;
+``variables``: the variable list a score covers (``GAIA_ERA5_VARIABLES``, ``score --variables``).
 """
 
 from gaia_dagster.core.scoring.aggregate import miner_weights, overall_score, with_top_bonus

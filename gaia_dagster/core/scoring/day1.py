@@ -15,9 +15,11 @@ import numpy as np
 from gaia_dagster.core.scoring.metrics import (
     acc_centred, bias_corrected_skill, lat_weights, pattern_correlation, weighted_bias, weighted_mse, weighted_rmse,
 )
+from gaia_dagster.core.scoring.variables import DEFAULT_DAY1_VARIABLES, parse_variables
 
-DAY1_VARIABLES: tuple[tuple[str, int | None], ...] = (("2t", None), ("msl", None), ("10u", None), ("10v", None),
-                                                      ("z", 500))
+# Gaia's default day-1 list as (variable, level) keys (core.scoring.variables holds the list).
+DAY1_VARIABLES: tuple[tuple[str, int | None], ...] = tuple(
+    (e.variable, e.levels[0]) for e in parse_variables(DEFAULT_DAY1_VARIABLES, single_fields_only=True))
 CLONE_THRESHOLDS: dict[tuple[str, int | None], float] = {
     ("2t", None): 0.0025, ("msl", None): 400.0, ("10u", None): 0.01, ("10v", None): 0.01, ("z", 500): 100.0,
 }
@@ -55,6 +57,7 @@ class Day1Component:
     bias: float
     sane: bool
     reason: str | None
+    nan_values: bool = False    # the forecast held NaN/Inf values (sound: counts 0 in both means)
 
 
 @dataclass
@@ -108,7 +111,8 @@ def score_component(key: tuple[str, int | None], fld: Day1Field, w: np.ndarray, 
     rmse = weighted_rmse(fld.forecast, fld.truth, w)
     bias = weighted_bias(fld.forecast, fld.truth, w)
     if reason:
-        return Day1Component(variable, level, lead_hours, distance, penalty, math.nan, math.nan, rmse, bias, False, reason)
+        return Day1Component(variable, level, lead_hours, distance, penalty, math.nan, math.nan, rmse, bias, False, reason,
+                             not np.isfinite(np.asarray(fld.forecast)).all())
     skill = bias_corrected_skill(fld.forecast, fld.truth, fld.reference, w) - penalty
     acc = acc_centred(fld.forecast, fld.truth, fld.climatology, w)
     return Day1Component(variable, level, lead_hours, distance, penalty, skill, acc, rmse, bias, True, None)
@@ -120,20 +124,25 @@ def is_clone(c: Day1Component) -> bool:
     return c.clone_penalty > 0 or (threshold is not None and c.clone_distance < 0.5 * threshold)
 
 
-def aggregate_day1(components: Sequence[Day1Component], clamp_sane_only: bool = False) -> tuple[float, bool]:
+def aggregate_day1(components: Sequence[Day1Component], clamp_sane_only: bool = False,
+                   nan_counts_worst: bool = False) -> tuple[float, bool]:
     """Day1 = 0.6 * mean(max(0, skill)) + 0.4 * mean((ACC + 1) / 2) over finite values, clamped to
     0.05 when any variable has a clone penalty or a clone distance below half its threshold (with
-    ``clamp_sane_only``, the deployed rule, only variables that passed the sanity checks count)."""
-    skills = [max(0.0, c.skill) for c in components if math.isfinite(c.skill)]
-    accs = [(c.acc + 1.0) / 2.0 for c in components if math.isfinite(c.acc)]
+    ``clamp_sane_only``, the deployed rule, only variables that passed the sanity checks count).
+    With ``nan_counts_worst`` (sound) a variable whose forecast holds NaNs counts 0 in both means
+    instead of being left out, so NaNs never raise the score."""
+    worst = [0.0 for c in components if nan_counts_worst and c.nan_values]
+    skills = [max(0.0, c.skill) for c in components if math.isfinite(c.skill)] + worst
+    accs = [(c.acc + 1.0) / 2.0 for c in components if math.isfinite(c.acc)] + worst
     score = 0.6 * (float(np.mean(skills)) if skills else 0.0) + 0.4 * (float(np.mean(accs)) if accs else 0.0)
     clamped = any(is_clone(c) for c in components if c.sane or not clamp_sane_only)
     return (min(score, CLONE_CLAMP) if clamped else score), clamped
 
 
-def day1_score_from_components(components: Sequence[Day1Component], clamp_sane_only: bool = False) -> Day1Result:
-    """The day-1 result from rows scored one variable at a time."""
-    score, clamped = aggregate_day1(components, clamp_sane_only)
+def day1_score_from_components(components: Sequence[Day1Component], clamp_sane_only: bool = False,
+                               nan_counts_worst: bool = False) -> Day1Result:
+    """The day-1 result from rows scored one variable at a time (``aggregate_day1``)."""
+    score, clamped = aggregate_day1(components, clamp_sane_only, nan_counts_worst)
     return Day1Result(score, list(components), clamped)
 
 

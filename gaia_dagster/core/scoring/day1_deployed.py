@@ -64,8 +64,9 @@ def deployed_sanity_failure(variable: str, level: int | None, fc: np.ndarray, re
                             w: np.ndarray) -> str | None:
     """Why a variable fails the deployed day-1 sanity checks (q >= 0, correlation with GFS), or None."""
     name = field_name(variable, level)
-    if variable.startswith("q") and np.nanmin(fc) < 0:
-        return f"{name}: negative specific humidity ({np.nanmin(fc):.3g})"
+    lowest = float(fc[np.isfinite(fc)].min()) if np.isfinite(fc).any() else float("nan")
+    if variable.startswith("q") and lowest < 0:
+        return f"{name}: negative specific humidity ({lowest:.3g})"
     corr = nan_pearson(fc, reference, w)
     if not (corr >= MIN_PATTERN_CORRELATION):
         return f"{name}: pattern correlation with the GFS forecast {corr:.3f} < {MIN_PATTERN_CORRELATION}"
@@ -81,7 +82,9 @@ def score_component_deployed(key: tuple[str, int | None], fld: Day1Field, w: np.
     distance = nan_mse(fc, fld.reference, w)
     threshold = CLONE_THRESHOLDS.get(key)
     penalty = clone_penalty(distance, threshold) if threshold else 0.0
-    bias = float(np.nanmean(fc - truth))
+    error = fc - truth
+    finite = np.isfinite(error)
+    bias = float(error[finite].mean()) if finite.any() else float("nan")   # NaN-skipping mean
     rmse = float(np.sqrt(nan_mse(fc, truth, w)))
     reason = deployed_sanity_failure(variable, level, fc, fld.reference, w)
     if reason:

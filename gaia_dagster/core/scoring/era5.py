@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -54,6 +54,7 @@ class Era5Result:
     lead_scores: dict[int, float] = field(default_factory=dict)
     metrics: list[Era5Metric] = field(default_factory=list)
     failure: str | None = None
+    summaries: dict = field(default_factory=dict)   # deployed: lead -> per-entry VariableSummary list
 
 
 # -- guards -------------------------------------------------------------------------------------
@@ -126,9 +127,9 @@ def skill_term(skill: float) -> float:
 
 
 def acc_term(acc: float) -> float:
-    """(ACC + 1) / 2; a NaN ACC (zero-variance anomaly, e.g. the climatology as forecast) carries no
-    anomaly signal and counts as ACC = 0, i.e. 0.5."""
-    return (acc + 1.0) / 2.0 if math.isfinite(acc) else 0.5
+    """(ACC + 1) / 2; a NaN ACC (a flat anomaly, e.g. the climatology as forecast) counts as the
+    worst ACC, -1 (term 0), so that a NaN never raises a score above a forecast with a real ACC."""
+    return (acc + 1.0) / 2.0 if math.isfinite(acc) else 0.0
 
 
 def rmse_term(rmse: float, reference_rmse: float) -> float:
@@ -160,13 +161,19 @@ def variable_terms(rows: Sequence[Era5Metric]) -> tuple[float, float, float]:
     return tuple(_weighted_nanmean([t[i] for t in terms], w) for i in range(3))  # type: ignore[return-value]
 
 
-def lead_score(metrics: Iterable[Era5Metric]) -> float:
+def by_variable(m: Era5Metric) -> str:
+    """The default grouping of rows into variables: by variable name, every level together."""
+    return m.variable
+
+
+def lead_score(metrics: Iterable[Era5Metric], group: Callable[[Era5Metric], str] = by_variable) -> float:
     """Per-lead score = 0.6 * mean(clamp(skill, 0, 1)) + 0.3 * mean((ACC + 1) / 2)
-    + 0.1 * mean(1 / (1 + RMSE / ref)), clamped to [0, 1]; means over variables (after the
-    level combination), finite terms only (a term with none counts 0)."""
+    + 0.1 * mean(1 / (1 + RMSE / ref)), clamped to [0, 1]; means over variables (``group``: the
+    entries of the variable list) after the level combination, finite terms only (a term with none
+    counts 0)."""
     by_variable: dict[str, list[Era5Metric]] = defaultdict(list)
     for m in metrics:
-        by_variable[m.variable].append(m)
+        by_variable[group(m)].append(m)
     per_variable = [variable_terms(rows) for rows in by_variable.values()]
     means = []
     for i in range(3):
@@ -176,12 +183,13 @@ def lead_score(metrics: Iterable[Era5Metric]) -> float:
     return float(min(1.0, max(0.0, score)))
 
 
-def era5_score_from_metrics(metrics: Sequence[Era5Metric], leads: Sequence[int] = ERA5_LEAD_HOURS) -> Era5Result:
+def era5_score_from_metrics(metrics: Sequence[Era5Metric], leads: Sequence[int] = ERA5_LEAD_HOURS,
+                            group: Callable[[Era5Metric], str] = by_variable) -> Era5Result:
     """ERA5 score = sum of lead scores / number of required leads (a missing lead counts 0)."""
     by_lead: dict[int, list[Era5Metric]] = defaultdict(list)
     for m in metrics:
         by_lead[m.lead_hours].append(m)
-    lead_scores = {lead: lead_score(by_lead[lead]) for lead in leads if by_lead.get(lead)}
+    lead_scores = {lead: lead_score(by_lead[lead], group) for lead in leads if by_lead.get(lead)}
     return Era5Result(sum(lead_scores.values()) / len(leads) if leads else 0.0, lead_scores, list(metrics))
 
 

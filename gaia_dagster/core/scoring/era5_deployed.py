@@ -1,14 +1,15 @@
 """The ERA5 lead score as the deployed validator (Gaia v2.9.96) computes it, from per-field rows.
 
-Per variable and lead (``variable_summary``): a surface variable keeps its field's RMSE, ACC and
-skill; a pressure-level variable is collapsed over its levels with the half-thickness weights w_l
-first: RMSE = sqrt(sum w_l MSE_l), ACC = sum w_l ACC_l (any NaN level ACC leaves the variable
-without ACC and skill at that lead), skill = sum w_l skill_l with a NaN level skill counting 0.
-A level skill whose climatology is perfect is 1 when the forecast is too, else -inf (clamped to 0).
-A surface variable whose ACC is NaN fails the miner's ERA5 scoring; a non-finite surface skill
-is left out.
+Per entry of the variable list and lead (``variable_summary``): a single-field entry (surface, or
+one level such as ``t850``) keeps its field's RMSE, ACC and skill; an all-levels entry is collapsed
+over its levels with the half-thickness weights w_l first: RMSE = sqrt(sum w_l MSE_l), ACC =
+sum w_l ACC_l (any NaN level ACC leaves the variable with its RMSE only at that lead: Gaia raises
+on it after storing the RMSE), skill = sum w_l skill_l with a NaN level skill counting 0. A level
+skill whose climatology is perfect is 1 when the forecast is too, else -inf (clamped to 0). A
+single-field entry whose ACC is NaN fails the miner's ERA5 scoring; a non-finite skill of one is
+left out.
 
-Per lead (``deployed_lead_score``): every required variable must be present, else the miner's ERA5
+Per lead (``deployed_lead_score``): every entry must be present, else the miner's ERA5
 scoring fails; skill term = mean clamp(skill, 0, 1), ACC term = mean (ACC + 1) / 2, RMSE term =
 mean 1 / (1 + RMSE / ref) with ref the median ``sorted(rmse)[n // 2]`` of the miner's own
 per-variable RMSEs at that lead (ratio 1 when ref <= 0); 0.6 / 0.3 / 0.1 of them (0.6 / 0.4 with no
@@ -25,6 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from gaia_dagster.core.scoring.metrics import level_weights
+from gaia_dagster.core.scoring.variables import VariableEntry, entry_names
 
 
 class Era5ScoringFailed(Exception):
@@ -46,10 +48,10 @@ def _level_skill(skill: float, rmse: float, reference_rmse: float) -> float:
     return skill
 
 
-def variable_summary(rows: Sequence) -> VariableSummary:  # noqa: ANN001 - Era5Metric rows of one variable
-    """One variable at one lead from its field rows (see the module doc)."""
-    variable = rows[0].variable
-    if rows[0].level is None:
+def variable_summary(rows: Sequence, name: str, all_levels: bool) -> VariableSummary:  # noqa: ANN001
+    """One entry (``name``) at one lead from its Era5Metric rows (see the module doc)."""
+    variable = name
+    if not all_levels:
         m = rows[0]
         if not math.isfinite(m.acc):
             raise Era5ScoringFailed(f"{variable}: ACC is not finite")
@@ -82,15 +84,21 @@ def combine_terms(skill: float | None, acc: float | None, rmse: float | None) ->
     return score
 
 
-def deployed_lead_score(metrics: Iterable, required: Sequence[str]) -> float:  # noqa: ANN001
-    """The deployed per-lead score of one lead's field rows (see the module doc)."""
-    by_variable: dict[str, list] = defaultdict(list)
+def lead_summaries(metrics: Iterable, entries: Sequence[VariableEntry]) -> list[VariableSummary]:  # noqa: ANN001
+    """One lead's field rows summarised per entry of the variable list (Gaia's stored era5_rmse,
+    era5_acc and era5_skill rows of that lead); a missing entry fails the miner's ERA5 scoring."""
+    of_field = entry_names(entries)
+    by_entry: dict[str, list] = defaultdict(list)
     for m in metrics:
-        by_variable[m.variable].append(m)
-    missing = sorted(set(required) - set(by_variable))
+        by_entry[of_field[(m.variable, m.level)].name].append(m)
+    missing = [e.name for e in entries if e.name not in by_entry]
     if missing:
         raise Era5ScoringFailed(f"variables {', '.join(missing)} missing")
-    summaries = [variable_summary(rows) for rows in by_variable.values()]
+    return [variable_summary(by_entry[e.name], e.name, e.all_levels) for e in entries]
+
+
+def deployed_lead_score(summaries: Sequence[VariableSummary]) -> float:
+    """The deployed per-lead score from one lead's ``lead_summaries`` (see the module doc)."""
     skills = [min(1.0, max(0.0, s.skill)) for s in summaries if s.skill is not None]
     accs = [(s.acc + 1.0) / 2.0 for s in summaries if s.acc is not None]
     rmses = [s.rmse for s in summaries]

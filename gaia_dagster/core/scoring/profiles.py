@@ -13,14 +13,21 @@ Where they differ (one flag each; README has the same table):
 |                             | after                                             |                                    |
 | ERA5 RMSE term reference    | median (sorted[n // 2]) of the miner's own        | the field's climatology RMSE       |
 |                             | per-variable RMSEs at that lead                   |                                    |
-| ERA5 NaN ACC                | the miner gets no ERA5 score                      | the term is left out               |
+| ERA5 NaN ACC                | surface or single-level entry: no ERA5 score;     | counts ACC = -1 (term 0): a NaN    |
+|                             | one level of an all-levels variable: the variable | never raises a score               |
+|                             | keeps its RMSE at that lead, loses ACC and skill  |                                    |
 | ERA5 missing variable       | fails ERA5 scoring                                | its terms are left out             |
 | NaNs and regridding         | spread by the linear regrid (also on the same     | regrid only off-grid; outside      |
 |                             | grid), NaN outside the forecast's latitudes       | points take the edge row           |
-| surface-variable bias row   | unweighted mean                                   | latitude-weighted mean             |
+| edge salvage                | border NaNs take their inward neighbour after the | none: border NaNs count against    |
+|                             | regrid, before the coverage guard (Gaia's order)  | coverage, then climatology fill    |
+| day-1 NaN values            | skipped in every mean; no coverage guard (an      | coverage guard; a variable with    |
+|                             | all-NaN variable fails its correlation check)     | NaNs counts 0 in both means        |
+| surface-variable bias row   | unweighted mean (also a single-level entry)       | latitude-weighted mean             |
 
-Both: the 1e12 magnitude guard (Gaia's never fires: it indexes a DataArray with a 2-D mask and
-swallows the error; we keep ours), 0.1 / 0.9985 coverage guards on the truth grid, climatology fill.
+Both: the variable list (``core.scoring.variables``), the 1e12 magnitude guard (Gaia's never fires:
+it indexes a DataArray with a 2-D mask and swallows the error; we keep ours), the 0.1 / 0.9985 ERA5
+coverage guards on the truth grid, climatology fill, a lead without fields counts 0 (as in Gaia).
 """
 
 from __future__ import annotations
@@ -45,16 +52,21 @@ class ScoringProfile:
     spread_nans: bool
     regrid_outside: str
     surface_bias_unweighted: bool
+    edge_salvage: bool
+    day1_coverage_guard: bool
+    nan_counts_worst: bool
 
 
 DEPLOYED = ScoringProfile("deployed", day1_range_checks=False, day1_skip_nans=True, clone_clamp_sane_only=True,
                           era5_collapse_levels=True, era5_median_rmse_reference=True, era5_nan_acc_fails=True,
                           era5_missing_variable_fails=True, spread_nans=True, regrid_outside="nan",
-                          surface_bias_unweighted=True)
+                          surface_bias_unweighted=True, edge_salvage=True, day1_coverage_guard=False,
+                          nan_counts_worst=False)
 SOUND = ScoringProfile("sound", day1_range_checks=True, day1_skip_nans=False, clone_clamp_sane_only=False,
                        era5_collapse_levels=False, era5_median_rmse_reference=False, era5_nan_acc_fails=False,
                        era5_missing_variable_fails=False, spread_nans=False, regrid_outside="edge",
-                       surface_bias_unweighted=False)
+                       surface_bias_unweighted=False, edge_salvage=False, day1_coverage_guard=True,
+                       nan_counts_worst=True)
 PROFILES: dict[str, ScoringProfile] = {p.name: p for p in (DEPLOYED, SOUND)}
 
 

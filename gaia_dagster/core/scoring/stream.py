@@ -3,10 +3,13 @@ one at a time, to ``score_era5_fields`` / ``score_day1_fields``, which apply eve
 order (so the two cannot drift):
 
 1. the forecast plane is put on the truth grid (``core.regrid``; under ``deployed`` also on the same
-   grid when it holds NaNs, which the interpolation spreads);
-2. the verification guard (coverage < 0.1 or |value| > 1e12 fails the forecast);
+   grid when it holds NaNs, which the interpolation spreads, along the levels of an all-levels
+   entry too), then, for ERA5 under ``deployed``, Gaia's edge salvage of border NaNs;
+2. the verification guard (coverage < 0.1 or |value| > 1e12 fails the forecast; day 1 under
+   ``deployed``: the 1e12 part only, Gaia's day 1 has no coverage guard);
 3. ERA5: the 0.9985 coverage guard, then the climatology fill and the fused metrics;
-4. the profile's aggregation (``core.scoring.profiles``).
+4. the profile's aggregation (``core.scoring.profiles``) over the entries of the variable list
+   (``core.scoring.variables``; a lead without fields counts 0).
 """
 
 from __future__ import annotations
@@ -18,17 +21,19 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from gaia_dagster.core.contract import ALL_VARIABLES, ERA5_LEAD_HOURS, LEVEL_VARIABLES, PRESSURE_LEVELS
-from gaia_dagster.core.regrid import on_truth_grid
+from gaia_dagster.core.contract import ERA5_LEAD_HOURS
+from gaia_dagster.core.regrid import on_truth_grid, salvage_edges
 from gaia_dagster.core.scoring.day1 import Day1Field, Day1Result, day1_score_from_components, score_component
 from gaia_dagster.core.scoring.day1_deployed import score_component_deployed
 from gaia_dagster.core.scoring.era5 import (
-    Era5Metric, Era5Result, era5_coverage_failure, era5_score_from_metrics, field_name, verification_failure,
+    MAX_ABS_VALUE, Era5Metric, Era5Result, era5_coverage_failure, era5_score_from_metrics, field_name,
+    verification_failure,
 )
-from gaia_dagster.core.scoring.era5_deployed import Era5ScoringFailed, deployed_lead_score
-from gaia_dagster.core.scoring.fused import ReferenceField, fused_metrics
+from gaia_dagster.core.scoring.era5_deployed import Era5ScoringFailed, deployed_lead_score, lead_summaries
+from gaia_dagster.core.scoring.fused import fused_metrics
 from gaia_dagster.core.scoring.metrics import lat_weights
 from gaia_dagster.core.scoring.profiles import ScoringProfile, scoring_profile
+from gaia_dagster.core.scoring.variables import VariableEntry, entry_names, parse_variables
 
 
 READ_THREADS = 2
@@ -47,11 +52,12 @@ class FieldKey:
         return field_name(self.variable, self.level)
 
 
-def era5_keys(leads: Sequence[int]) -> list[FieldKey]:
-    """Every ERA5 field of ``leads``, in the order the stream wants them: per lead, per variable,
-    pressure levels ascending (``spread_across_levels`` relies on it)."""
-    return [FieldKey(lead, variable, level) for lead in leads for variable in ALL_VARIABLES
-            for level in (sorted(PRESSURE_LEVELS) if variable in LEVEL_VARIABLES else [None])]
+def era5_keys(leads: Sequence[int], entries: Sequence[VariableEntry] | None = None) -> list[FieldKey]:
+    """Every field of the variable list's ``entries`` (default: Gaia's list) at ``leads``, in the
+    order the stream wants them: per lead, per entry, pressure levels ascending
+    (``spread_across_levels`` relies on it)."""
+    return [FieldKey(lead, e.variable, level) for lead in leads for e in entries or parse_variables(None)
+            for level in e.levels]
 
 
 def read_ahead(keys: Sequence[FieldKey], read: Callable[[FieldKey], "FieldPlanes"],
@@ -109,17 +115,19 @@ def _blanked(fld: FieldPlanes, mask: np.ndarray | None) -> FieldPlanes:
     return replace(fld, forecast=np.where(mask, np.nan, np.asarray(fld.forecast, dtype=np.float64)))
 
 
-def spread_across_levels(fields: Iterable[FieldPlanes]) -> Iterator[FieldPlanes]:
-    """Deployed rule: the interpolation onto the truth grid runs along the pressure levels too, so a
-    NaN at level k (levels ascending) also blanks level k+1, and one at the second level blanks the
-    first. Levels must arrive ascending per (lead, variable); at most one plane is held back."""
+def spread_across_levels(fields: Iterable[FieldPlanes], variables: Iterable[str]) -> Iterator[FieldPlanes]:
+    """Deployed rule: for an all-levels entry (``variables``) the interpolation onto the truth grid
+    runs along the pressure levels too, so a NaN at level k (levels ascending) also blanks level
+    k+1, and one at the second level blanks the first; a single-level entry is interpolated on its
+    own. Levels must arrive ascending per (lead, variable); at most one plane is held back."""
+    spread = set(variables)
     pending: FieldPlanes | None = None
     carry: dict[tuple[int, str], np.ndarray | None] = {}
     for fld in fields:
         if pending is not None and (pending.lead_hours, pending.variable) != (fld.lead_hours, fld.variable):
             yield pending
             pending = None
-        if fld.level is None:
+        if fld.level is None or fld.variable not in spread:
             yield fld
             continue
         key = (fld.lead_hours, fld.variable)
@@ -137,48 +145,63 @@ def spread_across_levels(fields: Iterable[FieldPlanes]) -> Iterator[FieldPlanes]
 
 
 def era5_metric(fld: FieldPlanes, forecast: np.ndarray, w: np.ndarray, profile: ScoringProfile,
-                acc: str = "centred") -> Era5Metric:
-    """Rule 3: one field's row (climatology fill inside the fused pass)."""
-    m = fused_metrics(forecast, ReferenceField.build(fld.truth, fld.climatology, w))
-    bias = m.mean_error if (profile.surface_bias_unweighted and fld.level is None) else m.bias
+                acc: str = "centred", single_field: bool = True) -> Era5Metric:
+    """Rule 3: one field's row (climatology fill inside the fused pass); the bias of a single-field
+    entry is the unweighted mean error under ``deployed``."""
+    m = fused_metrics(forecast, fld.truth, fld.climatology, w)
+    bias = m.mean_error if (profile.surface_bias_unweighted and single_field) else m.bias
     return Era5Metric(fld.variable, fld.level, fld.lead_hours, m.rmse, bias,
                       m.acc_centred if acc == "centred" else m.acc_uncentred, m.skill, m.reference_rmse)
 
 
 def era5_profile_score(metrics: Sequence[Era5Metric], profile: ScoringProfile,
                        leads: Sequence[int] = ERA5_LEAD_HOURS, scored_leads: Iterable[int] | None = None,
-                       required: Sequence[str] = ALL_VARIABLES) -> Era5Result:
-    """Rule 4 for ERA5: lead scores under the profile; the score = their sum / every required lead."""
+                       entries: Sequence[VariableEntry] | None = None) -> Era5Result:
+    """Rule 4 for ERA5: lead scores under the profile over the variable list's ``entries``; the
+    score = their sum / every required lead. A lead without any field has no score (counts 0): Gaia
+    aggregates only the leads it stored rows for."""
+    entries = entries or parse_variables(None)
+    of_field = entry_names(entries)
     if not profile.era5_collapse_levels:
-        return era5_score_from_metrics(metrics, leads)
+        return era5_score_from_metrics(metrics, leads, lambda m: of_field[(m.variable, m.level)].name)
     by_lead: dict[int, list[Era5Metric]] = defaultdict(list)
     for m in metrics:
         by_lead[m.lead_hours].append(m)
-    lead_scores = {}
-    for lead in sorted(set(scored_leads or by_lead)):
+    lead_scores, summaries = {}, {}
+    for lead in sorted(lead for lead in set(scored_leads or by_lead) if by_lead.get(lead)):
         try:
-            lead_scores[lead] = deployed_lead_score(by_lead.get(lead, []), required)
+            summaries[lead] = lead_summaries(by_lead[lead], entries)
+            lead_scores[lead] = deployed_lead_score(summaries[lead])
         except Era5ScoringFailed as exc:
             return Era5Result(0.0, {}, list(metrics), f"{exc} at lead {lead} h")
-    return Era5Result(sum(lead_scores.values()) / len(leads) if leads else 0.0, lead_scores, list(metrics))
+    return Era5Result(sum(lead_scores.values()) / len(leads) if leads else 0.0, lead_scores, list(metrics),
+                      summaries=summaries)
 
 
 def score_era5_fields(fields: Iterable[FieldPlanes], grid: TruthGrid, profile: str | ScoringProfile | None = None,
                       leads: Sequence[int] = ERA5_LEAD_HOURS, scored_leads: Iterable[int] | None = None,
-                      weights: str = "cos", acc: str = "centred") -> Era5Result:
-    """The ERA5 score of a stream of fields (rules 1-4). The first guard failure stops the stream
-    and fails the response (score 0, ``failure`` names the field and lead). ``scored_leads``: the
-    leads this call scores (default: those the fields cover)."""
+                      weights: str = "cos", acc: str = "centred",
+                      entries: Sequence[VariableEntry] | None = None) -> Era5Result:
+    """The ERA5 score of a stream of the fields of ``entries`` (the variable list; default Gaia's)
+    (rules 1-4). The first guard failure stops the stream and fails the response (score 0,
+    ``failure`` names the field and lead). ``scored_leads``: the leads this call scores (default:
+    those the fields cover)."""
     profile = scoring_profile(profile)
+    entries = entries or parse_variables(None)
+    of_field = entry_names(entries)
     w = lat_weights(grid.lat, weights)
     metrics = []
-    for fld in (spread_across_levels(fields) if profile.spread_nans else fields):
+    spread = [e.variable for e in entries if e.all_levels]
+    for fld in (spread_across_levels(fields, spread) if profile.spread_nans else fields):
         forecast = forecast_on_grid(fld, grid, profile)
+        if profile.edge_salvage:
+            forecast = salvage_edges(forecast)
         problem = verification_failure(forecast, fld.name) or era5_coverage_failure(forecast, fld.name)
         if problem:
             return Era5Result(0.0, {}, metrics, f"{problem} at lead {fld.lead_hours} h")
-        metrics.append(era5_metric(fld, forecast, w, profile, acc))
-    return era5_profile_score(metrics, profile, leads, scored_leads)
+        single = not of_field[(fld.variable, fld.level)].all_levels
+        metrics.append(era5_metric(fld, forecast, w, profile, acc, single))
+    return era5_profile_score(metrics, profile, leads, scored_leads, entries)
 
 
 def score_day1_fields(fields: Iterable[FieldPlanes], grid: TruthGrid, profile: str | ScoringProfile | None = None,
@@ -190,7 +213,8 @@ def score_day1_fields(fields: Iterable[FieldPlanes], grid: TruthGrid, profile: s
     components = []
     for fld in fields:
         forecast = forecast_on_grid(fld, grid, profile)
-        problem = verification_failure(forecast, fld.name)
+        problem = verification_failure(forecast, fld.name) if profile.day1_coverage_guard \
+            else magnitude_failure(forecast, fld.name)
         if problem:
             return Day1Result(0.0, components, False, f"{problem} at lead {fld.lead_hours} h")
         planes = Day1Field(forecast, fld.truth, fld.reference, fld.climatology)
@@ -199,4 +223,13 @@ def score_day1_fields(fields: Iterable[FieldPlanes], grid: TruthGrid, profile: s
             components.append(score_component_deployed(key, planes, w, fld.lead_hours))
         else:
             components.append(score_component(key, planes, w, fld.lead_hours, profile.day1_range_checks))
-    return day1_score_from_components(components, profile.clone_clamp_sane_only)
+    return day1_score_from_components(components, profile.clone_clamp_sane_only, profile.nan_counts_worst)
+
+
+def magnitude_failure(values: np.ndarray, name: str) -> str | None:
+    """The 1e12 magnitude part of the verification guard alone (NaNs allowed)."""
+    finite = np.abs(np.asarray(values)[np.isfinite(values)])
+    largest = float(finite.max()) if finite.size else 0.0
+    if largest > MAX_ABS_VALUE:
+        return f"{name}: values up to {largest:.3g} beyond the {MAX_ABS_VALUE:g} magnitude limit"
+    return None
