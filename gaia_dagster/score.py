@@ -14,6 +14,7 @@ import math
 import sys
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -28,6 +29,7 @@ from gaia_dagster.core.scoring.variables import (
 from gaia_dagster.core.scoring.stream import (
     FieldKey, FieldPlanes, TruthGrid, era5_keys, read_ahead, score_day1_fields, score_era5_fields,
 )
+from gaia_dagster.core.store_limits import ArraySpec, StoreRefused, decode_chunk, describe_store
 
 def open_store(path: str) -> xr.Dataset:
     """A Zarr store (v2 or v3, consolidated or not) or a netCDF file, lazily."""
@@ -108,12 +110,16 @@ def _on_grid(da: xr.DataArray, like: xr.DataArray) -> np.ndarray:
 
 
 class FieldReader:
-    """Reads (lat, lon) planes by coordinate value; straight from the Zarr arrays when the variable
-    needs no decoding (no scale/offset), which skips xarray's per-read overhead."""
+    """Reads (lat, lon) planes by coordinate value. For a variable that needs no decoding (no
+    scale/offset): a plane that is one chunk of a local Zarr directory with consolidated metadata is
+    read from its chunk file and decoded directly (``core.store_limits``: the codec releases the GIL,
+    so the read-ahead threads decode in parallel); otherwise straight from the Zarr array; otherwise
+    through xarray."""
 
     def __init__(self, ds: xr.Dataset, path: str):
         self.ds = ds
         self.group = _zarr_group(path)
+        self.root, self.chunked = Path(path), _plane_chunks(path)
         self.index: dict[str, dict] = {}
         for dim in ("time", "pressure_level", "dayofyear", "hour"):
             if dim in ds.coords:
@@ -124,7 +130,28 @@ class FieldReader:
         da = self.ds[variable]
         where = tuple(self.index[d][at[d]] if d in at else slice(None) for d in da.dims)
         raw = self.group is not None and not {"scale_factor", "add_offset"} & set(da.encoding)
+        spec = self.chunked.get(variable)
+        whole_plane = raw and spec_fits(spec, da.dims) and all(isinstance(i, int) for i in where[:-2])
+        chunk = self.root / spec.chunk_key((*where[:-2], 0, 0)) if whole_plane else None
+        if chunk is not None and chunk.is_file():
+            return decode_chunk(spec, chunk.read_bytes()).view(spec.dtype).reshape(spec.chunks[-2:])
         return np.asarray(self.group[variable][where] if raw else da[where].values)
+
+
+def spec_fits(spec: ArraySpec | None, dims: tuple) -> bool:  # noqa: ANN001
+    """A chunk of ``spec`` is exactly one (lat, lon) plane of an array with ``dims``."""
+    return (spec is not None and spec.dims == tuple(dims) and spec.dims[-2:] == ("lat", "lon")
+            and all(c == 1 for c in spec.chunks[:-2]) and spec.chunks[-2:] == spec.shape[-2:])
+
+
+def _plane_chunks(path: str) -> dict[str, ArraySpec]:
+    """The arrays of a local Zarr directory with consolidated metadata (empty for anything else)."""
+    root = Path(path)
+    names = [n for n in (".zmetadata", "zarr.json") if (root / n).is_file()]
+    try:
+        return describe_store({n: (root / n).read_bytes() for n in names}) if names else {}
+    except StoreRefused:
+        return {}
 
 
 def _zarr_group(path: str):  # noqa: ANN202

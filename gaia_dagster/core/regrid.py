@@ -81,9 +81,9 @@ def salvage_edges(values: np.ndarray) -> np.ndarray:
     before, each read from the plane before any fill and applied in that order (a corner ends with
     its row neighbour, NaN when that one is NaN too). A plane without border NaN is returned as is."""
     arr = np.asarray(values)
-    nan = np.isnan(arr)
-    if not (nan[0].any() or nan[-1].any() or nan[:, 0].any() or nan[:, -1].any()):
+    if not any(np.isnan(edge).any() for edge in (arr[0], arr[-1], arr[:, 0], arr[:, -1])):
         return arr
+    nan = np.isnan(arr)
     filled = arr.copy()
     for edge, inner in (((0, slice(None)), (1, slice(None))), ((-1, slice(None)), (-2, slice(None))),
                         ((slice(None), 0), (slice(None), 1)), ((slice(None), -1), (slice(None), -2))):

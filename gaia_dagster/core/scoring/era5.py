@@ -64,24 +64,48 @@ def finite_coverage(values: np.ndarray) -> float:
     return float(np.isfinite(values).mean()) if values.size else 0.0
 
 
+def _magnitude_failure(largest: float, variable: str) -> str | None:
+    return f"{variable}: values up to {largest:.3g} beyond the {MAX_ABS_VALUE:g} magnitude limit" \
+        if largest > MAX_ABS_VALUE else None
+
+
+def _finite_extremes(values: np.ndarray) -> tuple[float, float] | None:
+    """(min, max) of a plane when every value is finite (two passes, no temporaries), else None."""
+    if not values.size:
+        return None
+    low, high = float(values.min()), float(values.max())
+    return (low, high) if np.isfinite(low) and np.isfinite(high) else None
+
+
 def verification_failure(values: np.ndarray, variable: str) -> str | None:
     """Verification guard: finite coverage < 0.1 or any |value| > 1e12 fails the forecast.
     ``variable`` names the field in the reason (e.g. ``2t`` or ``z500``)."""
     values = np.asarray(values)
-    if values.size:
-        low, high = float(values.min()), float(values.max())   # two passes, no temporaries
-        if np.isfinite(low) and np.isfinite(high):              # the common case: every value finite
-            largest = max(abs(low), abs(high))
-            if largest > MAX_ABS_VALUE:
-                return f"{variable}: values up to {largest:.3g} beyond the {MAX_ABS_VALUE:g} magnitude limit"
-            return None
+    extremes = _finite_extremes(values)
+    if extremes is not None:                                    # the common case: every value finite
+        return _magnitude_failure(max(abs(extremes[0]), abs(extremes[1])), variable)
     coverage = finite_coverage(values)
     if coverage < MIN_VERIFY_COVERAGE:
         return f"{variable}: only {coverage:.1%} of values are finite (NaN/Inf forecast)"
-    largest = float(np.nanmax(np.abs(np.where(np.isfinite(values), values, np.nan))))
-    if largest > MAX_ABS_VALUE:
-        return f"{variable}: values up to {largest:.3g} beyond the {MAX_ABS_VALUE:g} magnitude limit"
-    return None
+    return _magnitude_failure(float(np.nanmax(np.abs(np.where(np.isfinite(values), values, np.nan)))), variable)
+
+
+def magnitude_failure(values: np.ndarray, variable: str) -> str | None:
+    """The 1e12 magnitude part of the verification guard alone, NaNs allowed (day 1 under
+    ``deployed``: Gaia's day 1 has no coverage guard)."""
+    values = np.asarray(values)
+    finite = np.abs(values[np.isfinite(values)])
+    return _magnitude_failure(float(finite.max()) if finite.size else 0.0, variable)
+
+
+def era5_guards_failure(values: np.ndarray, variable: str) -> str | None:
+    """The verification guard, then the ERA5 coverage guard; a wholly finite plane needs one
+    min/max pass for both."""
+    values = np.asarray(values)
+    extremes = _finite_extremes(values)
+    if extremes is not None:
+        return _magnitude_failure(max(abs(extremes[0]), abs(extremes[1])), variable)
+    return verification_failure(values, variable) or era5_coverage_failure(values, variable)
 
 
 def era5_coverage_failure(values: np.ndarray, variable: str) -> str | None:
@@ -204,7 +228,7 @@ def score_era5(inputs: Mapping[tuple[int, str, int | None], Era5Field], lat: np.
     verification or coverage guard fails the whole response: score 0 and ``failure`` says why."""
     for (lead, variable, level), fld in inputs.items():
         name = field_name(variable, level)
-        problem = verification_failure(fld.forecast, name) or era5_coverage_failure(fld.forecast, name)
+        problem = era5_guards_failure(fld.forecast, name)
         if problem:
             return Era5Result(0.0, {}, [], f"{problem} at lead {lead} h")
     w = lat_weights(lat, weights)

@@ -56,19 +56,23 @@ def fused_metrics(forecast: np.ndarray, truth: np.ndarray, climatology: np.ndarr
     if not (np.isfinite(f.min()) and np.isfinite(f.max())):
         f = np.where(np.isfinite(f), f, c)
     row = np.asarray(lat_weights, dtype=np.float64) / (float(np.sum(lat_weights)) * o.shape[-1])
-    s1 = s2 = s3 = mean = power = 0.0
-    totals = np.zeros(5)   # unweighted sums of D, D^2, D O', O', O'^2
+    weighted, totals = np.zeros(5), np.zeros(5)   # weighted and plain sums of D, D^2, D O', O', O'^2
+    ones = np.ones(f.shape[-1])
+    block = np.empty((5, BLOCK_ROWS))
     for blk in _blocks(f.shape[0]):
         o64 = o[blk].astype(np.float64)
         d = f[blk] - o64
         oa = o64 - c[blk]
-        sums = np.stack([d.sum(axis=-1), np.einsum("ij,ij->i", d, d), np.einsum("ij,ij->i", d, oa),
-                         oa.sum(axis=-1), np.einsum("ij,ij->i", oa, oa)])
-        weighted = sums @ row[blk]
-        s1, s2, s3 = s1 + weighted[0], s2 + weighted[1], s3 + weighted[2]
-        mean, power = mean + weighted[3], power + weighted[4]
+        sums = block[:, :o64.shape[0]]
+        np.dot(d, ones, out=sums[0])
+        np.einsum("ij,ij->i", d, d, out=sums[1])
+        np.einsum("ij,ij->i", d, oa, out=sums[2])
+        np.dot(oa, ones, out=sums[3])
+        np.einsum("ij,ij->i", oa, oa, out=sums[4])
+        weighted += sums @ row[blk]
         totals += sums.sum(axis=-1)
-    u = totals[0] / f.size
+    s1, s2, s3, mean, power = (float(x) for x in weighted)
+    u = float(totals[0]) / f.size
     flat = (_flat(o, c, totals[3], totals[4])
             or _flat(f, c, totals[0] + totals[3], totals[1] + 2.0 * totals[2] + totals[4], totals[1] + totals[4]))
     skill = 1.0 - (s2 - 2.0 * u * s1 + u * u) / power if power > 0 else math.nan
@@ -76,10 +80,10 @@ def fused_metrics(forecast: np.ndarray, truth: np.ndarray, climatology: np.ndarr
     ff = s2 + 2.0 * s3 + power          # <F'^2>
     fm = s1 + mean                      # <F'>
     return FusedMetrics(
-        rmse=math.sqrt(max(s2, 0.0)), bias=float(s1), skill=float(skill),
+        rmse=math.sqrt(max(s2, 0.0)), bias=s1, skill=skill,
         acc_centred=math.nan if flat else _ratio(fo - fm * mean, ff - fm * fm, power - mean * mean),
         acc_uncentred=math.nan if flat else _ratio(fo, ff, power),
-        reference_rmse=math.sqrt(max(power, 0.0)), mean_error=float(u),
+        reference_rmse=math.sqrt(max(power, 0.0)), mean_error=u,
     )
 
 

@@ -14,7 +14,7 @@ order (so the two cannot drift):
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Iterator, Sequence
@@ -26,7 +26,7 @@ from gaia_dagster.core.regrid import on_truth_grid, salvage_edges
 from gaia_dagster.core.scoring.day1 import Day1Field, Day1Result, day1_score_from_components, score_component
 from gaia_dagster.core.scoring.day1_deployed import score_component_deployed
 from gaia_dagster.core.scoring.era5 import (
-    MAX_ABS_VALUE, Era5Metric, Era5Result, era5_coverage_failure, era5_score_from_metrics, field_name,
+    Era5Metric, Era5Result, era5_guards_failure, era5_score_from_metrics, field_name, magnitude_failure,
     verification_failure,
 )
 from gaia_dagster.core.scoring.era5_deployed import Era5ScoringFailed, deployed_lead_score, lead_summaries
@@ -36,7 +36,7 @@ from gaia_dagster.core.scoring.profiles import ScoringProfile, scoring_profile
 from gaia_dagster.core.scoring.variables import VariableEntry, entry_names, parse_variables
 
 
-READ_THREADS = 2
+READ_THREADS = 3
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,16 @@ def era5_keys(leads: Sequence[int], entries: Sequence[VariableEntry] | None = No
 def read_ahead(keys: Sequence[FieldKey], read: Callable[[FieldKey], "FieldPlanes"],
                threads: int = READ_THREADS) -> Iterator["FieldPlanes"]:
     """The field iterator both the CLI and the pipeline score over: ``read(key)`` for each key in
-    order, ``threads`` reads in flight (decompression releases the GIL), so memory stays at a few
-    planes whatever the forecast size."""
+    order, at most ``2 * threads`` reads submitted ahead of the consumer (decompression releases the
+    GIL), so memory stays at a few planes whatever the forecast size."""
     with ThreadPoolExecutor(threads) as pool:
-        yield from pool.map(read, keys)
+        ahead: deque = deque()
+        for key in keys:
+            ahead.append(pool.submit(read, key))
+            if len(ahead) > 2 * threads:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
 
 
 @dataclass(frozen=True)
@@ -196,7 +202,7 @@ def score_era5_fields(fields: Iterable[FieldPlanes], grid: TruthGrid, profile: s
         forecast = forecast_on_grid(fld, grid, profile)
         if profile.edge_salvage:
             forecast = salvage_edges(forecast)
-        problem = verification_failure(forecast, fld.name) or era5_coverage_failure(forecast, fld.name)
+        problem = era5_guards_failure(forecast, fld.name)
         if problem:
             return Era5Result(0.0, {}, metrics, f"{problem} at lead {fld.lead_hours} h")
         single = not of_field[(fld.variable, fld.level)].all_levels
@@ -225,11 +231,3 @@ def score_day1_fields(fields: Iterable[FieldPlanes], grid: TruthGrid, profile: s
             components.append(score_component(key, planes, w, fld.lead_hours, profile.day1_range_checks))
     return day1_score_from_components(components, profile.clone_clamp_sane_only, profile.nan_counts_worst)
 
-
-def magnitude_failure(values: np.ndarray, name: str) -> str | None:
-    """The 1e12 magnitude part of the verification guard alone (NaNs allowed)."""
-    finite = np.abs(np.asarray(values)[np.isfinite(values)])
-    largest = float(finite.max()) if finite.size else 0.0
-    if largest > MAX_ABS_VALUE:
-        return f"{name}: values up to {largest:.3g} beyond the {MAX_ABS_VALUE:g} magnitude limit"
-    return None
