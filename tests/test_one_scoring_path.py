@@ -107,3 +107,24 @@ def test_aurora_store_scores_close_to_the_contract_store(stores, tmp_path):
     full = score_era5_dataset(xr.open_zarr(stores / "forecast.zarr"), src, T0, LEADS, "miner x")
     aurora = score_era5_dataset(xr.open_zarr(stores / "aurora.zarr"), src, T0, LEADS, "miner x")
     assert full.score != aurora.score and abs(full.score - aurora.score) < 0.02
+
+
+def test_gaia_era5_variables_is_bound_as_envvar_and_parsed_by_the_core(monkeypatch):
+    from dagster import EnvVar
+
+    from gaia_dagster.definitions import default_resources
+
+    monkeypatch.setenv("GAIA_ERA5_VARIABLES", "2t,t850")
+    bound = default_resources()["sources"]
+    assert isinstance(bound.era5_variables, EnvVar) and bound.era5_variables.env_var_name == "GAIA_ERA5_VARIABLES"
+    assert [e.name for e in bound.process_config_and_initialize().era5_entries()] == ["2t", "t850"]
+
+
+def test_day1_stage_leaves_out_a_variable_the_forecast_lacks(stores, tmp_path):
+    """As Gaia skips a day-1 variable it cannot read: the others are scored."""
+    src = sources(tmp_path, "deployed")
+    seed_gfs(src, T0)
+    full = score_day1_dataset(xr.open_zarr(stores / "forecast.zarr"), src, T0, "miner x")
+    lacking = score_day1_dataset(xr.open_zarr(stores / "forecast.zarr").drop_vars("10u"), src, T0, "miner x")
+    assert [r["variable"] for r in lacking.rows] == [r["variable"] for r in full.rows if r["variable"] != "10u"]
+    assert lacking.score > 0.3
