@@ -4,6 +4,8 @@ A whole day runs under the real daemon in test_daemon_day.py."""
 
 from __future__ import annotations
 
+import pytest
+
 from datetime import datetime, timedelta, timezone
 
 from dagster import (
@@ -76,6 +78,33 @@ def test_registry_sensor_adds_partitions_and_never_deletes(tmp_path):
         tick_sensor(instance, defs, "miner_registry_sensor")
         assert sorted(instance.get_dynamic_partitions(miner_partitions.name)) == ["hk-a", "hk-b"]
         assert [m.hotkey for m in repo.miners()] == ["hk-a", "hk-b"]
+
+
+def test_a_missing_unreadable_or_malformed_registry_keeps_the_last_good_list(tmp_path):
+    """The registry file gone, a directory in its place, or broken JSON: the tick fails naming the
+    file and the problem, and every miner listed before stays listed (and selectable)."""
+    import shutil
+
+    defs = make_defs(tmp_path)
+    path = tmp_path / "miners.json"
+    write_registry(path, [RegistryEntry("hk-a", "http://127.0.0.1:9001"), RegistryEntry("hk-b", "http://127.0.0.1:9002")])
+    repo = defs.resources["validator_db"].repo
+    with instance_for_test() as instance:
+        tick_sensor(instance, defs, "miner_registry_sensor")
+        assert {m.hotkey: m.listed for m in repo.miners()} == {"hk-a": True, "hk-b": True}
+        faults = [("does not exist", lambda: path.unlink()),
+                  ("cannot be read", lambda: path.mkdir()),
+                  ("not valid JSON", lambda: (shutil.rmtree(path), path.write_text('[{"hotkey": "hk-a", '))),
+                  ("url missing", lambda: path.write_text('[{"hotkey": "hk-a"}]'))]
+        for expected, fault in faults:
+            fault()
+            with pytest.raises(Exception, match=expected) as failed:
+                tick_sensor(instance, defs, "miner_registry_sensor")
+            assert str(path) in str(failed.value)
+            assert {m.hotkey: m.listed for m in repo.miners()} == {"hk-a": True, "hk-b": True}, expected
+        write_registry(path, [RegistryEntry("hk-a", "http://127.0.0.1:9001")])   # a good file that drops hk-b
+        tick_sensor(instance, defs, "miner_registry_sensor")
+        assert {m.hotkey: m.listed for m in repo.miners()} == {"hk-a": True, "hk-b": False}
 
 
 def test_schedule_tick_seeds_the_day_once(tmp_path):

@@ -42,11 +42,19 @@ class MinerRegistry(ConfigurableResource):
         return Path(self.path) if self.path else gaia_home() / "miners.json"
 
     def entries(self) -> list[RegistryEntry]:
-        """Every listed miner, as listed (normalisation is the caller's job)."""
+        """Every listed miner, as listed (normalisation is the caller's job). A file that is missing
+        or cannot be read is a ``RegistryFileError`` naming it, never an empty registry: the miners
+        listed before stay listed until a good file says otherwise."""
         path = self.registry_path()
-        if not path.exists():
-            return []
-        return parse_registry(path.read_text(), str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RegistryFileError(f"miner registry {path}: the file does not exist (set GAIA_REGISTRY or write it; "
+                                    f"README 'Miner registry file'); the miners listed before stay listed") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RegistryFileError(f"miner registry {path}: cannot be read ({type(exc).__name__}: {exc}); "
+                                    f"the miners listed before stay listed") from None
+        return parse_registry(text, str(path))
 
 
 class RegistryFileError(ValueError):
