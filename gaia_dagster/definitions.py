@@ -33,11 +33,14 @@ def default_resources() -> dict[str, object]:
     """Resources of the embedded default, tunable through ``GAIA_*`` environment variables.
 
     Each set variable is bound as ``EnvVar`` and read by Dagster when the resource is initialised
-    (``resources/settings.py``); an unset one leaves the field's default. README "Configuration"
-    lists them.
+    (``resources/settings.py``); an unset one leaves the field's default. A numeric variable that
+    could never work (NaN, infinite, out of range) stops the load (``resources/setting_checks.py``).
+    README "Configuration" lists them.
     """
+    from gaia_dagster.resources.setting_checks import check_numeric_settings
     from gaia_dagster.resources.settings import bound_env
 
+    check_numeric_settings()
     return {
         "validator_db": ValidatorDB(**bound_env(url="GAIA_DB_URL")),
         "miner_registry": MinerRegistry(**bound_env(path="GAIA_REGISTRY", source="GAIA_REGISTRY_SOURCE")),

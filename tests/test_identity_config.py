@@ -225,13 +225,36 @@ def test_unset_variables_leave_the_defaults(no_settings, tmp_path):
     assert seen["query_backoff_s"] == retry_policies(1.0)["query"].backoff_s
 
 
-def test_a_bad_number_names_its_variable(no_settings):
+@pytest.mark.parametrize("name,value", [("GAIA_RETRY_SCALE", "fast"), ("GAIA_RETRY_SCALE", "0"),
+                                        ("GAIA_ANSWER_DEADLINE_S", "nan"), ("GAIA_ANSWER_DEADLINE_S", "-5"),
+                                        ("GAIA_MINER_TIMEOUT_S", "inf"), ("GAIA_ERA5_DELAY_H", "1.5"),
+                                        ("GAIA_RESOLUTION", "0"), ("GAIA_NETUID", "70000"),
+                                        ("GAIA_SENSOR_INTERVAL_S", "0.5"), ("GAIA_WEIGHTS_INTERVAL_BLOCKS", "0"),
+                                        ("GAIA_MIN_VALIDATOR_STAKE", "-1")])
+def test_a_bad_number_stops_the_load_naming_its_variable_and_range(no_settings, name, value):
     from gaia_dagster.definitions import default_resources
 
-    no_settings.setenv("GAIA_RETRY_SCALE", "fast")
-    access = default_resources()["miner_access"].process_config_and_initialize()
-    with pytest.raises(ValueError, match="GAIA_RETRY_SCALE.*'fast'"):
-        access.retry("query")
+    no_settings.setenv(name, value)
+    with pytest.raises(ValueError, match=rf"{name}={value!r}.*(not|out of range).*(number|>)"):
+        default_resources()
+
+
+def test_every_bad_setting_is_named_at_once_and_the_code_location_does_not_load(no_settings, tmp_path):
+    """``dagster definitions validate`` on the real workspace, as an operator runs it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "GAIA_ANSWER_DEADLINE_S": "0", "GAIA_MINER_TIMEOUT_S": "NaN",
+           "DAGSTER_HOME": str(tmp_path), "DAGSTER_DISABLE_TELEMETRY": "1"}
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-w",
+                           str(root / "workspace.yaml")], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0
+    out = done.stdout + done.stderr
+    assert "GAIA_ANSWER_DEADLINE_S='0' is out of range" in out and "GAIA_MINER_TIMEOUT_S='NaN' is not" in out
 
 
 # -- gaia-dagster instance init ------------------------------------------------------------------
