@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from dagster import Definitions, in_process_executor
+from gaia_dagster.assets.day_view import day_view
 
 from gaia_dagster.assets.chain_weights import chain_weights
 from gaia_dagster.assets.era5 import era5_score, era5_truth
@@ -18,6 +19,7 @@ from gaia_dagster.resources.chain import SubnetChain
 from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.registry import MinerRegistry
 from gaia_dagster.resources.sources import WeatherSources
+from gaia_dagster.sensors.day_view import day_view_sensor
 from gaia_dagster.resources.validator_db import ValidatorDB
 from gaia_dagster.jobs import ALL_JOBS
 from gaia_dagster.schedules import daily_forecast_schedule
@@ -72,12 +74,12 @@ def build_definitions(resources: dict[str, object] | None = None) -> Definitions
     resources = resources or default_resources()
     return Definitions(
         assets=[gfs_seed, forecast_request, miner_forecast, day1_score, era5_truth, era5_score, miner_scores,
-                chain_weights],
+                chain_weights, day_view],
         asset_checks=[no_duplicate_jobs, job_ids_deterministic, no_copied_forecasts],
         jobs=ALL_JOBS,
         schedules=[daily_forecast_schedule],
         sensors=[miner_registry_sensor, miner_orchestration_sensor, forecast_poll_sensor,
-                 era5_availability_sensor, stale_work_reaper, weights_cadence_sensor],
+                 era5_availability_sensor, stale_work_reaper, weights_cadence_sensor, day_view_sensor],
         resources={"chain": SubnetChain(), **resources},
         # Every step of a run executes in the run's own process: no process per step or check.
         executor=in_process_executor,

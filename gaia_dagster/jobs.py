@@ -42,9 +42,12 @@ chain_weights_job = define_asset_job(
     "chain_weights_job", selection=AssetSelection.assets("chain_weights"),
     description="One slot of the chain's cadence: the weights by UID, recorded with the exact call and set on "
                 "the chain when GAIA_WEIGHTS=submit (weights_cadence_sensor starts it).")
+day_view_job = define_asset_job("day_view_job", selection=AssetSelection.assets("day_view"),
+                                partitions_def=daily_partitions,
+                                description="The day at a glance (day_view_sensor refreshes it while the day runs).")
 integrity_checks_job = define_asset_job(
     "integrity_checks_job", selection=INTEGRITY_CHECKS,
     description="No duplicate jobs and deterministic job IDs over the whole validator DB (once per batch).")
 
 ALL_JOBS = [daily_seed_job, forecast_request_job, forecast_job, era5_truth_job, era5_score_job, miner_scores_job,
-            chain_weights_job, integrity_checks_job]
+            chain_weights_job, day_view_job, integrity_checks_job]

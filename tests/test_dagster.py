@@ -18,7 +18,7 @@ from gaia_dagster.core.registry import RegistryEntry
 from gaia_dagster.definitions import build_definitions
 from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.registry import MinerRegistry, write_registry
-from gaia_dagster.resources.sources import WeatherSources
+from gaia_dagster.resources.sources import EmbeddedSources
 from gaia_dagster.resources.validator_db import ValidatorDB
 
 DATE = "2026-10-20"
@@ -31,7 +31,7 @@ def make_defs(tmp_path, resolution: float = RESOLUTION) -> Definitions:
         "validator_db": ValidatorDB(url=f"sqlite:///{tmp_path / 'validator.db'}"),
         "miner_registry": MinerRegistry(path=str(tmp_path / "miners.json")),
         "miner_access": MinerAccess(retry_scale=0.002, read_timeout_s=2.0, connect_timeout_s=2.0),
-        "sources": WeatherSources(resolution=resolution, cache_dir=str(tmp_path / "cache")),
+        "sources": EmbeddedSources(resolution=resolution, cache_dir=str(tmp_path / "cache")),
     })
 
 
@@ -56,11 +56,11 @@ def test_definitions_load_with_every_asset_check_sensor_and_schedule(tmp_path):
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
         "gfs_seed", "forecast_request", "miner_forecast", "day1_score", "era5_truth", "era5_score", "miner_scores",
-        "chain_weights"}
+        "chain_weights", "day_view"}
     assert {c.name for c in graph.asset_check_keys} == {"no_duplicate_jobs", "job_ids_deterministic", "no_copied_forecasts"}
     assert defs.resolve_schedule_def("daily_forecast_schedule").cron_schedule == "0 18 * * *"
     for name in ("miner_registry_sensor", "miner_orchestration_sensor", "forecast_poll_sensor",
-                 "era5_availability_sensor", "weights_cadence_sensor"):
+                 "era5_availability_sensor", "weights_cadence_sensor", "day_view_sensor"):
         defs.resolve_sensor_def(name)
 
 
