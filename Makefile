@@ -3,6 +3,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
+# Dagster's telemetry uploader deletes $$DAGSTER_HOME/logs: off for every Dagster process started here.
+export DAGSTER_DISABLE_TELEMETRY = 1
 DATE ?= 2026-10-20
 MINERS ?= 8
 

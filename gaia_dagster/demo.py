@@ -46,6 +46,7 @@ def run_demo(miners: int, date: str, as_json: bool = False, resolution: float = 
     """Run the demo day under the daemon; exit code 0 when the day completed."""
     for name, value in DEMO_SETTINGS.items():
         os.environ.setdefault(name, value)
+    os.environ["DAGSTER_DISABLE_TELEMETRY"] = "1"   # its uploader deletes $DAGSTER_HOME/logs
     os.environ["GAIA_RESOLUTION"] = str(resolution)
     os.environ.setdefault("GAIA_FIRST_DATE", date)
     home = prepare_home()

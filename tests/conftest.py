@@ -9,6 +9,8 @@ import pytest
 
 # Compressed backoffs for every Dagster retry policy built at import time (the demo does the same).
 os.environ.setdefault("GAIA_RETRY_SCALE", "0.002")
+# Dagster's telemetry uploader deletes $DAGSTER_HOME/logs: off in every Dagster process of the tests.
+os.environ["DAGSTER_DISABLE_TELEMETRY"] = "1"
 
 PG_URL = os.environ.get("GAIA_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 

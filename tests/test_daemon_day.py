@@ -106,6 +106,14 @@ def test_a_day_under_the_daemon_scores_rerunning_it_duplicates_nothing(tmp_path)
         assert all(0.0 <= v <= 1.0 for v in overall.values())
 
         day.wait("every run to end", day.all_ended, 60)
+        # The daemon the tests start never fires the 18:00 UTC schedule (stopped explicitly on the
+        # instance, whatever the clock), runs without telemetry, and its logs stay.
+        from dagster._core.scheduler.instigation import InstigatorStatus
+
+        assert [s.status for s in day.instance.all_instigator_state() if s.name == "daily_forecast_schedule"] == [
+            InstigatorStatus.STOPPED]
+        assert b"DAGSTER_DISABLE_TELEMETRY=1" in Path(f"/proc/{day.processes.daemon.pid}/environ").read_bytes()
+        assert (day.home / "logs" / "dagster-daemon.log").stat().st_size > 0
         # Runs really ran side by side under the daemon.
         assert max_runs_at_once(day.instance) >= 2
         # A failed miner shows as failed, not green: its last forecast_request run failed with its reason.
@@ -113,8 +121,10 @@ def test_a_day_under_the_daemon_scores_rerunning_it_duplicates_nothing(tmp_path)
         [last, *_] = day.runs(**{"dagster/partition": partition})
         assert last.status == DagsterRunStatus.FAILURE
         assert partition not in day.instance.get_materialized_partitions(AssetKey("forecast_request"))
+        # An all-NaN forecast: day-1 skips every variable as Gaia's does (score 0); ERA5's guard fails it.
         nan_partition = f"{DATE}|{by_profile['nan'].miner_hotkey}"
-        assert nan_partition not in day.instance.get_materialized_partitions(AssetKey("day1_score"))
+        assert repo.total_score(by_profile["nan"].id, "day1") == 0.0
+        assert nan_partition not in day.instance.get_materialized_partitions(AssetKey("era5_score"))
         for profile in ("good", "persistence", "clone"):
             assert f"{DATE}|{by_profile[profile].miner_hotkey}" in \
                 day.instance.get_materialized_partitions(AssetKey("era5_score"))

@@ -20,6 +20,10 @@ from typing import Mapping
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 WORKSPACE = PROJECT_ROOT / "workspace.yaml"
+DAILY_SCHEDULE = "daily_forecast_schedule"
+NO_TELEMETRY = {"DAGSTER_DISABLE_TELEMETRY": "1"}
+"""Dagster's telemetry uploader deletes ``$DAGSTER_HOME/logs`` after uploading: every Dagster process
+the project starts runs without it (and the instance config turns it off too)."""
 
 
 def dagster_command(name: str) -> str:
@@ -92,19 +96,37 @@ def prepare_storage(home: Path) -> None:
         instance.get_latest_materialization_event(AssetKey("gfs_seed"))
 
 
+def stop_schedule(home: Path, env: Mapping[str, str], name: str = DAILY_SCHEDULE) -> None:
+    """Stop ``name`` on the instance at ``home`` as an operator does (``dagster schedule stop``),
+    and check the instance holds it stopped. The demo, the tests and the benchmarks launch their day
+    themselves: a daemon they start must never fire the 18:00 UTC schedule whatever the clock says."""
+    from dagster import DagsterInstance
+    from dagster._core.scheduler.instigation import InstigatorStatus
+
+    subprocess.run([dagster_command("dagster"), "schedule", "stop", name, "-w", str(WORKSPACE)], env=dict(env),
+                   cwd=PROJECT_ROOT, check=True, capture_output=True)
+    with DagsterInstance.from_config(str(home)) as instance:
+        states = [s for s in instance.all_instigator_state() if s.name == name]
+    if not states or any(s.status != InstigatorStatus.STOPPED for s in states):
+        raise RuntimeError(f"schedule {name} is not stopped on the instance at {home}")
+
+
 @dataclass
 class DagsterProcesses:
-    """``dagster-daemon`` (and the webserver when ``ui_port`` is set) on the instance at ``home``."""
+    """``dagster-daemon`` (and the webserver when ``ui_port`` is set) on the instance at ``home``;
+    the daily schedule is stopped first unless ``schedule`` is True (operators run their own daemon,
+    with the schedule: this class serves the demo, the tests and the benchmarks)."""
 
     home: Path
     env: Mapping[str, str] = field(default_factory=dict)
     ui_port: int | None = None
     log_dir: Path | None = None
+    schedule: bool = False
     daemon: subprocess.Popen | None = None
     webserver: subprocess.Popen | None = None
 
     def environment(self) -> dict[str, str]:
-        return {**os.environ, **self.env, "DAGSTER_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
+        return {**os.environ, **self.env, **NO_TELEMETRY, "DAGSTER_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
 
     def _log(self, name: str):  # noqa: ANN202
         directory = self.log_dir or self.home / "logs"
@@ -114,6 +136,8 @@ class DagsterProcesses:
     def start(self) -> "DagsterProcesses":
         """Start the daemon (and the webserver); both load the code location from workspace.yaml."""
         prepare_storage(self.home)
+        if not self.schedule:
+            stop_schedule(self.home, self.environment())
         log = self._log("dagster-daemon")
         self.daemon = subprocess.Popen([dagster_command("dagster-daemon"), "run", "-w", str(WORKSPACE)],
                                        env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
