@@ -77,11 +77,13 @@ class Fleet:
 
 def start_fleet(count: int, data_dir: Path, resolution: float = 1.5, profiles: list[str] | None = None,
                 name: str = "gaia-demo-miner", inference_delay_s: float = 0.0, ready_timeout_s: float = 60.0,
-                allowed_validators: Sequence[str] | None = None) -> Fleet:
+                allowed_validators: Sequence[str] | None = None,
+                extra_args: Sequence[Sequence[str]] = ()) -> Fleet:
     """Start ``count`` miners (profiles cycle as in the demo unless given) and wait until they listen.
 
     Every miner speaks Fiber and serves only ``allowed_validators`` (by default the hotkey this
-    environment's validator signs with, ``pipeline_validator_hotkey``).
+    environment's validator signs with, ``pipeline_validator_hotkey``). ``extra_args[i]`` are more
+    ``gaia-dagster miner serve`` options for miner ``i`` (a ``--fault``, its own ``--inference-delay``).
     """
     from gaia_dagster.resources.miner import hotkey_for_uri
 
@@ -98,7 +100,7 @@ def start_fleet(count: int, data_dir: Path, resolution: float = 1.5, profiles: l
                 [sys.executable, "-m", "gaia_dagster.miner", "--host", "127.0.0.1", "--port", str(miner.port),
                  "--profile", profile, "--hotkey-uri", uri, "--data-dir", str(data_dir / f"miner-{i}"),
                  "--resolution", str(resolution), "--inference-delay", str(inference_delay_s),
-                 *allow_validator_args(allowed)],
+                 *allow_validator_args(allowed), *(extra_args[i] if i < len(extra_args) else ())],
                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
             fleet.miners.append(miner)

@@ -63,7 +63,8 @@ def query_retries_due(rows: list[ResponseRecord], now) -> list[ResponseRecord]: 
 @sensor(name="forecast_poll_sensor", minimum_interval_seconds=sensor_interval(30),
         jobs=[forecast_job, forecast_request_job], default_status=DefaultSensorStatus.RUNNING,
         description="Polls every in-flight forecast job concurrently; launches miner_forecast + day1_score "
-                    "for completed ones, and the next initiate-fetch or day-1 attempt when one is due.")
+                    "for completed ones (and for failed ones, whose run fails with the reason), and the next "
+                    "initiate-fetch or day-1 attempt when one is due.")
 def forecast_poll_sensor(context: SensorEvaluationContext, validator_db: ValidatorDB,
                          miner_access: MinerAccess) -> SensorResult | SkipReason:
     repo = validator_db.repo
@@ -74,7 +75,9 @@ def forecast_poll_sensor(context: SensorEvaluationContext, validator_db: Validat
     for decision in decisions:
         context.log.info(stored_text(f"{decision.response.miner_hotkey}: {decision.action} {decision.detail}"))
         row = decision.response
-        if decision.action == "ready" and not partition_busy(context, partition_of(row)):
+        # ready: verify and score; failed (the miner gave up, or no forecast after the last poll):
+        # the same run, which fails with the job's reason, so the miner's partition shows failed
+        if decision.action in ("ready", "failed") and not partition_busy(context, partition_of(row)):
             requests.append(stage_run_request(row, "forecast", row.poll_attempts, forecast_job.name))
     for row in query_retries_due(repo.responses(statuses=[ResponseStatus.CREATED.value]), now):
         requests.append(stage_run_request(row, "query", row.query_attempts + 1, forecast_request_job.name))
