@@ -24,6 +24,12 @@ def failed_from(repo: ValidatorRepository, run_id: int) -> dict[int, tuple[str, 
         return {entity_id: (from_status, run_id is not None) for entity_id, from_status, run_id in rows}
 
 
+def runs_touched_since(repo: ValidatorRepository, since) -> set[int]:  # noqa: ANN001
+    """Runs with a job updated at or after ``since``."""
+    with repo.session() as s:
+        return set(s.scalars(select(MinerResponse.run_id).where(MinerResponse.updated_at >= since).distinct()))
+
+
 def whole_scores(repo: ValidatorRepository, run_id: int) -> dict[tuple[int, str], float]:
     """(job, score type) -> the whole score (variable '*', lead 0) of every job of the run."""
     with repo.session() as s:
