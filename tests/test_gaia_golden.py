@@ -85,9 +85,9 @@ def stores(tmp_path_factory):
         if key not in made:
             case = cases.DAY1_CASES[name]()
             valid = [T0 + timedelta(hours=12)]
-            made[key] = {part: write_fields(root / f"{key}_{part}.zarr", {k: [v] for k, v in getattr(case, attr).items()},
-                                            case.lat, case.lon, valid)
-                         for part, attr in (("forecast", "forecast"), ("truth", "truth"), ("reference", "reference"))}
+            made[key] = {part: write_fields(root / f"{key}_{part}.zarr",
+                                            {k: [v] for k, v in getattr(case, part).items()}, case.lat, case.lon, valid)
+                         for part in ("forecast", "truth", "reference")}
             made[key]["climatology"] = write_climatology(root / f"{key}_clim.zarr", case, valid)
         return made[key]
 

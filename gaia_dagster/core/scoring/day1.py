@@ -111,8 +111,9 @@ def score_component(key: tuple[str, int | None], fld: Day1Field, w: np.ndarray, 
     rmse = weighted_rmse(fld.forecast, fld.truth, w)
     bias = weighted_bias(fld.forecast, fld.truth, w)
     if reason:
-        return Day1Component(variable, level, lead_hours, distance, penalty, math.nan, math.nan, rmse, bias, False, reason,
-                             not np.isfinite(np.asarray(fld.forecast)).all())
+        nan_values = not np.isfinite(np.asarray(fld.forecast)).all()
+        return Day1Component(variable, level, lead_hours, distance, penalty, math.nan, math.nan, rmse, bias, False,
+                             reason, nan_values)
     skill = bias_corrected_skill(fld.forecast, fld.truth, fld.reference, w) - penalty
     acc = acc_centred(fld.forecast, fld.truth, fld.climatology, w)
     return Day1Component(variable, level, lead_hours, distance, penalty, skill, acc, rmse, bias, True, None)
