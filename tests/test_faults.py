@@ -26,7 +26,7 @@ from gaia_dagster.resources.sources import WeatherSources
 from gaia_dagster.stages.forecast import ForecastRejected, verify_forecast
 from gaia_dagster.stages.poll import poll_in_flight
 from gaia_dagster.stages.request import open_job, request_forecast
-from gaia_dagster.stages.scoring import score_day1_stage
+from gaia_dagster.stages.scoring import score_day1_stage, score_era5_stage
 
 from miner_server import TEST_VALIDATOR, running_miner, signed_client  # noqa: E402
 
@@ -206,7 +206,6 @@ def test_transient_http500_is_retried_and_then_succeeds(repo, miners, sources, t
     ("hash_mismatch", ("does not match the claimed verification hash",), ["poll:ready"]),
     ("bad_signature", ("manifest.sig is not", "signature"), ["poll:ready"]),
     ("tampered_chunk", ("does not match the manifest", "tampered"), ["poll:ready", "verified"]),
-    ("nan_inf", ("NaN/Inf",), ["poll:ready", "verified"]),
 ])
 def test_store_fault_fails_the_job(fault, phrases, stage_reached, repo, miners, sources, tmp_path):
     pair = miners(fault)
@@ -215,6 +214,18 @@ def test_store_fault_fails_the_job(fault, phrases, stage_reached, repo, miners, 
     assert faulty_events[: 1 + len(stage_reached)] == ["query:requested", *stage_reached], events
     assert faulty_events[-1].startswith("rejected:"), events
     assert_failed(repo, pair, *phrases)
+    assert_invariants(repo, pair)
+
+
+def test_nan_inf_store_is_refused_by_the_era5_guard_as_gaia_refuses_it(repo, miners, sources, tmp_path):
+    """Gaia's day-1 has no coverage guard (deployed: the NaN and Inf cells are skipped, the job is
+    day-1 scored); its ERA5 guard refuses a forecast below 10 % finite values, naming NaN/Inf."""
+    pair = miners("nan_inf")
+    events = drive(repo, pair, sources, tmp_path)
+    assert events[pair.faulty.hotkey] == ["query:requested", "poll:ready", "verified", "day1_scored"], events
+    with pytest.raises(ForecastRejected, match="NaN/Inf"):
+        score_era5_stage(repo, client(), sources, row_of(repo, pair.faulty))
+    assert_failed(repo, pair, "NaN/Inf")
     assert_invariants(repo, pair)
 
 
