@@ -6,6 +6,7 @@ A global invariant of the validator DB like the integrity checks: unpartitioned,
 
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
+from gaia_dagster.core.states import ResponseStatus
 from gaia_dagster.resources.validator_db import ValidatorDB
 
 
@@ -19,7 +20,7 @@ def no_copied_forecasts(validator_db: ValidatorDB) -> AssetCheckResult:
         row = repo.response_for(run_id, copier)
         pairs.append({"run_id": run_id, "original": original, "copy": copier,
                       "copy_status": row.status if row else None})
-    let_through = [p for p in pairs if p["copy_status"] != "failed"]
+    let_through = [p for p in pairs if p["copy_status"] != ResponseStatus.FAILED.value]
     return AssetCheckResult(
         passed=not let_through, severity=AssetCheckSeverity.ERROR,
         description=(f"{len(pairs)} copy pairs: " + "; ".join(f"run {p['run_id']}: {p['copy']} copies miner "
