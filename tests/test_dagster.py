@@ -18,7 +18,7 @@ from gaia_dagster.core.registry import RegistryEntry
 from gaia_dagster.definitions import build_definitions
 from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.registry import MinerRegistry, write_registry
-from gaia_dagster.resources.sources import WeatherSources
+from gaia_dagster.resources.sources import EmbeddedSources
 from gaia_dagster.resources.validator_db import ValidatorDB
 
 DATE = "2026-10-20"
@@ -31,7 +31,7 @@ def make_defs(tmp_path, resolution: float = RESOLUTION) -> Definitions:
         "validator_db": ValidatorDB(url=f"sqlite:///{tmp_path / 'validator.db'}"),
         "miner_registry": MinerRegistry(path=str(tmp_path / "miners.json")),
         "miner_access": MinerAccess(retry_scale=0.002, read_timeout_s=2.0, connect_timeout_s=2.0),
-        "sources": WeatherSources(resolution=resolution, cache_dir=str(tmp_path / "cache")),
+        "sources": EmbeddedSources(resolution=resolution, cache_dir=str(tmp_path / "cache")),
     })
 
 

@@ -5,13 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
-    true, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, Index,
+    true, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, Index,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-from gaia_dagster.core.states import ResponseStatus
-
-CREATED = ResponseStatus.CREATED.value   # the first status of a run and of a job
 
 
 class Base(DeclarativeBase):
@@ -29,7 +25,7 @@ class ForecastRun(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     gfs_init_time: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, unique=True)
     run_key: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
-    status: Mapped[str] = mapped_column(String(32), nullable=False, default=CREATED)
+    status: Mapped[str] = mapped_column(String(32), nullable=False, default="created")
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
@@ -67,7 +63,7 @@ class MinerResponse(Base):
     miner_hotkey: Mapped[str] = mapped_column(String(64), nullable=False)
     validator_hotkey: Mapped[str] = mapped_column(String(64), nullable=False)
     job_id: Mapped[str] = mapped_column(String(64), nullable=False)
-    status: Mapped[str] = mapped_column(String(32), nullable=False, default=CREATED)
+    status: Mapped[str] = mapped_column(String(32), nullable=False, default="created")
     miner_base_url: Mapped[str] = mapped_column(String(512), nullable=False)
     zarr_store_url: Mapped[str | None] = mapped_column(String(1024))
     verification_hash_claimed: Mapped[str | None] = mapped_column(String(128))
@@ -173,6 +169,24 @@ class FrozenManifest(Base):
     files: Mapped[str] = mapped_column(Text, nullable=False)
     data_digest: Mapped[str] = mapped_column(String(64), nullable=False)
     frozen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class ForecastFingerprint(Base):
+    """A verified forecast's content fingerprint (issue 18, ``core.copies``): its samples at the run's
+    fields and points (float32, fields x points, little-endian), and the plan's seed."""
+
+    __tablename__ = "weather_forecast_fingerprints"
+    __table_args__ = (Index("ix_fingerprint_run", "run_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    response_id: Mapped[int] = mapped_column(ForeignKey("weather_miner_responses.id"), nullable=False, unique=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("weather_forecast_runs.id"), nullable=False)
+    miner_hotkey: Mapped[str] = mapped_column(String(64), nullable=False)
+    seed: Mapped[str] = mapped_column(String(64), nullable=False)
+    n_fields: Mapped[int] = mapped_column(Integer, nullable=False)
+    n_points: Mapped[int] = mapped_column(Integer, nullable=False)
+    samples: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
 class WeightSubmission(Base):

@@ -26,7 +26,7 @@ from gaia_dagster.core.manifest import PinnedManifest, data_digest
 from gaia_dagster.core.liveness import DEFAULT_GRACE_RUNS, Liveness, record_delivery, record_miss
 from gaia_dagster.core.selection import Selection
 from gaia_dagster.core.states import (
-    IN_FLIGHT_RESPONSE_STATUSES, RESPONSE_TRANSITIONS, RUN_TRANSITIONS, InvalidTransition, ResponseStatus, RunStatus,
+    IN_FLIGHT_RESPONSE_STATUSES, RESPONSE_TRANSITIONS, RUN_TRANSITIONS, InvalidTransition,
     check_transition,
 )
 from gaia_dagster.db.models import (
@@ -159,7 +159,7 @@ class ValidatorRepository:
         now = now_utc()
         run_key = DeterministicJobID.generate_task_id("weather", t0)
         stmt = self._insert(ForecastRun).values(
-            gfs_init_time=t0, run_key=run_key, status=RunStatus.CREATED.value, created_at=now, updated_at=now
+            gfs_init_time=t0, run_key=run_key, status="created", created_at=now, updated_at=now
         ).on_conflict_do_nothing()
         with self.session() as s, s.begin():
             created = s.execute(stmt).rowcount == 1
@@ -239,7 +239,7 @@ class ValidatorRepository:
         now = now_utc()
         stmt = self._insert(MinerResponse).values(
             run_id=run_id, miner_hotkey=miner_hotkey, validator_hotkey=validator_hotkey, job_id=job_id,
-            status=ResponseStatus.CREATED.value, miner_base_url=miner_base_url, created_at=now, updated_at=now,
+            status="created", miner_base_url=miner_base_url, created_at=now, updated_at=now,
         ).on_conflict_do_nothing()
         with self.session() as s, s.begin():
             created = s.execute(stmt).rowcount == 1
@@ -309,9 +309,9 @@ class ValidatorRepository:
         A job that fails is a missed run for its miner; a job that reaches day-1 is a delivery."""
         self._compare_and_set(MinerResponse, "response", RESPONSE_TRANSITIONS, response_id, expected, new,
                               dagster_run_id, fields)
-        if new in (ResponseStatus.FAILED.value, ResponseStatus.DAY1_SCORED.value):
+        if new in ("failed", "day1_scored"):
             row = self.response_by_id(response_id)
-            self.record_miner_outcome(row.miner_hotkey, row.run_id, delivered=new == ResponseStatus.DAY1_SCORED.value)
+            self.record_miner_outcome(row.miner_hotkey, row.run_id, delivered=new == "day1_scored")
 
     def record_miner_outcome(self, hotkey: str, run_id: int, delivered: bool) -> Liveness | None:
         """Apply the grace-window rule to a miner after a run; compare-and-set, retried on a race."""
@@ -384,33 +384,6 @@ class ValidatorRepository:
         with self.session() as s:
             row = s.scalars(select(FrozenManifest).where(FrozenManifest.response_id == response_id)).first()
         return PinnedManifest(row.manifest_hash, json.loads(row.files)) if row else None
-
-    def copied_miner(self, response_id: int) -> str | None:
-        """Copy rule: the miner whose store, frozen earlier in the same run, has the same data digest
-        as this response's (the earliest such freeze), or None."""
-        with self.session() as s:
-            mine = s.scalars(select(FrozenManifest).where(FrozenManifest.response_id == response_id)).first()
-            if mine is None:
-                return None
-            return s.scalars(select(FrozenManifest.miner_hotkey).where(
-                FrozenManifest.run_id == mine.run_id, FrozenManifest.data_digest == mine.data_digest,
-                FrozenManifest.id < mine.id, FrozenManifest.miner_hotkey != mine.miner_hotkey,
-            ).order_by(FrozenManifest.id)).first()
-
-    def copy_pairs(self) -> list[tuple[int, str, str]]:
-        """Every (run_id, original miner, copying miner) whose frozen data digests are equal, the
-        original being the earlier freeze."""
-        with self.session() as s:
-            rows = s.execute(select(FrozenManifest.run_id, FrozenManifest.data_digest, FrozenManifest.miner_hotkey)
-                             .order_by(FrozenManifest.id)).all()
-        first: dict[tuple[int, str], str] = {}
-        pairs = []
-        for row in rows:
-            key = (row.run_id, row.data_digest)
-            if key in first and first[key] != row.miner_hotkey:
-                pairs.append((row.run_id, first[key], row.miner_hotkey))
-            first.setdefault(key, row.miner_hotkey)
-        return pairs
 
     def update_response(self, response_id: int, expected: str, **fields: Any) -> None:
         """Update non-status columns (attempt counters, next attempt) guarded by the current status."""

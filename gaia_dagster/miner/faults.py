@@ -9,7 +9,11 @@ misbehaves in exactly one way, so a validator can be driven against it over real
   ``bad_signature``, ``tampered_chunk``;
 - hostile stores, each correctly signed by the miner (issue 10): ``swap_after_freeze`` serves its
   store to the first kerchunk request (the validator's verification) and another signed store to
-  every later one; ``copier`` re-signs as its own the good forecast of the miner ``fault_copy_of``;
+  every later one; ``copier`` re-signs as its own the good forecast of the miner ``fault_copy_of``,
+  and its variants (``COPIER_FAULTS``, issue 18) disguise the copy: ``copier_noise`` (relative noise
+  of 1e-6 on every value), ``copier_recompress`` (zstd instead of blosc), ``copier_rechunk`` (nested
+  chunk keys, the lon coordinate in 4 chunks), ``copier_reorder`` (latitudes ascending, variables
+  listed in reverse order);
 - hostile stores bounded by the contract (issue 10), each correctly signed: ``compression_bomb``
   (a ~100 KB zstd chunk expanding to 2.5 GiB), ``shape_bomb`` (``lat`` declared 2^28 points),
   ``huge_manifest`` (700,000 junk entries), ``pickle_codec`` (a pickle filter), ``object_dtype``,
@@ -35,8 +39,6 @@ import numpy as np
 import xarray as xr
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from gaia_dagster.core.states import MinerJobStatus
-
 FAULTS: dict[str, str] = {
     "timeout": "the JSON endpoints hold the request open and never answer in time",
     "http500": "the JSON endpoints answer HTTP 500",
@@ -58,6 +60,10 @@ FAULTS: dict[str, str] = {
     "gone_mid_job": "the miner accepts the job, then never answers any request again",
     "swap_after_freeze": "after the first kerchunk answer, a different correctly signed store is served",
     "copier": "the store is another miner's (fault_copy_of) good forecast, re-signed with this miner's hotkey",
+    "copier_noise": "the copied forecast (fault_copy_of) with relative noise of 1e-6 on every value",
+    "copier_recompress": "the copied forecast (fault_copy_of) with every data array recompressed with zstd",
+    "copier_rechunk": "the copied forecast (fault_copy_of) with nested chunk keys and the lon coordinate in 4 chunks",
+    "copier_reorder": "the copied forecast (fault_copy_of) with latitudes ascending and the variables reordered",
     "compression_bomb": "2t is zstd-compressed and its lead-12 h chunk is ~100 KB expanding to 2.5 GiB",
     "shape_bomb": "the metadata declares a lat coordinate of 2^28 points (and holds no data for it)",
     "huge_manifest": "the signed manifest lists 700,000 junk files besides the store's own",
@@ -72,8 +78,11 @@ POLL_PATH = "/weather-poll-job-status"
 NESTING = 100_000  # poll_nested_json: 100,000 '[' then 100,000 ']' (~200 KB)
 HOSTILE_STORES = frozenset({"compression_bomb", "shape_bomb", "huge_manifest", "pickle_codec", "object_dtype",
                             "junk_files"})
+COPIER_FAULTS = frozenset({"copier", "copier_noise", "copier_recompress", "copier_rechunk", "copier_reorder"})
 STORE_FAULTS = frozenset({"wrong_grid", "nan_inf", "hash_mismatch", "bad_signature", "tampered_chunk",
-                          "swap_after_freeze", "copier"}) | HOSTILE_STORES
+                          "swap_after_freeze"}) | COPIER_FAULTS | HOSTILE_STORES
+COPY_NOISE = 1e-6
+COPY_LON_CHUNKS = 4
 BOMB_FRAME_BYTES = 64 * 1024 * 1024
 BOMB_FRAMES = 40   # 40 x 64 MiB = 2.5 GiB once decoded
 SHAPE_BOMB_POINTS = 2 ** 28
@@ -133,7 +142,7 @@ class FaultState:
 
     def after_answer(self, answer: dict) -> None:
         """``gone_mid_job``: once a job is accepted the miner disappears."""
-        if self.fault == "gone_mid_job" and answer.get("status") in (MinerJobStatus.FETCH_ACCEPTED.value, MinerJobStatus.COMPLETED.value):
+        if self.fault == "gone_mid_job" and answer.get("status") in ("fetch_accepted", "completed"):
             self.gone = True
 
 
@@ -192,7 +201,7 @@ def poll_fault_response(fault: FaultState, hotkey: str, path: str) -> Response:
         return Response(b'{"status": "running_inference", "message": "\xff\xfe\xc3("}', 200,
                         media_type="application/json")
     if name == "poll_not_found":
-        return JSONResponse({"status": MinerJobStatus.NOT_FOUND.value, "job_id": None, "message": f"miner {hotkey} has no such job"})
+        return JSONResponse({"status": "not_found", "job_id": None, "message": f"miner {hotkey} has no such job"})
     standin = {"poll_drip": "slow_drip", "poll_huge": "oversized", "poll_http500": "http500"}[name]
     return api_fault_response(FaultState(standin, None, fault.delay_s, fault.size_bytes), hotkey, path)
 
@@ -204,8 +213,8 @@ def swapped_rel(rel: str) -> str:
 
 
 def forecast_member(fault: str | None, hotkey: str, copy_of: str | None) -> str:
-    """``copier``: the forecast drawn as the copied miner's (identical chunks); else the miner's own."""
-    if fault == "copier":
+    """A copier (``COPIER_FAULTS``): the forecast drawn as the copied miner's; else the miner's own."""
+    if fault in COPIER_FAULTS:
         if not copy_of:
             raise ValueError("the copier fault needs fault_copy_of (the hotkey of the miner it copies)")
         return copy_of
@@ -218,7 +227,11 @@ def store_resolution(fault: str | None, resolution: float) -> float:
 
 
 def corrupt_step(fault: str | None, step: xr.Dataset) -> xr.Dataset:
-    """``nan_inf``: most values NaN and some +/-Inf in every field (deterministic pattern)."""
+    """``nan_inf``: most values NaN and some +/-Inf in every field (deterministic pattern);
+    ``copier_noise``: every value times (1 + 1e-6 x standard normal noise)."""
+    if fault == "copier_noise":
+        rng = np.random.default_rng(0)
+        return step.map(lambda da: da * (1 + COPY_NOISE * rng.standard_normal(da.shape)).astype(np.float32))
     if fault != "nan_inf":
         return step
     out = step.copy()
@@ -296,9 +309,60 @@ def _compression_bomb(store: Path) -> None:
         chunk.write_bytes(plane)
 
 
+def _chunk_files(store: Path, name: str) -> list[Path]:
+    return sorted(p for p in (store / name).iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _data_arrays(store: Path) -> list[str]:
+    return sorted(p.name for p in store.iterdir() if p.is_dir() and p.name not in COORD_ARRAYS)
+
+
+def _rewrite_planes(store: Path, name: str, transform, codec=None) -> None:  # noqa: ANN001
+    """Decode every chunk of an array, apply ``transform`` to its (..., lat, lon) values and encode
+    it again (with ``codec``, default the store's blosc)."""
+    import numcodecs
+
+    blosc = numcodecs.Blosc()
+    meta = json.loads((store / name / ".zarray").read_bytes())
+    for chunk in _chunk_files(store, name):
+        values = np.frombuffer(blosc.decode(chunk.read_bytes()), dtype=meta["dtype"]).reshape(meta["chunks"])
+        chunk.write_bytes(bytes((codec or blosc).encode(np.ascontiguousarray(transform(values)))))
+
+
+def _disguise_copy(fault: str, store: Path) -> None:
+    """The copier variants that re-encode the copied store (``COPIER_FAULTS``)."""
+    import numcodecs
+
+    if fault == "copier_recompress":
+        for name in _data_arrays(store):
+            _rewrite_planes(store, name, lambda v: v, numcodecs.Zstd(level=3))
+            _edit_array(store, name, compressor={"id": "zstd", "level": 3})
+    elif fault == "copier_rechunk":
+        for name in _data_arrays(store):
+            _edit_array(store, name, dimension_separator="/")
+            for chunk in _chunk_files(store, name):
+                nested = store / name / chunk.name.replace(".", "/")
+                nested.parent.mkdir(parents=True, exist_ok=True)
+                chunk.rename(nested)
+        blosc, meta = numcodecs.Blosc(), json.loads((store / "lon" / ".zarray").read_bytes())
+        lon = np.frombuffer(blosc.decode((store / "lon" / "0").read_bytes()), dtype=meta["dtype"])
+        for i, part in enumerate(np.split(lon, COPY_LON_CHUNKS)):
+            (store / "lon" / str(i)).write_bytes(bytes(blosc.encode(np.ascontiguousarray(part))))
+        _edit_array(store, "lon", chunks=[lon.size // COPY_LON_CHUNKS])
+    elif fault == "copier_reorder":
+        for name in [*_data_arrays(store), "lat"]:
+            _rewrite_planes(store, name, lambda v: v[..., ::-1, :] if v.ndim > 1 else v[::-1])
+        consolidated = json.loads((store / ".zmetadata").read_bytes())
+        consolidated["metadata"] = dict(reversed(list(consolidated["metadata"].items())))
+        (store / ".zmetadata").write_text(json.dumps(consolidated, indent=2))
+
+
 def before_manifest(fault: str | None, store: Path) -> None:
-    """Make the store hostile (``HOSTILE_STORES``) before the miner writes and signs its manifest."""
-    if fault == "compression_bomb":
+    """Make the store hostile (``HOSTILE_STORES``) or disguise a copy (``COPIER_FAULTS``) before the
+    miner writes and signs its manifest."""
+    if fault in COPIER_FAULTS:
+        _disguise_copy(fault, store)
+    elif fault == "compression_bomb":
         _compression_bomb(store)
     elif fault == "shape_bomb":
         _edit_array(store, "lat", shape=[SHAPE_BOMB_POINTS], chunks=[SHAPE_BOMB_POINTS])

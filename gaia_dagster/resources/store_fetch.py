@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Collection, Mapping, Sequence
 from urllib.parse import urljoin
 
 import httpx
@@ -25,7 +25,6 @@ from gaia_dagster.core.manifest import (
     parse_and_verify_manifest, verify_file,
 )
 from gaia_dagster.core.signing import verify_manifest_signature
-from gaia_dagster.core.states import MinerJobStatus
 from gaia_dagster.core.store_limits import (
     MAX_MANIFEST_BYTES, MAX_METADATA_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, ArraySpec, StoreRefused,
     check_arrays, check_manifest_size, classify_files, compressed_cap, decode_chunk, describe_store,
@@ -147,14 +146,15 @@ def fetch_verified_store(client: "MinerClient", base_url: str, miner_hotkey: str
                          run_start: datetime | None = None,
                          pinned: PinnedManifest | None = None,
                          grid: Grid | None = None,
-                         limits: FetchLimits | None = None) -> VerifiedStore:
+                         limits: FetchLimits | None = None,
+                         planes: Collection[tuple[str, tuple[int, ...]]] = ()) -> VerifiedStore:
     """Mirror a completed forecast store under ``dest``, bounded by the contract and verified as it reads.
 
     Order (GAIA_SPEC 2, issue 10): store URL joined to and on the miner's endpoint (SSRF guard);
     manifest size, hash, signer, file count, signature; freeze window when ``run_start`` is given;
     the consolidated metadata, bounded by the contract (``core.store_limits``: codecs, dtypes,
     shapes and chunks of ``grid``, no junk files) before any chunk is read; then only the chunks
-    covering ``time_indices`` (all when None), each re-hashed against the manifest and decoded
+    covering ``time_indices`` (all when None) and the ``planes`` named, each re-hashed against the manifest and decoded
     within its declared size before it is written. The whole fetch has ``limits`` (deadline, bytes).
     The mirror opens with ``xr.open_zarr(dest, consolidated=True)``.
 
@@ -168,7 +168,7 @@ def fetch_verified_store(client: "MinerClient", base_url: str, miner_hotkey: str
     """
     who = f"miner {miner_hotkey}, job {job_id}"
     answer = client.kerchunk(base_url, miner_hotkey, job_id)
-    if answer.status != MinerJobStatus.COMPLETED.value or not answer.zarr_store_url or not answer.access_token:
+    if answer.status != "completed" or not answer.zarr_store_url or not answer.access_token:
         raise MinerClientError(f"{who}: forecast not available ({answer.status}: {answer.message})")
     store_url = store_url_of(answer.zarr_store_url, base_url)
     if not same_origin(store_url, base_url):
@@ -176,7 +176,7 @@ def fetch_verified_store(client: "MinerClient", base_url: str, miner_hotkey: str
     try:
         with client._client(base_url) as http:
             reader = _StoreReader(client, http, store_url, answer.access_token, who, limits or FetchLimits())
-            return _fetch(reader, answer, miner_hotkey, dest, time_indices, run_start, pinned, grid)
+            return _fetch(reader, answer, miner_hotkey, dest, time_indices, run_start, pinned, grid, planes)
     except MinerClientError:
         raise
     except ManifestError as exc:
@@ -189,7 +189,7 @@ def fetch_verified_store(client: "MinerClient", base_url: str, miner_hotkey: str
 
 def _fetch(reader: _StoreReader, answer: KerchunkResult, miner_hotkey: str, dest: Path,
            time_indices: Sequence[int] | None, run_start: datetime | None, pinned: PinnedManifest | None,
-           grid: Grid | None) -> VerifiedStore:
+           grid: Grid | None, planes: Collection[tuple[str, tuple[int, ...]]] = ()) -> VerifiedStore:
     manifest = _verified_manifest(reader, answer, miner_hotkey)
     if pinned is not None:
         if answer.verification_hash != pinned.manifest_hash:
@@ -209,7 +209,7 @@ def _fetch(reader: _StoreReader, answer: KerchunkResult, miner_hotkey: str, dest
         for rel, data in root.items():
             (dest / rel).write_bytes(data)
         metadata = sorted(rel for rel, spec in kinds.items() if spec is None and rel not in root)
-        chunks = select_chunks(kinds, time_indices)
+        chunks = select_chunks(kinds, time_indices, planes)
         if reader.budget is None:
             reader.budget = sum(len(d) for d in root.values()) + MAX_METADATA_BYTES * len(metadata) + \
                 sum(compressed_cap(kinds[rel]) for rel in chunks)
@@ -262,16 +262,22 @@ def is_safe_relpath(rel: str) -> bool:
     return bool(rel) and not path.is_absolute() and ".." not in path.parts and "\\" not in rel
 
 
-def select_chunks(kinds: Mapping[str, ArraySpec | None], time_indices: Sequence[int] | None) -> list[str]:
+def select_chunks(kinds: Mapping[str, ArraySpec | None], time_indices: Sequence[int] | None,
+                  planes: Collection[tuple[str, tuple[int, ...]]] = ()) -> list[str]:
     """Chunk-selection rule: every chunk of arrays without a time dim (coordinates, and ``time``
-    itself) and the chunks of time-dimensioned arrays that cover one of ``time_indices`` (all
-    chunks when None); metadata files (spec None) are not chunks."""
+    itself), the chunks of time-dimensioned arrays that cover one of ``time_indices`` (all
+    chunks when None), and those of ``planes`` ((array, leading chunk indices), e.g.
+    ``("t", (4, 7))``: time step 4, level 7); metadata files (spec None) are not chunks."""
     wanted = None if time_indices is None else {int(t) for t in time_indices}
+    named = set(planes)
     selected = []
     for rel, spec in sorted(kinds.items()):
         if spec is None:
             continue
         if wanted is None or spec.name == "time" or "time" not in spec.dims:
+            selected.append(rel)
+            continue
+        if (spec.name, _chunk_index(spec, rel)[:-2]) in named:
             selected.append(rel)
             continue
         axis = spec.dims.index("time")

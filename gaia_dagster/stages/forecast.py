@@ -23,8 +23,8 @@ from gaia_dagster.resources.cache import private_dir
 from gaia_dagster.resources.miner_client import MinerClient
 from gaia_dagster.resources.store_fetch import VerifiedStore, fetch_verified_store
 from gaia_dagster.core.states import ResponseStatus
+from gaia_dagster.stages import copies
 from gaia_dagster.stages.attempts import ForecastRejected, StageRefused, is_past, who
-from gaia_dagster.stages.lifecycle import fail_job, forecast_verified
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,15 @@ def mirror_dir(root: Path, row: ResponseRecord, part: str) -> Path:
 
 def _mirror(client: MinerClient, row: ResponseRecord, root: Path, part: str, time_indices: Sequence[int],
             run_start: datetime | None, pinned: PinnedManifest | None = None, grid: Grid | None = None,
-            ) -> tuple[xr.Dataset, VerifiedStore, weakref.finalize]:
+            planes: Sequence[tuple[str, tuple[int, ...]]] = ()) -> tuple[xr.Dataset, VerifiedStore, weakref.finalize]:
     """Rule (mirrors are never shared): mirror into a private folder of this fetch and open it; the
     folder is removed by the returned finalizer, called at the latest when the dataset is collected.
     A store that passed every check yet cannot be opened is the miner's fault, named."""
     dest, release = private_dir(mirror_dir(root, row, part))
     try:
         store = fetch_verified_store(client, row.miner_base_url, row.miner_hotkey, row.job_id, dest,
-                                     time_indices=list(time_indices), run_start=run_start, pinned=pinned, grid=grid)
+                                     time_indices=list(time_indices), run_start=run_start, pinned=pinned, grid=grid,
+                                     planes=planes)
         dataset = _open(dest, row)
     except ManifestError as exc:
         release()
@@ -86,9 +87,11 @@ def fetch_fields(client: MinerClient, row: ResponseRecord, root: Path, part: str
 @contextmanager
 def mirrored_fields(client: MinerClient, row: ResponseRecord, root: Path, part: str, time_indices: Sequence[int],
                     run_start: datetime | None = None, pinned: PinnedManifest | None = None,
-                    grid: Grid | None = None) -> Iterator[tuple[xr.Dataset, VerifiedStore]]:
-    """``fetch_fields`` whose private mirror is closed and removed when the block ends."""
-    dataset, store, release = _mirror(client, row, root, part, time_indices, run_start, pinned, grid)
+                    grid: Grid | None = None, planes: Sequence[tuple[str, tuple[int, ...]]] = (),
+                    ) -> Iterator[tuple[xr.Dataset, VerifiedStore]]:
+    """``fetch_fields`` whose private mirror is closed and removed when the block ends (with the
+    chunks of ``planes`` too: ``resources.store_fetch.select_chunks``)."""
+    dataset, store, release = _mirror(client, row, root, part, time_indices, run_start, pinned, grid, planes)
     try:
         yield dataset, store
     finally:
@@ -101,7 +104,9 @@ def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: Respons
                     variables: tuple[str, ...] = ALL_VARIABLES) -> VerifiedForecast:
     """Verify the miner's store and move the job to ``forecast_ready`` (idempotent); its manifest is
     frozen (``freeze``) so that every later read is checked against it. Only ``variables`` (those of
-    the ERA5 variable list) must be present: a variable outside the list is never scored."""
+    the ERA5 variable list) must be present: a variable outside the list is never scored. The
+    fingerprint of its content is recorded, and a forecast that is near-identical to another of the
+    run is refused (``stages.copies``)."""
     if row.status == ResponseStatus.FAILED.value:
         raise StageRefused(f"{who(row)}: the job failed earlier and is not verified again: {row.error}")
     if is_past(row.status, ResponseStatus.FORECAST_READY.value):
@@ -110,28 +115,30 @@ def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: Respons
         raise StageRefused(f"{who(row)}: no completed forecast to verify yet (status {row.status})")
     try:
         run_start = repo.run_by_id(row.run_id).created_at
-        with mirrored_fields(client, row, root, "metadata", [], run_start=run_start, grid=grid) as (dataset, store):
+        plan = copies.plan_for(repo, row, grid, variables)
+        with mirrored_fields(client, row, root, "metadata", [], run_start=run_start, grid=grid,
+                             planes=copies.plan_chunks(plan)) as (dataset, store):
             problems = contract_problems(dataset, grid, row.gfs_init_time, variables)
-        if problems:
-            raise ForecastRejected(f"{who(row)}: the store breaks the data contract: " + "; ".join(problems))
+            if problems:
+                raise ForecastRejected(f"{who(row)}: the store breaks the data contract: " + "; ".join(problems))
+            samples = copies.fingerprint_dataset(dataset, plan, row)
         freeze(repo, row, store)
+        copies.record(repo, row, plan, samples)
+        copies.refuse_copy(repo, row)
     except ForecastRejected as exc:
-        fail_job(repo, row.id, ResponseStatus.INFERENCE_RUNNING.value, str(exc), dagster_run_id)
+        repo.transition_response(row.id, "inference_running", "failed", dagster_run_id, error=str(exc))
         raise
-    verified = forecast_verified(repo, row.id, store.manifest_hash, dagster_run_id)
-    return VerifiedForecast(verified.job, store.manifest_hash, store.files_fetched, store.bytes_fetched, "verified")
+    repo.transition_response(row.id, "inference_running", "forecast_ready", dagster_run_id,
+                             verification_hash_computed=store.manifest_hash, error=None)
+    return VerifiedForecast(repo.response_by_id(row.id), store.manifest_hash, store.files_fetched,
+                            store.bytes_fetched, "verified")
 
 
 def freeze(repo: ValidatorRepository, row: ResponseRecord, store: VerifiedStore) -> None:
     """Freeze rule (issue 10): the manifest verified inside the freeze window is recorded (hash and
-    every file's digest) and pins every later read. Copy rule: a store whose data digest equals one
-    frozen earlier in the same run by another miner is a copy of it, refused with that miner's name.
-    A retried verification whose store changed since the first freeze is refused as changed."""
+    every file's digest) and pins every later read. A retried verification whose store changed
+    since the first freeze is refused as changed."""
     frozen = repo.freeze_manifest(row.id, row.run_id, row.miner_hotkey, store.manifest_hash, dict(store.files or {}))
     if frozen.manifest_hash != store.manifest_hash:
         raise ForecastRejected(f"{who(row)}: {STORE_CHANGED}: manifest {store.manifest_hash} served, "
                                f"{frozen.manifest_hash} frozen")
-    original = repo.copied_miner(row.id)
-    if original is not None:
-        raise ForecastRejected(f"{who(row)}: the store copies miner {original} (the same data chunks, "
-                               "frozen earlier in this run)")

@@ -13,28 +13,21 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gaia_dagster.core.retry import StageRetry
-from gaia_dagster.core.states import (
-    MINER_POLL_DONE, MINER_POLL_FAILED, MINER_POLL_NOT_FOUND, MINER_POLL_WORKING, ResponseStatus,
-)
+from gaia_dagster.core.states import MINER_POLL_DONE, MINER_POLL_FAILED, MINER_POLL_NOT_FOUND, MINER_POLL_WORKING
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository, now_utc
 from gaia_dagster.resources.miner_client import MinerClient, MinerClientError
-from gaia_dagster.stages.lifecycle import fail_job
-
-RUNNING = ResponseStatus.INFERENCE_RUNNING.value
-FAILED = ResponseStatus.FAILED.value          # the decision: the job failed
-READY, WAITING, ATTEMPT_FAILED = "ready", "waiting", "attempt_failed"
 
 
 @dataclass(frozen=True)
 class PollDecision:
     response: ResponseRecord
-    action: str  # READY | WAITING | FAILED
+    action: str  # ready | waiting | failed | not_due
     detail: str = ""
 
 
 def due_for_poll(responses: list[ResponseRecord], now: datetime) -> list[ResponseRecord]:
     """In-flight jobs whose next poll time has come."""
-    return [r for r in responses if r.status == RUNNING
+    return [r for r in responses if r.status == "inference_running"
             and (r.next_attempt_at is None or r.next_attempt_at <= now)]
 
 
@@ -42,12 +35,12 @@ def classify(status: str) -> str:
     """Map a miner's poll status onto ready / waiting / failed, or attempt_failed for ``not_found``
     and unknown statuses (rule: GAIA_SPEC 2 status sets)."""
     if status in MINER_POLL_DONE:
-        return READY
+        return "ready"
     if status in MINER_POLL_WORKING:
-        return WAITING
+        return "waiting"
     if status in MINER_POLL_FAILED:
-        return FAILED
-    return ATTEMPT_FAILED
+        return "failed"
+    return "attempt_failed"
 
 
 def attempt_reason(who: str, answer) -> str:  # noqa: ANN001 - a PollResult
@@ -73,21 +66,24 @@ def _decide(repo: ValidatorRepository, row: ResponseRecord, answer, retry: Stage
     attempt = row.poll_attempts + 1
     who = f"miner {row.miner_hotkey}, job {row.job_id}"
     if isinstance(answer, MinerClientError):
-        kind, detail = ATTEMPT_FAILED, str(answer)
+        kind, detail = "attempt_failed", str(answer)
     else:
         kind, detail = classify(answer.status), f"{who}: status {answer.status!r}: {answer.message}"
-        if kind == ATTEMPT_FAILED:
+        if kind == "attempt_failed":
             detail = attempt_reason(who, answer)
-    if kind == READY:
-        repo.update_response(row.id, RUNNING, poll_attempts=attempt, next_attempt_at=None, error=None)
-        return PollDecision(repo.response_by_id(row.id), READY, detail)
-    if kind == FAILED:
+    if kind == "ready":
+        repo.update_response(row.id, "inference_running", poll_attempts=attempt, next_attempt_at=None, error=None)
+        return PollDecision(repo.response_by_id(row.id), "ready", detail)
+    if kind == "failed":
         error = f"{who}: inference failed on the miner: {answer.message or answer.status}"
-        return PollDecision(fail_job(repo, row.id, RUNNING, error, dagster_run_id).job, FAILED, error)
+        repo.transition_response(row.id, "inference_running", "failed", dagster_run_id, error=error)
+        return PollDecision(repo.response_by_id(row.id), "failed", error)
     if retry.exhausted(attempt):
         error = f"{who}: no forecast after {attempt} polls; last: {detail}"
-        return PollDecision(fail_job(repo, row.id, RUNNING, error, dagster_run_id, poll_attempts=attempt).job,
-                            FAILED, error)
-    repo.update_response(row.id, RUNNING, poll_attempts=attempt, next_attempt_at=retry.next_attempt_at(now, attempt),
-                         error=f"poll attempt {attempt} failed: {detail}" if kind == ATTEMPT_FAILED else None)
-    return PollDecision(repo.response_by_id(row.id), WAITING, detail)
+        repo.transition_response(row.id, "inference_running", "failed", dagster_run_id, error=error,
+                                 poll_attempts=attempt)
+        return PollDecision(repo.response_by_id(row.id), "failed", error)
+    repo.update_response(row.id, "inference_running", poll_attempts=attempt,
+                         next_attempt_at=retry.next_attempt_at(now, attempt),
+                         error=f"poll attempt {attempt} failed: {detail}" if kind == "attempt_failed" else None)
+    return PollDecision(repo.response_by_id(row.id), "waiting", detail)
