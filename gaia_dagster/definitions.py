@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 from dagster import Definitions, in_process_executor
-from gaia_dagster.assets.day_view import day_view
 
 from gaia_dagster.assets.chain_weights import chain_weights
+from gaia_dagster.assets.day_view import day_view
 from gaia_dagster.assets.era5 import era5_score, era5_truth
 from gaia_dagster.assets.forecast_request import forecast_request
 from gaia_dagster.assets.gfs_seed import gfs_seed
@@ -18,11 +16,10 @@ from gaia_dagster.checks.integrity import job_ids_deterministic, no_duplicate_jo
 from gaia_dagster.resources.chain import SubnetChain
 from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.registry import MinerRegistry
-from gaia_dagster.resources.sources import WeatherSources
-from gaia_dagster.sensors.day_view import day_view_sensor
 from gaia_dagster.resources.validator_db import ValidatorDB
 from gaia_dagster.jobs import ALL_JOBS
 from gaia_dagster.schedules import daily_forecast_schedule
+from gaia_dagster.sensors.day_view import day_view_sensor
 from gaia_dagster.sensors.era5 import era5_availability_sensor
 from gaia_dagster.sensors.orchestrate import miner_orchestration_sensor
 from gaia_dagster.sensors.poll import forecast_poll_sensor
@@ -39,6 +36,7 @@ def default_resources() -> dict[str, object]:
     could never work (NaN, infinite, out of range) stops the load (``resources/setting_checks.py``).
     README "Configuration" lists them.
     """
+    from gaia_dagster.resources.deployments import sources_for_deployment
     from gaia_dagster.resources.setting_checks import check_numeric_settings
     from gaia_dagster.resources.settings import bound_env
 
@@ -59,12 +57,8 @@ def default_resources() -> dict[str, object]:
             answer_deadline_s="GAIA_ANSWER_DEADLINE_S",
             wallet_name="GAIA_WALLET_NAME", wallet_hotkey="GAIA_WALLET_HOTKEY", wallet_path="GAIA_WALLET_PATH",
             validator_hotkey_uri="GAIA_VALIDATOR_URI")),
-        # WeatherSources.resolution is a float field and Dagster has no float EnvVar: the one
-        # setting still read when the definitions load.
-        "sources": WeatherSources(resolution=float(os.environ.get("GAIA_RESOLUTION") or 1.5),
-                                  **bound_env(era5_delay_hours="GAIA_ERA5_DELAY_H",
-                                             scoring_profile="GAIA_SCORING_PROFILE",
-                                             era5_variables="GAIA_ERA5_VARIABLES")),
+        # GAIA_SOURCES=embedded|production picks the sources' resource (resources/deployments.py).
+        "sources": sources_for_deployment(),
     }
 
 

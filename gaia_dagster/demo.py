@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gaia_dagster.core.states import ResponseStatus, RunStatus  # noqa: E402 - pure, no Dagster
+
+COMPLETED, FAILED = RunStatus.COMPLETED.value, ResponseStatus.FAILED.value
 DEMO_SETTINGS = {
     "GAIA_RETRY_SCALE": "0.03",        # query backoff 1.8/9/27 s, poll every 9 s (10 polls), day-1 retry 9 s
     "GAIA_MINER_TIMEOUT_S": "3",
@@ -99,7 +102,7 @@ def watch_day(dagster, date: str, timeout_s: float, say) -> list[Any]:  # noqa: 
     repo.create_schema()
     t0 = gfs_init_time(date)
     run = repo.run_for_init_time(t0)
-    if run is not None and run.status == "completed":
+    if run is not None and run.status == COMPLETED:
         say(f"the run for {date} is already complete on this instance; launching gfs_seed again changes nothing")
     say(f"launching gfs_seed[{date}] (dagster job launch -j daily_seed_job) ...")
     dagster.launch("daily_seed_job", date)
@@ -109,7 +112,7 @@ def watch_day(dagster, date: str, timeout_s: float, say) -> list[Any]:  # noqa: 
     started = time.monotonic()
     seen_runs: set[str] = set()
     seen_status: dict[str, str] = {}
-    already_complete = run is not None and run.status == "completed"
+    already_complete = run is not None and run.status == COMPLETED
     while time.monotonic() - started < timeout_s:
         _report_runs(instance, seen_runs, say)
         run = repo.run_for_init_time(t0)
@@ -117,10 +120,10 @@ def watch_day(dagster, date: str, timeout_s: float, say) -> list[Any]:  # noqa: 
             if seen_status.get(r.miner_hotkey) != r.status:
                 seen_status[r.miner_hotkey] = r.status
                 say(f"  {time.monotonic() - started:6.1f}s  miner {r.miner_hotkey[:10]}… {r.status}"
-                    + (f": {r.error.splitlines()[0][:160]}" if r.status == "failed" and r.error else ""))
+                    + (f": {r.error.splitlines()[0][:160]}" if r.status == FAILED and r.error else ""))
         if already_complete and _seed_runs_finished(instance):
             break
-        if run is not None and run.status in ("completed", "error") and not already_complete:
+        if run is not None and run.status in (COMPLETED, RunStatus.ERROR.value) and not already_complete:
             break
         if not dagster.alive():
             say("dagster-daemon exited; see its log")
@@ -128,7 +131,7 @@ def watch_day(dagster, date: str, timeout_s: float, say) -> list[Any]:  # noqa: 
         time.sleep(1.0)
     else:
         say(f"timed out after {timeout_s:.0f} s")
-    if run is not None and run.status == "completed":
+    if run is not None and run.status == COMPLETED:
         _report_chain_weights(instance, date, dagster, say)
     _report_runs(instance, seen_runs, say)
     run = repo.run_for_init_time(t0)
@@ -209,17 +212,17 @@ def summarise(date: str, results: list[Any], profiles: dict[str, str]) -> dict[s
     for hotkey, profile in profiles.items():
         r = by_hotkey.get(hotkey)
         if r is None:
-            miners.append({"hotkey": hotkey, "profile": profile, "status": "failed", "day1_score": None,
+            miners.append({"hotkey": hotkey, "profile": profile, "status": FAILED, "day1_score": None,
                            "era5_score": None, "overall_score": None, "error": "no job was created for this miner"})
             continue
-        failed = r.status == "failed"
+        failed = r.status == FAILED
         miners.append({
-            "hotkey": hotkey, "profile": profile, "status": "failed" if failed else r.status,
+            "hotkey": hotkey, "profile": profile, "status": FAILED if failed else r.status,
             "day1_score": repo.total_score(r.id, "day1"), "era5_score": repo.total_score(r.id, "era5"),
             "overall_score": repo.total_score(r.id, "overall"), "error": r.error if failed else None,
         })
     return {"date": date, "run_status": run.status if run else None,
-            "completed": bool(run and run.status == "completed"), "miners": miners}
+            "completed": bool(run and run.status == COMPLETED), "miners": miners}
 
 
 def print_leaderboard(summary: dict[str, Any], say) -> None:  # noqa: ANN001

@@ -22,7 +22,7 @@ def vm_hwm_mib() -> float:
 
 def main(workdir: str, miners_json: str, day1: str) -> None:
     from gaia_dagster.db.repository import MinerRecord, ValidatorRepository
-    from gaia_dagster.resources.sources import WeatherSources
+    from gaia_dagster.resources.sources import EmbeddedSources
     from gaia_dagster.stages.forecast import ForecastRejected
     from gaia_dagster.stages.scoring import score_day1_stage
 
@@ -33,7 +33,7 @@ def main(workdir: str, miners_json: str, day1: str) -> None:
     root = Path(workdir)
     repo = ValidatorRepository(f"sqlite:///{root / 'validator.db'}")
     repo.create_schema()
-    sources = WeatherSources(resolution=RESOLUTION, cache_dir=str(root / "sources"))
+    sources = EmbeddedSources(resolution=RESOLUTION, cache_dir=str(root / "sources"))
     miners = [MinerRecord(hotkey, url, None, True, 0) for hotkey, url in json.loads(miners_json)]
     before = vm_hwm_mib()
     outcome = verify_all(repo, miners, root)

@@ -168,7 +168,7 @@ def test_a_uid_taken_by_a_new_hotkey_is_a_new_miner_and_the_old_keeps_its_histor
     from dagster import build_sensor_context
 
     from gaia_dagster.definitions import build_definitions
-    from gaia_dagster.resources.sources import WeatherSources
+    from gaia_dagster.resources.sources import EmbeddedSources
 
     STATES["ws://reuse"] = SubnetState([neuron("validator", "10.0.0.1", 9000, 50_000, True),
                                         neuron("old-hotkey", "10.0.0.2", 8091)])
@@ -176,7 +176,7 @@ def test_a_uid_taken_by_a_new_hotkey_is_a_new_miner_and_the_old_keeps_its_histor
     defs = build_definitions({"validator_db": db, "miner_registry": MinerRegistry(source="chain"),
                               "chain": InMemoryChain(network="ws://reuse"),
                               "miner_access": MinerAccess(validator_hotkey_uri=VALIDATOR_URI),
-                              "sources": WeatherSources(resolution=10.0, cache_dir=str(tmp_path / "cache"))})
+                              "sources": EmbeddedSources(resolution=10.0, cache_dir=str(tmp_path / "cache"))})
     with DagsterInstance.ephemeral() as instance:
         def tick() -> None:
             context = build_sensor_context(instance=instance, definitions=defs, sensor_name="miner_registry_sensor",
@@ -223,12 +223,12 @@ def seeded_day(tmp_path, scores: dict[str, float]) -> ValidatorDB:
 
 def weights_metadata(tmp_path, db: ValidatorDB, chain: SubnetChain, registry: MinerRegistry,  # noqa: ANN201
                      profile: str = "sound", tags: dict | None = None):
-    from gaia_dagster.resources.sources import WeatherSources
+    from gaia_dagster.resources.sources import EmbeddedSources
 
     result = materialize([chain_weights], tags=tags, resources={
         "validator_db": db, "miner_registry": registry, "chain": chain,
         "miner_access": MinerAccess(validator_hotkey_uri=VALIDATOR_URI),
-        "sources": WeatherSources(scoring_profile=profile, cache_dir=str(tmp_path / "cache"))})
+        "sources": EmbeddedSources(scoring_profile=profile, cache_dir=str(tmp_path / "cache"))})
     assert result.success
     return result.asset_materializations_for_node("chain_weights")[0].metadata
 

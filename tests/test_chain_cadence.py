@@ -29,7 +29,7 @@ from gaia_dagster.db.weights import weight_records  # noqa: E402
 from gaia_dagster.definitions import build_definitions  # noqa: E402
 from gaia_dagster.resources.miner import MinerAccess  # noqa: E402
 from gaia_dagster.resources.registry import MinerRegistry  # noqa: E402
-from gaia_dagster.resources.sources import WeatherSources  # noqa: E402
+from gaia_dagster.resources.sources import EmbeddedSources  # noqa: E402
 from gaia_dagster.resources.validator_db import ValidatorDB  # noqa: E402
 
 TODAY = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -126,7 +126,7 @@ def test_deployed_rows_do_not_follow_a_hotkey_that_left(tmp_path):
 def sensor_tick(tmp_path, chain, db: ValidatorDB):  # noqa: ANN001, ANN201
     defs = build_definitions({"validator_db": db, "miner_registry": MinerRegistry(source="chain"), "chain": chain,
                               "miner_access": MinerAccess(validator_hotkey_uri=VALIDATOR_URI),
-                              "sources": WeatherSources(resolution=10.0, cache_dir=str(tmp_path / "cache"))})
+                              "sources": EmbeddedSources(resolution=10.0, cache_dir=str(tmp_path / "cache"))})
     with DagsterInstance.ephemeral() as instance:
         context = build_sensor_context(instance=instance, definitions=defs, sensor_name="weights_cadence_sensor",
                                        resources=defs.resources)
@@ -185,7 +185,7 @@ def test_a_refused_submission_fails_visibly_keeps_the_vector_and_the_next_slot_r
     result = materialize([chain_weights], tags={SLOT_TAG: requests[0].run_key}, raise_on_error=False, resources={
         "validator_db": db, "miner_registry": MinerRegistry(source="chain"), "chain": chain,
         "miner_access": MinerAccess(validator_hotkey_uri=VALIDATOR_URI),
-        "sources": WeatherSources(scoring_profile="deployed", cache_dir=str(tmp_path / "cache"))})
+        "sources": EmbeddedSources(scoring_profile="deployed", cache_dir=str(tmp_path / "cache"))})
     assert not result.success and len(state.submitted) == 1
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "SettingWeightsTooFast" in failure.event_specific_data.error.message

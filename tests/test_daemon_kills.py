@@ -28,7 +28,7 @@ from gaia_dagster.db.repository import MinerRecord, ValidatorRepository
 from gaia_dagster.fleet import start_fleet
 from gaia_dagster.resources.miner import hotkey_for_uri
 from gaia_dagster.resources.registry import write_registry
-from gaia_dagster.resources.sources import WeatherSources
+from gaia_dagster.resources.sources import EmbeddedSources
 from gaia_dagster.stages.forecast import verify_forecast
 from gaia_dagster.stages.poll import poll_in_flight
 from gaia_dagster.stages.request import request_forecast
@@ -51,7 +51,7 @@ def uninterrupted(tmp_path_factory) -> dict[str, float]:
     root = tmp_path_factory.mktemp("uninterrupted")
     repo = ValidatorRepository(f"sqlite:///{root / 'validator.db'}")
     repo.create_schema()
-    sources = WeatherSources(resolution=RESOLUTION, cache_dir=str(root / "cache"))
+    sources = EmbeddedSources(resolution=RESOLUTION, cache_dir=str(root / "cache"))
     with ExitStack() as stack:
         url, _ = stack.enter_context(running_miner(root / "miner", hotkey_uri=MINER_URI, resolution=RESOLUTION))
         miner = MinerRecord(hotkey_for_uri(MINER_URI), url, None, True, 0)

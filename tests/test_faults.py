@@ -22,7 +22,7 @@ from gaia_dagster.db.repository import MinerRecord, ValidatorRepository
 from gaia_dagster.miner.faults import FAULTS
 from gaia_dagster.resources.miner import hotkey_for_uri
 from gaia_dagster.resources.miner_client import MAX_ANSWER_BYTES, MinerClientError
-from gaia_dagster.resources.sources import WeatherSources
+from gaia_dagster.resources.sources import EmbeddedSources, WeatherSources
 from gaia_dagster.stages.forecast import ForecastRejected, verify_forecast
 from gaia_dagster.stages.poll import poll_in_flight
 from gaia_dagster.stages.request import open_job, request_forecast
@@ -49,7 +49,7 @@ def client():  # noqa: ANN201 - a MinerClient
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> WeatherSources:
     """Truth and reference data, cached once for the module (the forecasts' mirrors live here too)."""
-    return WeatherSources(resolution=RESOLUTION, cache_dir=str(tmp_path_factory.mktemp("fault-sources")))
+    return EmbeddedSources(resolution=RESOLUTION, cache_dir=str(tmp_path_factory.mktemp("fault-sources")))
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from gaia_dagster.core.contract import Grid
 from gaia_dagster.core.manifest import PinnedManifest, data_digest
 from gaia_dagster.db.repository import MinerRecord, ValidatorRepository
 from gaia_dagster.resources.miner import hotkey_for_uri
-from gaia_dagster.resources.sources import WeatherSources
+from gaia_dagster.resources.sources import EmbeddedSources, WeatherSources
 from gaia_dagster.resources.validator_db import ValidatorDB
 from gaia_dagster.stages.forecast import ForecastRejected, verify_forecast
 from gaia_dagster.stages.poll import poll_in_flight
@@ -36,7 +36,7 @@ HONEST_URI = "//freeze-test-honest"
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> WeatherSources:
-    return WeatherSources(resolution=RESOLUTION, cache_dir=str(tmp_path_factory.mktemp("freeze-sources")))
+    return EmbeddedSources(resolution=RESOLUTION, cache_dir=str(tmp_path_factory.mktemp("freeze-sources")))
 
 
 @pytest.fixture

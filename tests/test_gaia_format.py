@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from gaia_dagster.resources.sources import WeatherSources
+from gaia_dagster.resources.sources import EmbeddedSources
 from gaia_dagster.stages.attempts import ForecastRejected
 from gaia_dagster.stages.scoring import score_day1_stage, score_era5_stage
 
@@ -32,7 +32,7 @@ def test_a_gaia_format_store_is_verified_regridded_and_scored_end_to_end(repo, s
     answer = client.kerchunk(row.miner_base_url, row.miner_hotkey, row.job_id)
     assert answer.zarr_store_url.startswith("/forecasts/")             # relative, as Gaia miners answer
 
-    sources = WeatherSources(resolution=RESOLUTION, cache_dir=str(tmp_path / "cache"), scoring_profile="sound")
+    sources = EmbeddedSources(resolution=RESOLUTION, cache_dir=str(tmp_path / "cache"), scoring_profile="sound")
     day1 = score_day1_stage(repo, client, sources, row_of(repo, gaia))
     era5 = score_era5_stage(repo, client, sources, row_of(repo, gaia))
     assert row_of(repo, gaia).status == "era5_scored"
@@ -47,7 +47,7 @@ def test_a_gaia_format_store_is_verified_regridded_and_scored_end_to_end(repo, s
 def test_deployed_refuses_a_coarse_720_style_store_on_coverage_as_gaia_does(repo, stack, tmp_path):
     gaia = serve(stack, tmp_path / "gaia", "//gaia-format-coarse", profile="gaia-format")
     assert verify_all(repo, [gaia], tmp_path) == {gaia.hotkey: "verified"}
-    sources = WeatherSources(resolution=RESOLUTION, cache_dir=str(tmp_path / "cache"))
+    sources = EmbeddedSources(resolution=RESOLUTION, cache_dir=str(tmp_path / "cache"))
     client = signed_client()
     assert score_day1_stage(repo, client, sources, row_of(repo, gaia)).score > 0.3   # day-1 skips the NaNs
     with pytest.raises(ForecastRejected, match="coverage"):                          # ERA5 guards coverage

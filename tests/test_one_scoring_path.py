@@ -12,7 +12,7 @@ import xarray as xr
 
 from gaia_dagster.core.contract import DAY1_LEAD_HOURS, FORECAST_LEAD_HOURS, Grid, contract_problems
 from gaia_dagster.core.scoring.variables import parse_variables, required_variables
-from gaia_dagster.resources.sources import WeatherSources
+from gaia_dagster.resources.sources import EmbeddedSources, WeatherSources
 from gaia_dagster.score import FieldReader, open_store, score_day1_stores, score_era5_stores
 from gaia_dagster.stages.scoring import score_day1_dataset, score_era5_dataset, seed_gfs
 from gaia_dagster.world.atmosphere import SyntheticAtmosphere
@@ -42,7 +42,7 @@ def stores(tmp_path_factory):
 
 def sources(tmp_path, profile: str, variables: str | None = None) -> WeatherSources:
     extra = {"era5_variables": variables} if variables else {}
-    return WeatherSources(kind="world", resolution=RES, cache_dir=str(tmp_path / "cache"), scoring_profile=profile,
+    return EmbeddedSources(resolution=RES, cache_dir=str(tmp_path / "cache"), scoring_profile=profile,
                           **extra)
 
 

@@ -16,7 +16,7 @@ from gaia_dagster.core.retry import retry_policies
 from gaia_dagster.db.repository import MinerRecord, ValidatorRepository
 from gaia_dagster.resources.miner import hotkey_for_uri
 from gaia_dagster.resources.miner_client import MinerClient
-from gaia_dagster.resources.sources import WeatherSources
+from gaia_dagster.resources.sources import EmbeddedSources
 from gaia_dagster.stages.forecast import verify_forecast
 from gaia_dagster.stages.replica import check_job_id_health, find_job, reconcile_job_id_for_validator
 from gaia_dagster.stages.request import request_forecast
@@ -148,7 +148,7 @@ def test_scenario_5_three_validators_all_score_the_miner(databases, miner, tmp_p
     create, _ = databases
     record, _ = miner
     client = validator_client()
-    sources = WeatherSources(resolution=RESOLUTION, cache_dir=str(tmp_path / "cache"))
+    sources = EmbeddedSources(resolution=RESOLUTION, cache_dir=str(tmp_path / "cache"))
     scores = {}
     for name in "ABC":
         client = validator_client(name)

@@ -9,7 +9,7 @@ from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataV
 
 from gaia_dagster.assets.partitions import daily_partitions, gfs_init_time
 from gaia_dagster.assets.plots import _figure, png_markdown, records_table
-from gaia_dagster.core.day_view import day_totals, view_row
+from gaia_dagster.core.day_view import FAILED_STAGE, day_totals, view_row
 from gaia_dagster.db.day_view import day_jobs
 from gaia_dagster.db.weights import weight_records
 from gaia_dagster.resources.validator_db import ValidatorDB
@@ -32,15 +32,15 @@ def stage_chart(rows: list[dict]) -> MetadataValue:
     """Bar chart: how many miners are at each stage (failed split by cause)."""
     counts: dict[str, int] = {}
     for row in rows:
-        label = f"failed: {row['cause']}" if row["stage"] == "failed" else row["stage"]
+        label = f"{FAILED_STAGE}: {row['cause']}" if row["stage"] == FAILED_STAGE else row["stage"]
         counts[label] = counts.get(label, 0) + 1
     if not counts:
         return MetadataValue.md("_no jobs yet_")
-    labels = sorted(counts, key=lambda k: (k.startswith("failed"), k))
+    labels = sorted(counts, key=lambda k: (k.startswith(FAILED_STAGE), k))
     figure = _figure()
     axes = figure.add_subplot()
     axes.barh(range(len(labels)), [counts[k] for k in labels],
-              color=["tab:red" if k.startswith("failed") else "tab:blue" for k in labels])
+              color=["tab:red" if k.startswith(FAILED_STAGE) else "tab:blue" for k in labels])
     axes.set_yticks(range(len(labels)), labels, fontsize=8)
     axes.set_xlabel("miners")
     axes.set_title("where the day's miners are", fontsize=10)

@@ -11,7 +11,9 @@ from gaia_dagster.assets.plots import (
 from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.sources import WeatherSources
 from gaia_dagster.resources.validator_db import ValidatorDB
+from gaia_dagster.core.states import RunStatus
 from gaia_dagster.stages.era5_arrivals import LEADS_CACHED, due_leads
+from gaia_dagster.stages.lifecycle import advance_run
 from gaia_dagster.stages.scoring import score_era5_stage, seed_era5
 
 
@@ -42,7 +44,7 @@ def era5_score(context: AssetExecutionContext, validator_db: ValidatorDB, miner_
     with stage_call(context):
         result = score_era5_stage(repo, miner_access.client(), sources, row, context.run_id, miner_access.retry("era5"),
                                   due=due_leads(sources, row.gfs_init_time))
-    repo.advance_run(row.run_id, "scoring_era5", context.run_id)
+    advance_run(repo, row.run_id, RunStatus.SCORING_ERA5, context.run_id)
     return MaterializeResult(metadata={
         "outcome": result.outcome, "era5_score": result.score, "scoring_profile": result.profile,
         "leads_scored": len(result.lead_scores),

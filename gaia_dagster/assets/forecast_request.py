@@ -6,10 +6,11 @@ from dagster import AssetDep, AssetExecutionContext, Failure, MaterializeResult,
 from gaia_dagster.assets.partitions import MINER_IO_POOL, date_miner_partitions, gfs_init_time, split_key, to_date
 from gaia_dagster.assets.plots import miner_metadata
 from gaia_dagster.assets.stage_runs import stage_call
-from gaia_dagster.core.states import ResponseStatus
+from gaia_dagster.core.states import ResponseStatus, RunStatus
 from gaia_dagster.resources.metrics import counter_totals
 from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.validator_db import ValidatorDB
+from gaia_dagster.stages.lifecycle import advance_run
 from gaia_dagster.stages.request import request_forecast
 
 
@@ -27,7 +28,7 @@ def forecast_request(context: AssetExecutionContext, validator_db: ValidatorDB, 
         outcome = request_forecast(repo, miner_access.client(), miner, gfs_init_time(date_key),
                                    miner_access.validator_hotkey(), miner_access.retry("query"), context.run_id)
     row = outcome.response
-    repo.advance_run(row.run_id, "querying_miners", context.run_id)
+    advance_run(repo, row.run_id, RunStatus.QUERYING_MINERS, context.run_id)
     metadata = {
         "outcome": outcome.outcome, "job_id": row.job_id, "status": row.status,
         "query_attempts": row.query_attempts, "detail": MetadataValue.text(outcome.detail or ""),
@@ -37,7 +38,7 @@ def forecast_request(context: AssetExecutionContext, validator_db: ValidatorDB, 
     # The request exists once the miner accepted it: anything else fails the run with its reason
     # (a retry still to come, the last attempt gone, a job that failed earlier), in one line.
     failed_earlier = outcome.outcome == "duplicate_skipped" and row.status == ResponseStatus.FAILED.value
-    if outcome.outcome in ("failed", "retry_scheduled", "retry_not_due") or failed_earlier:
+    if outcome.outcome in (ResponseStatus.FAILED.value, "retry_scheduled", "retry_not_due") or failed_earlier:
         if row.next_attempt_at:
             metadata["next_attempt_at"] = row.next_attempt_at.isoformat()
         reason = row.error if failed_earlier else outcome.detail

@@ -6,6 +6,8 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from gaia_dagster.assets.partitions import daily_partitions, gfs_init_time
 from gaia_dagster.resources.sources import WeatherSources
 from gaia_dagster.resources.validator_db import ValidatorDB
+from gaia_dagster.core.states import RunStatus
+from gaia_dagster.stages.lifecycle import advance_run
 from gaia_dagster.stages.scoring import seed_gfs
 
 
@@ -16,11 +18,11 @@ def gfs_seed(context: AssetExecutionContext, validator_db: ValidatorDB, sources:
     repo = validator_db.repo
     t0 = gfs_init_time(context.partition_key)
     run, created = repo.get_or_create_run(t0)
-    repo.advance_run(run.id, "gfs_downloading", context.run_id)
+    advance_run(repo, run.id, RunStatus.GFS_DOWNLOADING, context.run_id)
     paths = seed_gfs(sources, t0)
-    repo.advance_run(run.id, "gfs_ready", context.run_id)
+    advance_run(repo, run.id, RunStatus.GFS_READY, context.run_id)
     run = repo.run_by_id(run.id)
-    context.log.info(f"run {run.id} for T0={t0:%Y-%m-%dT%HZ} ({'created' if created else 'reused'})")
+    context.log.info(f"run {run.id} for T0={t0:%Y-%m-%dT%HZ} ({'new' if created else 'reused'})")
     return MaterializeResult(metadata={
         "run_id": run.id, "run_key": run.run_key, "gfs_init_time": t0.isoformat(),
         "run_created": created, "run_status": run.status,

@@ -13,7 +13,9 @@ from gaia_dagster.core.scoring.variables import required_variables
 from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.sources import WeatherSources
 from gaia_dagster.resources.validator_db import ValidatorDB
+from gaia_dagster.core.states import RunStatus
 from gaia_dagster.stages.forecast import verify_forecast
+from gaia_dagster.stages.lifecycle import advance_run
 from gaia_dagster.stages.scoring import score_day1_stage
 
 
@@ -45,7 +47,7 @@ def day1_score(context: AssetExecutionContext, validator_db: ValidatorDB, miner_
     repo, row = response_for_partition(validator_db, context.partition_key)
     with stage_call(context):
         result = score_day1_stage(repo, miner_access.client(), sources, row, context.run_id, miner_access.retry("day1"))
-    repo.advance_run(row.run_id, "scoring_day1", context.run_id)
+    advance_run(repo, row.run_id, RunStatus.SCORING_DAY1, context.run_id)
     return MaterializeResult(metadata={
         "outcome": result.outcome, "day1_score": result.score, "scoring_profile": result.profile,
         "clone_clamped": result.clone_clamped,

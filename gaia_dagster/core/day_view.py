@@ -20,11 +20,12 @@ from typing import Iterable
 from gaia_dagster.core.states import ResponseStatus
 
 S = ResponseStatus
+FAILED_STAGE = S.FAILED.value
 STAGE_OF: dict[str, str] = {
     S.CREATED.value: "requested", S.FETCH_INITIATED.value: "inference", S.INFERENCE_RUNNING.value: "inference",
     S.FORECAST_READY.value: "verified", S.DAY1_SCORING.value: "verified", S.DAY1_SCORED.value: "day-1 scored",
     S.ERA5_SCORING.value: "ERA5", S.ERA5_PARTIAL.value: "ERA5", S.ERA5_SCORED.value: "scored",
-    S.FAILED.value: "failed",
+    S.FAILED.value: FAILED_STAGE,
 }
 CAUSE_OF: dict[str, str] = {
     S.CREATED.value: "request", S.FETCH_INITIATED.value: "inference", S.INFERENCE_RUNNING.value: "inference",

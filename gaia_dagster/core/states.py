@@ -104,4 +104,38 @@ class WeightStatus(str, Enum):
     RECORDED = "recorded"      # dry-run: the exact call recorded, nothing sent
     SUBMITTED = "submitted"    # the chain accepted the call
     FAILED = "failed"          # the chain refused it (rate limit, error) or it could not be sent
-    NOTHING = "nothing"        # the weight path gave no vector: nothing to set in this slot
+    NOTHING = "nothing_to_set"  # the weight path gave no vector: nothing to set in this slot
+
+
+class JobEvent(str, Enum):
+    """What the Dagster layer shows when a job enters a status: its partition materialized (a stage
+    done), failed (the job failed, with its reason), or nothing yet (work in progress)."""
+
+    MATERIALIZED = "materialized"
+    FAILED = "failed"
+    NONE = "none"
+
+
+STAGE_DONE_STATUSES = frozenset({ResponseStatus.INFERENCE_RUNNING.value, ResponseStatus.FORECAST_READY.value,
+                                 ResponseStatus.DAY1_SCORED.value, ResponseStatus.ERA5_PARTIAL.value,
+                                 ResponseStatus.ERA5_SCORED.value})
+
+
+def job_event(status: str) -> JobEvent:
+    """The Dagster event of entering ``status``: failed shows failed, a finished stage materialized."""
+    if status == ResponseStatus.FAILED.value:
+        return JobEvent.FAILED
+    return JobEvent.MATERIALIZED if status in STAGE_DONE_STATUSES else JobEvent.NONE
+
+
+class MinerJobStatus(str, Enum):
+    """The statuses a miner answers (GAIA_SPEC 2): initiate-fetch's and the poll's."""
+
+    FETCH_ACCEPTED = "fetch_accepted"
+    RECEIVED = "received"
+    PROCESSING = "processing"
+    RUNNING_INFERENCE = "running_inference"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ERROR = "error"
+    NOT_FOUND = "not_found"

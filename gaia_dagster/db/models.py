@@ -9,6 +9,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from gaia_dagster.core.states import ResponseStatus
+
+CREATED = ResponseStatus.CREATED.value   # the first status of a run and of a job
+
 
 class Base(DeclarativeBase):
     pass
@@ -25,7 +29,7 @@ class ForecastRun(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     gfs_init_time: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, unique=True)
     run_key: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
-    status: Mapped[str] = mapped_column(String(32), nullable=False, default="created")
+    status: Mapped[str] = mapped_column(String(32), nullable=False, default=CREATED)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
@@ -63,7 +67,7 @@ class MinerResponse(Base):
     miner_hotkey: Mapped[str] = mapped_column(String(64), nullable=False)
     validator_hotkey: Mapped[str] = mapped_column(String(64), nullable=False)
     job_id: Mapped[str] = mapped_column(String(64), nullable=False)
-    status: Mapped[str] = mapped_column(String(32), nullable=False, default="created")
+    status: Mapped[str] = mapped_column(String(32), nullable=False, default=CREATED)
     miner_base_url: Mapped[str] = mapped_column(String(512), nullable=False)
     zarr_store_url: Mapped[str | None] = mapped_column(String(1024))
     verification_hash_claimed: Mapped[str | None] = mapped_column(String(128))

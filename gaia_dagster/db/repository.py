@@ -26,7 +26,7 @@ from gaia_dagster.core.manifest import PinnedManifest, data_digest
 from gaia_dagster.core.liveness import DEFAULT_GRACE_RUNS, Liveness, record_delivery, record_miss
 from gaia_dagster.core.selection import Selection
 from gaia_dagster.core.states import (
-    IN_FLIGHT_RESPONSE_STATUSES, RESPONSE_TRANSITIONS, RUN_TRANSITIONS, InvalidTransition,
+    IN_FLIGHT_RESPONSE_STATUSES, RESPONSE_TRANSITIONS, RUN_TRANSITIONS, InvalidTransition, ResponseStatus, RunStatus,
     check_transition,
 )
 from gaia_dagster.db.models import (
@@ -159,7 +159,7 @@ class ValidatorRepository:
         now = now_utc()
         run_key = DeterministicJobID.generate_task_id("weather", t0)
         stmt = self._insert(ForecastRun).values(
-            gfs_init_time=t0, run_key=run_key, status="created", created_at=now, updated_at=now
+            gfs_init_time=t0, run_key=run_key, status=RunStatus.CREATED.value, created_at=now, updated_at=now
         ).on_conflict_do_nothing()
         with self.session() as s, s.begin():
             created = s.execute(stmt).rowcount == 1
@@ -239,7 +239,7 @@ class ValidatorRepository:
         now = now_utc()
         stmt = self._insert(MinerResponse).values(
             run_id=run_id, miner_hotkey=miner_hotkey, validator_hotkey=validator_hotkey, job_id=job_id,
-            status="created", miner_base_url=miner_base_url, created_at=now, updated_at=now,
+            status=ResponseStatus.CREATED.value, miner_base_url=miner_base_url, created_at=now, updated_at=now,
         ).on_conflict_do_nothing()
         with self.session() as s, s.begin():
             created = s.execute(stmt).rowcount == 1
@@ -309,9 +309,9 @@ class ValidatorRepository:
         A job that fails is a missed run for its miner; a job that reaches day-1 is a delivery."""
         self._compare_and_set(MinerResponse, "response", RESPONSE_TRANSITIONS, response_id, expected, new,
                               dagster_run_id, fields)
-        if new in ("failed", "day1_scored"):
+        if new in (ResponseStatus.FAILED.value, ResponseStatus.DAY1_SCORED.value):
             row = self.response_by_id(response_id)
-            self.record_miner_outcome(row.miner_hotkey, row.run_id, delivered=new == "day1_scored")
+            self.record_miner_outcome(row.miner_hotkey, row.run_id, delivered=new == ResponseStatus.DAY1_SCORED.value)
 
     def record_miner_outcome(self, hotkey: str, run_id: int, delivered: bool) -> Liveness | None:
         """Apply the grace-window rule to a miner after a run; compare-and-set, retried on a race."""

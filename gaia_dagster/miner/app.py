@@ -42,6 +42,12 @@ from gaia_dagster.core.contract import valid_times
 from gaia_dagster.core.job_ids import DeterministicJobID
 from gaia_dagster.core.manifest import MANIFEST_FILE, verification_hash
 from gaia_dagster.core.signing import keypair_from_uri
+from gaia_dagster.core.states import MinerJobStatus
+
+RECEIVED, RUNNING_INFERENCE = MinerJobStatus.RECEIVED.value, MinerJobStatus.RUNNING_INFERENCE.value
+COMPLETED, FAILED, ERROR = MinerJobStatus.COMPLETED.value, MinerJobStatus.FAILED.value, MinerJobStatus.ERROR.value
+FETCH_ACCEPTED, PROCESSING = MinerJobStatus.FETCH_ACCEPTED.value, MinerJobStatus.PROCESSING.value
+NOT_FOUND = MinerJobStatus.NOT_FOUND.value
 from gaia_dagster.core import fiber
 from gaia_dagster.miner import faults, formats
 from gaia_dagster.miner.files import serve_forecast_file
@@ -110,7 +116,7 @@ class MinerJob:
     job_id: str
     forecast_start_time: str
     validator_hotkey: str
-    status: str = "received"
+    status: str = RECEIVED
     message: str = ""
     verification_hash: str | None = None
     created_at: float = field(default_factory=time.time)
@@ -153,10 +159,10 @@ class MinerState:
             job = MinerJob(**json.loads(file.read_text()))
         except (ValueError, TypeError):
             return None
-        if job.status == "completed" and not (self.forecasts_dir / self.store_rel(job) / "manifest.json").is_file():
-            job.status, job.message = "failed", "the forecast store is missing after a restart"
-        elif job.status not in ("completed", "failed"):
-            job.status, job.message = "failed", "the miner restarted during inference"
+        if job.status == COMPLETED and not (self.forecasts_dir / self.store_rel(job) / "manifest.json").is_file():
+            job.status, job.message = FAILED, "the forecast store is missing after a restart"
+        elif job.status not in (COMPLETED, FAILED):
+            job.status, job.message = FAILED, "the miner restarted during inference"
         return job
 
     def save(self, job: MinerJob) -> None:
@@ -229,7 +235,7 @@ def run_inference(state: MinerState, job: MinerJob) -> None:
     try:
         if state.settings.inference_delay_s and state.stopping.wait(state.settings.inference_delay_s):
             raise InferenceStopped("the miner is shutting down")
-        _set(state, job, "running_inference", "inference running")
+        _set(state, job, RUNNING_INFERENCE, "inference running")
         path = state.forecasts_dir / state.store_rel(job)
         formats.write_served_zarr(path, forecast_steps_for(state, job), _parse_time(job.forecast_start_time),
                                   state.settings.profile, state.settings.fault)
@@ -242,9 +248,9 @@ def run_inference(state: MinerState, job: MinerJob) -> None:
             write_zarr_store(swap, forecast_steps_for(state, job, faults.SWAP_PROFILE),
                              _parse_time(job.forecast_start_time))
             write_manifest(swap, state.keypair)
-        _set(state, job, "completed", "forecast ready")
+        _set(state, job, COMPLETED, "forecast ready")
     except Exception as exc:  # noqa: BLE001 - the job records the failure; the server keeps serving
-        _set(state, job, "failed", f"miner {state.hotkey}, job {job.job_id}: inference failed: "
+        _set(state, job, FAILED, f"miner {state.hotkey}, job {job.job_id}: inference failed: "
                                    f"{type(exc).__name__}: {exc}")
 
 
@@ -297,16 +303,16 @@ def initiate_fetch_answer(state: MinerState, data: dict[str, Any]) -> dict[str, 
     job_id = DeterministicJobID.generate_weather_job_id(t0, state.hotkey, validator)
     with state.lock:
         job = state.jobs.get(job_id)
-        if job is not None and job.status == "completed":
-            return {"status": "completed", "job_id": job_id, "message": "forecast already complete for this T0",
+        if job is not None and job.status == COMPLETED:
+            return {"status": COMPLETED, "job_id": job_id, "message": "forecast already complete for this T0",
                     **state.store_answer(job)}
-        if job is not None and job.status != "failed":
-            return {"status": "fetch_accepted", "job_id": job_id, "message": f"job already {job.status}"}
+        if job is not None and job.status != FAILED:
+            return {"status": FETCH_ACCEPTED, "job_id": job_id, "message": f"job already {job.status}"}
         job = MinerJob(job_id, t0.isoformat(), validator)
         state.jobs[job_id] = job
         state.save(job)
     start_inference(state, job)
-    return {"status": "fetch_accepted", "job_id": job_id, "message": "inference started"}
+    return {"status": FETCH_ACCEPTED, "job_id": job_id, "message": "inference started"}
 
 
 def poll_answer(state: MinerState, data: dict[str, Any]) -> dict[str, Any]:
@@ -314,7 +320,7 @@ def poll_answer(state: MinerState, data: dict[str, Any]) -> dict[str, Any]:
     job_id = str(data["job_id"])
     job = state.find_job(job_id)
     if job is None:
-        return {"status": "not_found", "job_id": job_id, "message": f"miner {state.hotkey} has no job {job_id}"}
+        return {"status": NOT_FOUND, "job_id": job_id, "message": f"miner {state.hotkey} has no job {job_id}"}
     return {"status": job.status, "job_id": job.job_id, "message": job.message}
 
 
@@ -324,12 +330,12 @@ def kerchunk_answer(state: MinerState, data: dict[str, Any]) -> dict[str, Any]:
     job_id = str(data["job_id"])
     job = state.find_job(job_id)
     if job is None:
-        return {"status": "not_found", "message": f"miner {state.hotkey} has no job {job_id}", **NO_STORE}
-    if job.status == "failed":
-        return {"status": "error", "message": job.message, **NO_STORE}
-    if job.status != "completed":
-        return {"status": "processing", "message": f"job {job.job_id} is {job.status}", **NO_STORE}
-    return {"status": "completed", "message": "ok", **state.store_answer(job)}
+        return {"status": NOT_FOUND, "message": f"miner {state.hotkey} has no job {job_id}", **NO_STORE}
+    if job.status == FAILED:
+        return {"status": ERROR, "message": job.message, **NO_STORE}
+    if job.status != COMPLETED:
+        return {"status": PROCESSING, "message": f"job {job.job_id} is {job.status}", **NO_STORE}
+    return {"status": COMPLETED, "message": "ok", **state.store_answer(job)}
 
 
 async def _answer(request: Request, rule) -> JSONResponse:  # noqa: ANN001 - one of the *_answer rules
@@ -352,7 +358,7 @@ async def _answer(request: Request, rule) -> JSONResponse:  # noqa: ANN001 - one
         state.fault.after_answer(answer)
         return JSONResponse(answer)
     except (ValueError, KeyError, TypeError) as exc:
-        return JSONResponse({"status": "error", "job_id": None, "message": f"miner {state.hotkey}: bad request to "
+        return JSONResponse({"status": ERROR, "job_id": None, "message": f"miner {state.hotkey}: bad request to "
                              f"{request.url.path}: {type(exc).__name__}: {exc}", **NO_STORE}, 400)
 
 

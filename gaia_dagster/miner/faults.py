@@ -39,6 +39,8 @@ import numpy as np
 import xarray as xr
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from gaia_dagster.core.states import MinerJobStatus
+
 FAULTS: dict[str, str] = {
     "timeout": "the JSON endpoints hold the request open and never answer in time",
     "http500": "the JSON endpoints answer HTTP 500",
@@ -142,7 +144,7 @@ class FaultState:
 
     def after_answer(self, answer: dict) -> None:
         """``gone_mid_job``: once a job is accepted the miner disappears."""
-        if self.fault == "gone_mid_job" and answer.get("status") in ("fetch_accepted", "completed"):
+        if self.fault == "gone_mid_job" and answer.get("status") in (MinerJobStatus.FETCH_ACCEPTED.value, MinerJobStatus.COMPLETED.value):
             self.gone = True
 
 
@@ -201,7 +203,7 @@ def poll_fault_response(fault: FaultState, hotkey: str, path: str) -> Response:
         return Response(b'{"status": "running_inference", "message": "\xff\xfe\xc3("}', 200,
                         media_type="application/json")
     if name == "poll_not_found":
-        return JSONResponse({"status": "not_found", "job_id": None, "message": f"miner {hotkey} has no such job"})
+        return JSONResponse({"status": MinerJobStatus.NOT_FOUND.value, "job_id": None, "message": f"miner {hotkey} has no such job"})
     standin = {"poll_drip": "slow_drip", "poll_huge": "oversized", "poll_http500": "http500"}[name]
     return api_fault_response(FaultState(standin, None, fault.delay_s, fault.size_bytes), hotkey, path)
 

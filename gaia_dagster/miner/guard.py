@@ -28,6 +28,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from gaia_dagster.core import fiber
+from gaia_dagster.core.states import MinerJobStatus
 from gaia_dagster.miner.access import AccessPolicy, Refused, TokenBuckets
 
 NO_STORE = {"zarr_store_url": None, "verification_hash": None, "access_token": None}
@@ -147,5 +148,5 @@ def open_body(key: bytes, body: bytes) -> dict[str, Any]:
 def rejected(hotkey: str, request: Request, exc: Refused) -> JSONResponse:
     """The answer to a refused request, naming the miner, the path and the reason."""
     headers = {"retry-after": str(max(1, round(exc.retry_after_s)))} if exc.retry_after_s is not None else None
-    return JSONResponse({"status": "error", "job_id": None, "message": f"miner {hotkey}: refused "
+    return JSONResponse({"status": MinerJobStatus.ERROR.value, "job_id": None, "message": f"miner {hotkey}: refused "
                          f"{request.url.path}: {exc.reason}", **NO_STORE}, exc.status, headers=headers)

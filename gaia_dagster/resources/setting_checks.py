@@ -56,6 +56,7 @@ NUMERIC_SETTINGS: tuple[NumericSetting, ...] = (
     NumericSetting("GAIA_WEIGHTS_VERSION_KEY", int, 0, 2 ** 64 - 1),
     NumericSetting("GAIA_MIN_VALIDATOR_STAKE", float, 0, INF),
     NumericSetting("GAIA_WEIGHTS_INTERVAL_BLOCKS", int, 1, 100_000),
+    NumericSetting("GAIA_CACHE_MAX_GB", float, 0, 1_000_000, low_open=True),
 )
 
 

@@ -1,11 +1,15 @@
-"""The data sources (GFS, ERA5, climatology) as one configurable resource, with an on-disk cache.
+"""The data sources (GFS, ERA5, climatology) as resources, one per deployment, with an on-disk cache.
 
-``kind="world"`` is the embedded default: the deterministic synthetic atmosphere, no network.
-Whatever the kind, the pipeline sees only the protocols of ``core.sources``.
+``GAIA_SOURCES`` picks the deployment when the code location loads (``resources/deployments.py``):
+``embedded`` is ``EmbeddedSources`` (the deterministic synthetic atmosphere, no network) and
+``production`` is ``ProductionSources`` (NOAA GFS, ERA5 from ARCO-ERA5 or the CDS, the WeatherBench2
+climatology). Both are a ``WeatherSources``, the resource every asset asks for; the pipeline sees
+only the protocols of ``core.sources``. Nothing here opens a connection until a source is read.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -13,27 +17,24 @@ from typing import Callable
 import xarray as xr
 from dagster import ConfigurableResource
 
+from gaia_dagster.core.contract import CONTRACT_RESOLUTION
 from gaia_dagster.core.scoring.variables import DEFAULT_ERA5_VARIABLES, VariableEntry, parse_variables
 from gaia_dagster.resources.cache import cached_entry, check_zarr, load_zarr, read_entry, write_entry, zarr_entry
-from gaia_dagster.resources.settings import gaia_home
+from gaia_dagster.resources.cache_bound import register_bound
+from gaia_dagster.resources.settings import DecimalText, decimal_setting, gaia_home
+
+DEFAULT_CACHE_MAX_GB = "50"
+ERA5_PROVIDERS: tuple[str, ...] = ("arco", "cds")
 
 
 class WeatherSources(ConfigurableResource):
-    """Which data the validator scores against, and where it caches what it read.
+    """What every deployment's sources share: the cache (bounded by ``cache_max_gb``), the grid
+    forecasts are checked against (``resolution``), the ERA5 delay, scoring profile and variables."""
 
-    ``kind="world"``: the embedded synthetic atmosphere. ``kind="production"``: NOAA GFS (Range
-    requests on the open-data bucket, or ``gfs_base_url``), ARCO-ERA5 and the WeatherBench2
-    climatology (``gs://`` needs the ``production`` extra, gcsfs; ``storage_options`` as JSON).
-    """
-
-    kind: str = "world"
     resolution: float = 1.5
-    seed: int = 0
     cache_dir: str = ""
-    gfs_base_url: str = "https://noaa-gfs-bdp-pds.s3.amazonaws.com"
-    era5_url: str = "gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3"
-    climatology_url: str = "gs://weatherbench2/datasets/era5-hourly-climatology/1990-2019_6h_1440x721.zarr"
-    storage_options_json: str = '{"token": "anon"}'
+    # GAIA_CACHE_MAX_GB: the data cache's cap in GB; least recently used entries are evicted past it.
+    cache_max_gb: DecimalText = DEFAULT_CACHE_MAX_GB
     # Progressive ERA5: lead h is scored once ERA5 covers T0+h and T0+h+delay has passed (5 d 6 h).
     era5_delay_hours: int = 126
     # Scoring profile (core/scoring/profiles.py): "deployed" (Gaia v2.9.96, the default) or "sound".
@@ -49,51 +50,96 @@ class WeatherSources(ConfigurableResource):
         except ValueError as exc:
             raise ValueError(f"GAIA_ERA5_VARIABLES / era5_variables: {exc}") from exc
 
+    def cache_max_bytes(self) -> int:
+        """The cache's cap in bytes (``cache_max_gb`` x 10^9)."""
+        return int(decimal_setting(self.cache_max_gb, "cache_max_gb", "GAIA_CACHE_MAX_GB") * 1e9)
+
+    def cache_root(self) -> Path:
+        """The data cache's folder (``cache_dir``, else ``$GAIA_HOME/cache``), registered with its cap
+        so that every entry written under it keeps the cache within the cap (``cache_bound``)."""
+        root = Path(self.cache_dir) if self.cache_dir else gaia_home() / "cache"
+        register_bound(root, self.cache_max_bytes())
+        return root
+
+    def gfs(self):
+        """The GFS source (``core.sources.GFSSource``)."""
+        raise NotImplementedError
+
+    def era5(self, now: Callable[[], datetime] | None = None):
+        """The ERA5 source (``core.sources.ERA5Source``)."""
+        raise NotImplementedError
+
+    def climatology(self):
+        """The climatology source (``core.sources.ClimatologySource``)."""
+        raise NotImplementedError
+
+
+class EmbeddedSources(WeatherSources):
+    """``GAIA_SOURCES=embedded``: the synthetic atmosphere on a ``resolution``-degree grid
+    (``GAIA_RESOLUTION``), no network."""
+
+    seed: int = 0
+
     def _atmosphere(self):
         from gaia_dagster.world.atmosphere import SyntheticAtmosphere
 
         return SyntheticAtmosphere(resolution=self.resolution, seed=self.seed)
 
-    def _check_kind(self) -> str:
-        if self.kind not in ("world", "production"):
-            raise ValueError(f"unknown weather source kind {self.kind!r} (expected 'world' or 'production')")
-        return self.kind
-
-    def _storage_options(self) -> dict:
-        import json
-
-        return json.loads(self.storage_options_json or "{}")
-
     def gfs(self):
-        if self._check_kind() == "production":
-            from gaia_dagster.resources.gfs import NoaaGFSSource
-
-            return NoaaGFSSource(base_url=self.gfs_base_url, cache_dir=self.cache_root())
         from gaia_dagster.world.sources import WorldGFSSource
 
         return WorldGFSSource(self._atmosphere())
 
     def era5(self, now: Callable[[], datetime] | None = None):
-        if self._check_kind() == "production":
-            from gaia_dagster.resources.era5 import ArcoERA5Source
-
-            return ArcoERA5Source(url=self.era5_url, cache_dir=self.cache_root(), storage_options=self._storage_options())
         from gaia_dagster.world.sources import WorldERA5Source
 
         return WorldERA5Source(self._atmosphere(), now=now or (lambda: datetime.now(timezone.utc)))
 
     def climatology(self):
-        if self._check_kind() == "production":
-            from gaia_dagster.resources.climatology import WeatherBench2Climatology
-
-            return WeatherBench2Climatology(url=self.climatology_url, cache_dir=self.cache_root(),
-                                            storage_options=self._storage_options())
         from gaia_dagster.world.sources import WorldClimatologySource
 
         return WorldClimatologySource(self._atmosphere())
 
-    def cache_root(self) -> Path:
-        return Path(self.cache_dir) if self.cache_dir else gaia_home() / "cache"
+
+class ProductionSources(WeatherSources):
+    """``GAIA_SOURCES=production``: NOAA GFS by HTTP Range (``gfs_base_url``), ERA5 by provider
+    (``era5_provider``: ``arco`` reads ``era5_url``, ``cds`` the Copernicus CDS through cdsapi with
+    the key from ``CDSAPI_URL``/``CDSAPI_KEY`` or ``~/.cdsapirc``), the WeatherBench2 climatology
+    (``climatology_url``). Forecasts are checked on Gaia's 0.25-degree 721 x 1440 grid whatever
+    ``GAIA_RESOLUTION`` says. ``gs://`` stores need the ``production`` extra (gcsfs)."""
+
+    resolution: float = CONTRACT_RESOLUTION
+    gfs_base_url: str = "https://noaa-gfs-bdp-pds.s3.amazonaws.com"
+    era5_provider: str = "arco"
+    era5_url: str = "gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3"
+    climatology_url: str = "gs://weatherbench2/datasets/era5-hourly-climatology/1990-2019_6h_1440x721.zarr"
+    storage_options_json: str = '{"token": "anon"}'
+
+    def _storage_options(self) -> dict:
+        return json.loads(self.storage_options_json or "{}")
+
+    def gfs(self):
+        from gaia_dagster.resources.gfs import NoaaGFSSource
+
+        return NoaaGFSSource(base_url=self.gfs_base_url, cache_dir=self.cache_root())
+
+    def era5(self, now: Callable[[], datetime] | None = None):
+        """ERA5 from the configured provider; an unknown one is a ValueError naming GAIA_ERA5_PROVIDER."""
+        if self.era5_provider == "cds":
+            from gaia_dagster.resources.era5_cds import CdsERA5Source
+
+            return CdsERA5Source(cache_dir=self.cache_root())
+        if self.era5_provider != "arco":
+            raise ValueError(f"GAIA_ERA5_PROVIDER={self.era5_provider!r} is not one of {', '.join(ERA5_PROVIDERS)}")
+        from gaia_dagster.resources.era5 import ArcoERA5Source
+
+        return ArcoERA5Source(url=self.era5_url, cache_dir=self.cache_root(), storage_options=self._storage_options())
+
+    def climatology(self):
+        from gaia_dagster.resources.climatology import WeatherBench2Climatology
+
+        return WeatherBench2Climatology(url=self.climatology_url, cache_dir=self.cache_root(),
+                                        storage_options=self._storage_options())
 
 
 def cache_path(root: Path, kind: str, moment: datetime, name: str) -> Path:

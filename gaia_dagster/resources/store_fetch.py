@@ -25,6 +25,7 @@ from gaia_dagster.core.manifest import (
     parse_and_verify_manifest, verify_file,
 )
 from gaia_dagster.core.signing import verify_manifest_signature
+from gaia_dagster.core.states import MinerJobStatus
 from gaia_dagster.core.store_limits import (
     MAX_MANIFEST_BYTES, MAX_METADATA_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, ArraySpec, StoreRefused,
     check_arrays, check_manifest_size, classify_files, compressed_cap, decode_chunk, describe_store,
@@ -168,7 +169,7 @@ def fetch_verified_store(client: "MinerClient", base_url: str, miner_hotkey: str
     """
     who = f"miner {miner_hotkey}, job {job_id}"
     answer = client.kerchunk(base_url, miner_hotkey, job_id)
-    if answer.status != "completed" or not answer.zarr_store_url or not answer.access_token:
+    if answer.status != MinerJobStatus.COMPLETED.value or not answer.zarr_store_url or not answer.access_token:
         raise MinerClientError(f"{who}: forecast not available ({answer.status}: {answer.message})")
     store_url = store_url_of(answer.zarr_store_url, base_url)
     if not same_origin(store_url, base_url):

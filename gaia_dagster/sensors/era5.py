@@ -11,7 +11,7 @@ from dagster import (
 )
 
 from gaia_dagster.core.scoring.era5_leads import leads_to_score
-from gaia_dagster.core.states import TERMINAL_RESPONSE_STATUSES, ResponseStatus
+from gaia_dagster.core.states import TERMINAL_RESPONSE_STATUSES, ResponseStatus, RunStatus
 from gaia_dagster.core.retry import StageRetry
 from gaia_dagster.db.repository import RunRecord, ValidatorRepository, now_utc
 from gaia_dagster.jobs import era5_score_job, era5_truth_job, miner_scores_job
@@ -23,6 +23,7 @@ from gaia_dagster.sensors.orchestrate import selected_without_job
 from gaia_dagster.sensors.poll import stage_run_request
 from gaia_dagster.stages.attempts import ERA5, due_retries
 from gaia_dagster.stages.era5_arrivals import LEADS_CACHED, due_leads
+from gaia_dagster.stages.lifecycle import advance_run
 
 def truth_leads_cached(context: SensorEvaluationContext, date_key: str) -> int:
     """How many leads the latest ``era5_truth[date]`` materialization cached (0 when none)."""
@@ -50,7 +51,7 @@ def run_requests_for(repo: ValidatorRepository, run: RunRecord, due: tuple[int, 
     in_flight = [r for r in rows if r.status not in TERMINAL_RESPONSE_STATUSES | resting]
     if not due:
         if not in_flight and any(r.status == ERA5.ready for r in rows):
-            repo.advance_run(run.id, "awaiting_era5")
+            advance_run(repo, run.id, RunStatus.AWAITING_ERA5)
         return []
     if (behind or retries) and truth_leads < len(due):
         return [RunRequest(run_key=f"{date_key}|era5_truth|L{len(due)}", partition_key=date_key,
@@ -58,7 +59,7 @@ def run_requests_for(repo: ValidatorRepository, run: RunRecord, due: tuple[int, 
     if behind or retries:
         return [stage_run_request(r, "era5", r.era5_attempts + 1, era5_score_job.name, leads=len(due))
                 for r in behind + [r for r in retries if r not in behind]]
-    if not in_flight and not selected_without_job(repo, run) and run.status != "completed":
+    if not in_flight and not selected_without_job(repo, run) and run.status != RunStatus.COMPLETED.value:
         final = sum(1 for r in rows if r.status == ResponseStatus.ERA5_SCORED.value)
         failed = sum(1 for r in rows if r.status == ResponseStatus.FAILED.value)
         return [RunRequest(run_key=f"{date_key}|miner_scores|L{len(due)}|{final}|{failed}|{len(rows)}",
@@ -76,7 +77,7 @@ def era5_availability_sensor(context: SensorEvaluationContext, validator_db: Val
     repo, now = validator_db.repo, now_utc()
     requests = []
     for run in repo.all_runs():
-        if run.status in ("completed", "error"):
+        if run.status in (RunStatus.COMPLETED.value, RunStatus.ERROR.value):
             continue
         date_key = f"{run.gfs_init_time:%Y-%m-%d}"
         requests += run_requests_for(repo, run, due_leads(sources, run.gfs_init_time, now),

@@ -8,7 +8,7 @@ from dagster import DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluatio
 from gaia_dagster.assets.partitions import date_miner_key, miner_partitions
 from gaia_dagster.core.selection import Candidate, select_miners
 from gaia_dagster.db.repository import RunRecord, ValidatorRepository
-from gaia_dagster.core.states import ResponseStatus
+from gaia_dagster.core.states import ResponseStatus, RunStatus
 from gaia_dagster.jobs import forecast_request_job, integrity_checks_job
 from gaia_dagster.resources.validator_db import ValidatorDB
 from gaia_dagster.sensors.intervals import sensor_interval
@@ -16,7 +16,8 @@ from gaia_dagster.sensors.poll import ACTIVE_RUN_STATUSES
 
 # A selected miner is asked whenever its day is live: a request that died is relaunched even after
 # other miners' scoring has moved the run on.
-QUERYABLE_RUN_STATUSES = ("gfs_ready", "querying_miners", "scoring_day1", "awaiting_era5", "scoring_era5")
+QUERYABLE_RUN_STATUSES = tuple(s.value for s in (RunStatus.GFS_READY, RunStatus.QUERYING_MINERS, RunStatus.SCORING_DAY1,
+                                                  RunStatus.AWAITING_ERA5, RunStatus.SCORING_ERA5))
 MAX_REQUEST_RUNS = 3
 
 
@@ -47,7 +48,7 @@ def integrity_check_requests(repo: ValidatorRepository) -> list[RunRequest]:
     """One run of the integrity checks per day, once its forecast requests have settled."""
     return [RunRequest(run_key=f"{run.gfs_init_time:%Y-%m-%d}|integrity|requests", job_name=integrity_checks_job.name,
                        tags={"gaia/stage": "integrity", "gaia/date": f"{run.gfs_init_time:%Y-%m-%d}"})
-            for run in repo.all_runs() if run.status not in ("completed", "error") and requests_settled(repo, run)]
+            for run in repo.all_runs() if run.status not in (RunStatus.COMPLETED.value, RunStatus.ERROR.value) and requests_settled(repo, run)]
 
 
 def selected_without_job(repo: ValidatorRepository, run: RunRecord) -> list[str]:

@@ -20,7 +20,7 @@ from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.validator_db import ValidatorDB
 from gaia_dagster.sensors.intervals import sensor_interval
 from gaia_dagster.stages.attempts import DAY1, attempts_of, due_retries
-from gaia_dagster.stages.poll import poll_in_flight
+from gaia_dagster.stages.poll import FAILED, READY, poll_in_flight
 
 ACTIVE_RUN_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
                        DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
@@ -56,7 +56,7 @@ def stage_run_request(row: ResponseRecord, stage: str, attempt: int, job_name: s
 
 def query_retries_due(rows: list[ResponseRecord], now) -> list[ResponseRecord]:  # noqa: ANN001
     """Jobs whose initiate-fetch failed and whose next attempt has come."""
-    return [r for r in rows if r.status == "created" and r.query_attempts > 0
+    return [r for r in rows if r.status == ResponseStatus.CREATED.value and r.query_attempts > 0
             and r.next_attempt_at is not None and r.next_attempt_at <= now]
 
 
@@ -77,7 +77,7 @@ def forecast_poll_sensor(context: SensorEvaluationContext, validator_db: Validat
         row = decision.response
         # ready: verify and score; failed (the miner gave up, or no forecast after the last poll):
         # the same run, which fails with the job's reason, so the miner's partition shows failed
-        if decision.action in ("ready", "failed") and not partition_busy(context, partition_of(row)):
+        if decision.action in (READY, FAILED) and not partition_busy(context, partition_of(row)):
             requests.append(stage_run_request(row, "forecast", row.poll_attempts, forecast_job.name))
     for row in query_retries_due(repo.responses(statuses=[ResponseStatus.CREATED.value]), now):
         requests.append(stage_run_request(row, "query", row.query_attempts + 1, forecast_request_job.name))

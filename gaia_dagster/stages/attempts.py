@@ -27,6 +27,7 @@ from gaia_dagster.core.answers import MAX_STORED_TEXT, stored_text
 from gaia_dagster.core.retry import StageRetry
 from gaia_dagster.core.states import ResponseStatus
 from gaia_dagster.db.repository import LostTransition, ResponseRecord, ValidatorRepository, now_utc
+from gaia_dagster.stages.lifecycle import fail_job, start_stage
 
 T = TypeVar("T")
 NO_ATTEMPT_LEFT = "no attempt left: rerun or backfill this partition to re-score it"
@@ -96,7 +97,7 @@ def claim(repo: ValidatorRepository, row: ResponseRecord, spec: StageSpec,
         raise StageRefused(f"{who(current)}: not ready for {spec.name} scoring (status {current.status})")
     try:
         if current.status in spec.startable:
-            repo.transition_response(current.id, current.status, spec.working, dagster_run_id)
+            start_stage(repo, current.id, current.status, spec.working, dagster_run_id)
     except LostTransition as exc:
         raise StageRefused(f"{who(current)}: another run took this {spec.name} attempt") from exc
     attempts = attempts_of(repo.response_by_id(row.id), spec.name)
@@ -135,8 +136,7 @@ def run_attempt(repo: ValidatorRepository, row: ResponseRecord, spec: StageSpec,
     try:
         result = work(current)
     except ForecastRejected as exc:
-        repo.transition_response(current.id, spec.working, ResponseStatus.FAILED.value, dagster_run_id,
-                                 error=str(exc))  # bounded where stored (stored_text)
+        fail_job(repo, current.id, spec.working, str(exc), dagster_run_id)  # bounded where stored (stored_text)
         raise
     except Exception as exc:  # noqa: BLE001 - every other fault is the validator's, and retried
         raise ValidatorFault(record_fault(repo, current, spec, attempt, retry, exc)) from exc

@@ -25,6 +25,7 @@ from gaia_dagster.resources.store_fetch import VerifiedStore, fetch_verified_sto
 from gaia_dagster.core.states import ResponseStatus
 from gaia_dagster.stages import copies
 from gaia_dagster.stages.attempts import ForecastRejected, StageRefused, is_past, who
+from gaia_dagster.stages.lifecycle import fail_job, forecast_verified
 
 
 @dataclass(frozen=True)
@@ -126,12 +127,10 @@ def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: Respons
         copies.record(repo, row, plan, samples)
         copies.refuse_copy(repo, row)
     except ForecastRejected as exc:
-        repo.transition_response(row.id, "inference_running", "failed", dagster_run_id, error=str(exc))
+        fail_job(repo, row.id, ResponseStatus.INFERENCE_RUNNING.value, str(exc), dagster_run_id)
         raise
-    repo.transition_response(row.id, "inference_running", "forecast_ready", dagster_run_id,
-                             verification_hash_computed=store.manifest_hash, error=None)
-    return VerifiedForecast(repo.response_by_id(row.id), store.manifest_hash, store.files_fetched,
-                            store.bytes_fetched, "verified")
+    verified = forecast_verified(repo, row.id, store.manifest_hash, dagster_run_id)
+    return VerifiedForecast(verified.job, store.manifest_hash, store.files_fetched, store.bytes_fetched, "verified")
 
 
 def freeze(repo: ValidatorRepository, row: ResponseRecord, store: VerifiedStore) -> None:

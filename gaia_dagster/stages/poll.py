@@ -13,21 +13,28 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gaia_dagster.core.retry import StageRetry
-from gaia_dagster.core.states import MINER_POLL_DONE, MINER_POLL_FAILED, MINER_POLL_NOT_FOUND, MINER_POLL_WORKING
+from gaia_dagster.core.states import (
+    MINER_POLL_DONE, MINER_POLL_FAILED, MINER_POLL_NOT_FOUND, MINER_POLL_WORKING, ResponseStatus,
+)
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository, now_utc
 from gaia_dagster.resources.miner_client import MinerClient, MinerClientError
+from gaia_dagster.stages.lifecycle import fail_job
+
+RUNNING = ResponseStatus.INFERENCE_RUNNING.value
+FAILED = ResponseStatus.FAILED.value          # the decision: the job failed
+READY, WAITING, ATTEMPT_FAILED = "ready", "waiting", "attempt_failed"
 
 
 @dataclass(frozen=True)
 class PollDecision:
     response: ResponseRecord
-    action: str  # ready | waiting | failed | not_due
+    action: str  # READY | WAITING | FAILED
     detail: str = ""
 
 
 def due_for_poll(responses: list[ResponseRecord], now: datetime) -> list[ResponseRecord]:
     """In-flight jobs whose next poll time has come."""
-    return [r for r in responses if r.status == "inference_running"
+    return [r for r in responses if r.status == RUNNING
             and (r.next_attempt_at is None or r.next_attempt_at <= now)]
 
 
@@ -35,12 +42,12 @@ def classify(status: str) -> str:
     """Map a miner's poll status onto ready / waiting / failed, or attempt_failed for ``not_found``
     and unknown statuses (rule: GAIA_SPEC 2 status sets)."""
     if status in MINER_POLL_DONE:
-        return "ready"
+        return READY
     if status in MINER_POLL_WORKING:
-        return "waiting"
+        return WAITING
     if status in MINER_POLL_FAILED:
-        return "failed"
-    return "attempt_failed"
+        return FAILED
+    return ATTEMPT_FAILED
 
 
 def attempt_reason(who: str, answer) -> str:  # noqa: ANN001 - a PollResult
@@ -66,24 +73,21 @@ def _decide(repo: ValidatorRepository, row: ResponseRecord, answer, retry: Stage
     attempt = row.poll_attempts + 1
     who = f"miner {row.miner_hotkey}, job {row.job_id}"
     if isinstance(answer, MinerClientError):
-        kind, detail = "attempt_failed", str(answer)
+        kind, detail = ATTEMPT_FAILED, str(answer)
     else:
         kind, detail = classify(answer.status), f"{who}: status {answer.status!r}: {answer.message}"
-        if kind == "attempt_failed":
+        if kind == ATTEMPT_FAILED:
             detail = attempt_reason(who, answer)
-    if kind == "ready":
-        repo.update_response(row.id, "inference_running", poll_attempts=attempt, next_attempt_at=None, error=None)
-        return PollDecision(repo.response_by_id(row.id), "ready", detail)
-    if kind == "failed":
+    if kind == READY:
+        repo.update_response(row.id, RUNNING, poll_attempts=attempt, next_attempt_at=None, error=None)
+        return PollDecision(repo.response_by_id(row.id), READY, detail)
+    if kind == FAILED:
         error = f"{who}: inference failed on the miner: {answer.message or answer.status}"
-        repo.transition_response(row.id, "inference_running", "failed", dagster_run_id, error=error)
-        return PollDecision(repo.response_by_id(row.id), "failed", error)
+        return PollDecision(fail_job(repo, row.id, RUNNING, error, dagster_run_id).job, FAILED, error)
     if retry.exhausted(attempt):
         error = f"{who}: no forecast after {attempt} polls; last: {detail}"
-        repo.transition_response(row.id, "inference_running", "failed", dagster_run_id, error=error,
-                                 poll_attempts=attempt)
-        return PollDecision(repo.response_by_id(row.id), "failed", error)
-    repo.update_response(row.id, "inference_running", poll_attempts=attempt,
-                         next_attempt_at=retry.next_attempt_at(now, attempt),
-                         error=f"poll attempt {attempt} failed: {detail}" if kind == "attempt_failed" else None)
-    return PollDecision(repo.response_by_id(row.id), "waiting", detail)
+        return PollDecision(fail_job(repo, row.id, RUNNING, error, dagster_run_id, poll_attempts=attempt).job,
+                            FAILED, error)
+    repo.update_response(row.id, RUNNING, poll_attempts=attempt, next_attempt_at=retry.next_attempt_at(now, attempt),
+                         error=f"poll attempt {attempt} failed: {detail}" if kind == ATTEMPT_FAILED else None)
+    return PollDecision(repo.response_by_id(row.id), WAITING, detail)

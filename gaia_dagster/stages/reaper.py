@@ -17,17 +17,20 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from gaia_dagster.core.retry import StageRetry
+from gaia_dagster.core.states import ResponseStatus
 from gaia_dagster.db.repository import LostTransition, ResponseRecord, ValidatorRepository, now_utc
-from gaia_dagster.stages.attempts import NO_ATTEMPT_LEFT, attempts_of
+from gaia_dagster.stages.attempts import DAY1, ERA5, NO_ATTEMPT_LEFT, attempts_of
+from gaia_dagster.stages.lifecycle import fail_job
 
 LEASE = timedelta(minutes=10)
-RESUMABLE = {"forecast_ready": "day1", "day1_scoring": "day1", "era5_scoring": "era5"}
+CREATED, FAILED = ResponseStatus.CREATED.value, ResponseStatus.FAILED.value
+RESUMABLE = {DAY1.ready: DAY1.name, DAY1.working: DAY1.name, ERA5.working: ERA5.name}
 
 
 @dataclass(frozen=True)
 class Reaped:
     response: ResponseRecord
-    action: str  # query_retry | retry_due | stalled | failed
+    action: str  # query_retry | retry_due | stalled | FAILED
     stage: str
     detail: str
 
@@ -46,7 +49,7 @@ def reap_stale_work(repo: ValidatorRepository, retries: dict[str, StageRetry], n
     run that held it has ended without moving it on (its worker died: no lease to wait out)."""
     now = now or now_utc()
     reaped = []
-    for row in repo.responses(statuses=["created", *RESUMABLE]):
+    for row in repo.responses(statuses=[CREATED, *RESUMABLE]):
         if row.next_attempt_at is not None or busy(row):
             continue
         if not is_stale(row, now, lease) and not orphaned(row):
@@ -63,14 +66,13 @@ def reap_stale_work(repo: ValidatorRepository, retries: dict[str, StageRetry], n
 def _reap(repo: ValidatorRepository, row: ResponseRecord, retries: dict[str, StageRetry], now: datetime,
           dagster_run_id: str | None) -> Reaped | None:
     who = f"miner {row.miner_hotkey}, job {row.job_id}"
-    if row.status == "created":
+    if row.status == CREATED:
         if row.query_attempts == 0:
             return None  # never claimed
         if retries["query"].exhausted(row.query_attempts):
             error = f"{who}: initiate-fetch attempt {row.query_attempts} was lost (worker gone) and was the last"
-            repo.transition_response(row.id, "created", "failed", dagster_run_id, error=error)
-            return Reaped(repo.response_by_id(row.id), "failed", "query", error)
-        repo.update_response(row.id, "created", next_attempt_at=now,
+            return Reaped(fail_job(repo, row.id, CREATED, error, dagster_run_id).job, FAILED, "query", error)
+        repo.update_response(row.id, CREATED, next_attempt_at=now,
                              error=f"attempt {row.query_attempts} lost (worker gone); retrying")
         return Reaped(repo.response_by_id(row.id), "query_retry", "query", "lease expired")
     stage = RESUMABLE[row.status]

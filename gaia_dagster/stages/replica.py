@@ -17,12 +17,13 @@ from gaia_dagster.core.job_ids import DeterministicJobID, weather_job_id
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository, now_utc
 
 LOOKUP_STAGE = "job_lookup"
+NO_JOB = "no_job"  # the lookup found no job at any fallback level
 
 
 @dataclass(frozen=True)
 class JobLookup:
     response: ResponseRecord | None
-    strategy: str  # exact | same_validator | any_validator | not_found
+    strategy: str  # exact | same_validator | any_validator | NO_JOB
 
 
 def _timestep_of(job_id: str, gfs_init_time: datetime | None) -> datetime | None:
@@ -43,7 +44,7 @@ def find_job(repo: ValidatorRepository, job_id: str, miner_hotkey: str, gfs_init
         return JobLookup(exact, "exact")
     t0 = _timestep_of(job_id, gfs_init_time)
     if t0 is None:
-        return JobLookup(None, "not_found")
+        return JobLookup(None, NO_JOB)
     strategies = [("same_validator", validator_hotkey)] if validator_hotkey else []
     strategies.append(("any_validator", None))
     for strategy, validator in strategies:
@@ -53,7 +54,7 @@ def find_job(repo: ValidatorRepository, job_id: str, miner_hotkey: str, gfs_init
                                   detail=f"database sync resilience: found equivalent job {found[0].job_id} "
                                          f"for missing job {job_id} ({strategy})")
             return JobLookup(found[0], strategy)
-    return JobLookup(None, "not_found")
+    return JobLookup(None, NO_JOB)
 
 
 def reconcile_job_id_for_validator(repo: ValidatorRepository, miner_job_id: str, miner_hotkey: str,

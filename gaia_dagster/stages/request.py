@@ -13,16 +13,19 @@ from datetime import datetime
 
 from gaia_dagster.core.job_ids import weather_job_id
 from gaia_dagster.core.retry import StageRetry
+from gaia_dagster.core.states import MinerJobStatus, ResponseStatus
 from gaia_dagster.db.repository import MinerRecord, ResponseRecord, ValidatorRepository, now_utc
 from gaia_dagster.resources.miner_client import MinerClient, MinerClientError
+from gaia_dagster.stages.lifecycle import fail_job, start_inference
 
-ACCEPTED = "fetch_accepted"
-COMPLETED = "completed"
+ACCEPTED = MinerJobStatus.FETCH_ACCEPTED.value
+COMPLETED = MinerJobStatus.COMPLETED.value
+CREATED, FAILED = ResponseStatus.CREATED.value, ResponseStatus.FAILED.value
 
 
 @dataclass(frozen=True)
 class RequestOutcome:
-    outcome: str  # requested | fast_path | duplicate_skipped | retry_scheduled | retry_not_due | failed
+    outcome: str  # requested | fast_path | duplicate_skipped | retry_scheduled | retry_not_due | FAILED
     response: ResponseRecord
     detail: str = ""
 
@@ -43,13 +46,13 @@ def claim_query(repo: ValidatorRepository, row: ResponseRecord, created: bool, r
     compare-and-set on the attempt counter, so exactly one of racing workers asks the miner.
     """
     key = f"{row.gfs_init_time:%Y%m%d%H}|{row.miner_hotkey}"
-    if row.status != "created" or (row.query_attempts > 0 and row.next_attempt_at is None):
-        detail = f"job {row.job_id} already {row.status}" + (" (attempt in flight)" if row.status == "created" else "")
+    if row.status != CREATED or (row.query_attempts > 0 and row.next_attempt_at is None):
+        detail = f"job {row.job_id} already {row.status}" + (" (attempt in flight)" if row.status == CREATED else "")
         repo.record_duplicate("forecast_request", key, detail=detail)
         return RequestOutcome("duplicate_skipped", row, detail)
     if row.next_attempt_at is not None and row.next_attempt_at > now:
         return RequestOutcome("retry_not_due", row, f"next attempt at {row.next_attempt_at.isoformat()}")
-    if not repo.claim_attempt(row.id, "query", "created", row.query_attempts, next_attempt_at=None):
+    if not repo.claim_attempt(row.id, "query", CREATED, row.query_attempts, next_attempt_at=None):
         repo.record_duplicate("forecast_request", key, detail="lost the claim to a concurrent worker")
         return RequestOutcome("duplicate_skipped", repo.response_by_id(row.id), "another worker holds this attempt")
     return None
@@ -77,9 +80,8 @@ def _query_failed(repo: ValidatorRepository, row: ResponseRecord, retry: StageRe
     """A failed attempt: schedule the next one, or fail the job after the last (rule: per-stage retry)."""
     if retry.exhausted(attempt):
         error = f"initiate-fetch failed {attempt} times; last: {reason}"
-        repo.transition_response(row.id, "created", "failed", dagster_run_id, error=error)
-        return RequestOutcome("failed", repo.response_by_id(row.id), error)
-    repo.update_response(row.id, "created", next_attempt_at=retry.next_attempt_at(now, attempt),
+        return RequestOutcome(FAILED, fail_job(repo, row.id, CREATED, error, dagster_run_id).job, error)
+    repo.update_response(row.id, CREATED, next_attempt_at=retry.next_attempt_at(now, attempt),
                          error=f"attempt {attempt}: {reason}")
     return RequestOutcome("retry_scheduled", repo.response_by_id(row.id), reason)
 
@@ -89,15 +91,11 @@ def _accept(repo: ValidatorRepository, row: ResponseRecord, answer, dagster_run_
     who = f"miner {row.miner_hotkey}, run T0={row.gfs_init_time:%Y-%m-%dT%H}"
     if answer.status not in (ACCEPTED, COMPLETED):
         error = f"{who}: initiate-fetch answered {answer.status!r}: {answer.message}"
-        repo.transition_response(row.id, "created", "failed", dagster_run_id, error=error)
-        return RequestOutcome("failed", repo.response_by_id(row.id), error)
+        return RequestOutcome(FAILED, fail_job(repo, row.id, CREATED, error, dagster_run_id).job, error)
     if answer.job_id != row.job_id:
         error = f"{who}: miner returned job id {answer.job_id!r}, expected the deterministic {row.job_id!r}"
-        repo.transition_response(row.id, "created", "failed", dagster_run_id, error=error)
-        return RequestOutcome("failed", repo.response_by_id(row.id), error)
-    repo.transition_response(row.id, "created", "fetch_initiated", dagster_run_id, error=None, next_attempt_at=None)
-    repo.transition_response(row.id, "fetch_initiated", "inference_running", dagster_run_id,
-                             zarr_store_url=answer.zarr_store_url,
-                             verification_hash_claimed=answer.verification_hash)
+        return RequestOutcome(FAILED, fail_job(repo, row.id, CREATED, error, dagster_run_id).job, error)
+    moved = start_inference(repo, row.id, dagster_run_id, zarr_store_url=answer.zarr_store_url,
+                            verification_hash_claimed=answer.verification_hash)
     outcome = "fast_path" if answer.status == COMPLETED else "requested"
-    return RequestOutcome(outcome, repo.response_by_id(row.id), answer.message or "")
+    return RequestOutcome(outcome, moved.job, answer.message or "")

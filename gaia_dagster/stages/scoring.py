@@ -29,7 +29,8 @@ from gaia_dagster.core.scoring.stream import (
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
 from gaia_dagster.resources.miner_client import MinerClient
 from gaia_dagster.resources.sources import WeatherSources, cache_path, cached, ensure_cached
-from gaia_dagster.core.states import ERA5_SCORED_STATUSES, TERMINAL_RESPONSE_STATUSES
+from gaia_dagster.core.states import ERA5_SCORED_STATUSES, TERMINAL_RESPONSE_STATUSES, RunStatus
+from gaia_dagster.stages.lifecycle import advance_run, finish_stage
 from gaia_dagster.core.scoring.era5_leads import is_complete, leads_to_score, progressive_score
 from gaia_dagster.stages.attempts import DAY1, ERA5, ForecastRejected, StageRefused, StageSpec, is_past, run_attempt, who
 from gaia_dagster.stages.copies import refuse_copy
@@ -116,10 +117,10 @@ def run_scoring_stage(repo: ValidatorRepository, row: ResponseRecord, spec: Stag
                            [*result.rows, *totals, {"lead_hours": 0, "variable": "*", "level": 0, "score": result.score}],
                            profile=result.profile)
         if result.complete or spec.partial is None:
-            repo.transition_response(current.id, spec.working, spec.done, dagster_run_id, error=None)
+            finish_stage(repo, current.id, spec.working, spec.done, dagster_run_id, error=None)
         else:   # an arrival scored: rest until the next lead, with a fresh set of attempts for it
-            repo.transition_response(current.id, spec.working, spec.partial, dagster_run_id, error=None,
-                                     **{f"{spec.name}_attempts": 0})
+            finish_stage(repo, current.id, spec.working, spec.partial, dagster_run_id, error=None,
+                         **{f"{spec.name}_attempts": 0})
 
     def already_done(current: ResponseRecord) -> StageScore:
         return StageScore("already_scored", repo.total_score(current.id, spec.name),
@@ -295,5 +296,5 @@ def leaderboard(repo: ValidatorRepository, run_id: int, dagster_run_id: str | No
                               r.error)
              for i, (r, day1, era5, overall) in enumerate(scored)]
     if all(r.status in TERMINAL_RESPONSE_STATUSES for r, *_ in scored):
-        repo.advance_run(run_id, "completed", dagster_run_id)
+        advance_run(repo, run_id, RunStatus.COMPLETED, dagster_run_id)
     return board
