@@ -10,10 +10,16 @@ ARCO-ERA5 and WeatherBench2 per-variable entries):
    uses what the writer before it published.
 3. Publish atomically: the temporary entry is renamed into place (first writer wins: if an entry
    appeared there meanwhile, the temporary copy is discarded), then its completeness marker
-   ``{name}.complete`` (the size of every file, and what the entry holds) is renamed beside it.
+   ``{name}.complete`` (the size and SHA-256 digest of every file, and what the entry holds) is
+   renamed beside it.
 4. Verify on read: an entry is used only when its marker is there, every file has the recorded size
-   and the reader finds what the marker lists (every variable, every chunk decodable). Anything
-   else is discarded and rebuilt, never trusted.
+   and digest (a flipped byte is caught, logged, and the entry fetched again) and the reader finds
+   what the marker lists (every variable, every chunk decodable). Anything else is discarded and
+   rebuilt, never trusted.
+5. Read under a shared lock: a reader holds a shared ``flock`` on the entry's lock while it reads,
+   so a writer or the evictor (``cache_bound.py``: least recently used first, the cache kept under
+   ``GAIA_CACHE_MAX_GB``) never removes an entry under a reader. Each read touches the marker: its
+   modification time is the entry's last use.
 
 Locks are advisory and Linux-only (a local or flock-honouring filesystem). Lock files stay in
 place: removing one could let two writers each hold "the" lock.
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import fcntl
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -69,13 +76,14 @@ def unique_name(stem: str, suffix: str = ".tmp") -> str:
     return f".{stem}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}{suffix}"
 
 
-def acquire(lock: Path, wait: bool = True) -> int | None:
-    """Rule: an exclusive ``flock`` on ``lock`` (created if needed); the open descriptor holds it
-    until closed. Without ``wait``, None when another holder has it."""
+def acquire(lock: Path, wait: bool = True, shared: bool = False) -> int | None:
+    """Rule: an exclusive (or ``shared``) ``flock`` on ``lock`` (created if needed); the open
+    descriptor holds it until closed. Without ``wait``, None when another holder has it."""
     lock.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        fcntl.flock(fd, mode if wait else mode | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
@@ -101,6 +109,33 @@ def fingerprint(path: Path) -> dict[str, int]:
     return {p.relative_to(path).as_posix(): p.stat().st_size for p in sorted(path.rglob("*")) if p.is_file()}
 
 
+def digests(path: Path) -> dict[str, str]:
+    """Rule: an entry's digests are the SHA-256 of each of its files (a single file is ``"."``)."""
+    files = [(".", path)] if path.is_file() else [(p.relative_to(path).as_posix(), p)
+                                                  for p in sorted(path.rglob("*")) if p.is_file()]
+    out = {}
+    for name, file in files:
+        digest = hashlib.sha256()
+        with open(file, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        out[name] = digest.hexdigest()
+    return out
+
+
+def digest_problem(path: Path, marker: Mapping) -> str | None:
+    """Rule (digest check on every read): every file's SHA-256 equals its marker's; the first that
+    does not is named (a marker without digests is never trusted)."""
+    want = marker.get("sha256")
+    if not isinstance(want, dict):
+        return "its marker records no digests"
+    got = digests(path)
+    for name in sorted(set(want) | set(got)):
+        if want.get(name) != got.get(name):
+            return f"file {name} fails its sha256 check"
+    return None
+
+
 def complete_marker(path: Path) -> dict | None:
     """Rule: an entry is complete when its marker is readable and every file has the size it records
     (no file missing, truncated or added); its marker then, else None."""
@@ -111,16 +146,46 @@ def complete_marker(path: Path) -> dict | None:
         return None
 
 
-def read_entry(path: Path, load: Load[T]) -> T:
-    """Rule (verify on read): load a complete entry and check it against its marker;
-    IncompleteEntry when it is missing, unmarked, or unreadable as marked."""
-    marker = complete_marker(path)
-    if marker is None:
-        raise IncompleteEntry(f"cache entry {path} is missing or incomplete (no matching {marker_path(path).name})")
+@contextmanager
+def reading(path: Path, locked: bool = False) -> Iterator[None]:
+    """Rule (never evicted under a reader): hold the entry's lock shared while reading it, unless
+    this process already holds it exclusively (``locked``)."""
+    if locked:
+        yield
+        return
+    fd = acquire(lock_path(path), shared=True)
     try:
-        return load(path, marker)
-    except Exception as exc:  # noqa: BLE001 - anything unreadable is incomplete, never trusted
-        raise IncompleteEntry(f"cache entry {path} is unreadable: {exc!r}") from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_entry(path: Path, load: Load[T], locked: bool = False) -> T:
+    """Rule (verify on read): under the entry's shared lock, check it against its marker (sizes,
+    then every file's digest) and load it; IncompleteEntry when it is missing, unmarked, corrupt or
+    unreadable as marked. A good read marks the entry as just used (the marker's mtime)."""
+    with reading(path, locked):
+        marker = complete_marker(path)
+        if marker is None:
+            raise IncompleteEntry(f"cache entry {path} is missing or incomplete "
+                                  f"(no matching {marker_path(path).name})")
+        problem = digest_problem(path, marker)
+        if problem:
+            raise IncompleteEntry(f"cache entry {path} is corrupt: {problem}")
+        try:
+            value = load(path, marker)
+        except Exception as exc:  # noqa: BLE001 - anything unreadable is incomplete, never trusted
+            raise IncompleteEntry(f"cache entry {path} is unreadable: {exc!r}") from exc
+        touch(path)
+        return value
+
+
+def touch(path: Path) -> None:
+    """Rule (LRU): an entry's last use is its marker's modification time."""
+    try:
+        os.utime(marker_path(path))
+    except OSError:
+        pass
 
 
 def _remove(path: Path) -> None:
@@ -168,12 +233,15 @@ def _write_locked(path: Path, build: Build) -> None:
     tmp = path.with_name(unique_name(path.name))
     try:
         info = dict(build(tmp) or {})
-        marker = {**info, "files": fingerprint(tmp)}
+        marker = {**info, "files": fingerprint(tmp), "sha256": digests(tmp)}
         discard(path)
         publish(tmp, path, marker)
     finally:
         if tmp.exists():
             _remove(tmp)
+    from gaia_dagster.resources.cache_bound import enforce_bound
+
+    enforce_bound(path)
 
 
 def write_entry(path: Path, build: Build) -> Path:
@@ -186,10 +254,11 @@ def write_entry(path: Path, build: Build) -> Path:
 _MISSING = object()
 
 
-def _attempt(path: Path, load: Load[T]) -> object:
-    """The loaded entry, or _MISSING when it is missing or incomplete (logged when it is rebuilt)."""
+def _attempt(path: Path, load: Load[T], locked: bool = False) -> object:
+    """The loaded entry, or _MISSING when it is missing or incomplete (logged when it is rebuilt:
+    a corrupt entry is refetched)."""
     try:
-        return read_entry(path, load)
+        return read_entry(path, load, locked)
     except IncompleteEntry as exc:
         if path.exists():
             log.warning("%s; rebuilding it unless another writer is completing it", exc)
@@ -207,13 +276,13 @@ def cached_entries(paths: Mapping[K, Path], produce: Callable[[list[K]], Mapping
     if todo:
         with entry_locks([paths[key] for key in todo]):
             for key in todo:
-                found[key] = _attempt(paths[key], load)
+                found[key] = _attempt(paths[key], load, locked=True)
             todo = [key for key in todo if found[key] is _MISSING]
             if todo:
                 builders = produce(todo)
                 for key in todo:
                     _write_locked(paths[key], builders[key])
-                    found[key] = read_entry(paths[key], load)
+                    found[key] = read_entry(paths[key], load, locked=True)
     return found  # type: ignore[return-value]
 
 
@@ -250,11 +319,6 @@ def load_zarr(path: Path, marker: Mapping) -> xr.Dataset:
 def check_zarr(path: Path, marker: Mapping) -> Path:
     """Cheap verify of a dataset entry (no data read): it opens and holds every variable of its marker."""
     _open_zarr(path, marker, load=False)
-    return path
-
-
-def file_entry(path: Path, marker: Mapping) -> Path:
-    """Verify of a plain-file entry: the marker's sizes (checked before) are all there is."""
     return path
 
 
