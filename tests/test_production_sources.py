@@ -347,16 +347,18 @@ def test_gfs_subset_reuses_a_cached_full_file(gfs_server, tmp_path):
     xr.testing.assert_identical(subset, full[["q", "10u"]])
 
 
-def test_weather_sources_resource_switches_to_the_production_sources(tmp_path):
+def test_production_sources_resource_builds_the_production_sources_without_network(tmp_path):
     from gaia_dagster.resources.climatology import WeatherBench2Climatology
     from gaia_dagster.resources.era5 import ArcoERA5Source
+    from gaia_dagster.resources.era5_cds import CdsERA5Source
     from gaia_dagster.resources.gfs import NoaaGFSSource
-    from gaia_dagster.resources.sources import WeatherSources
+    from gaia_dagster.resources.sources import ProductionSources
 
-    sources = WeatherSources(kind="production", cache_dir=str(tmp_path), gfs_base_url="http://127.0.0.1:9")
+    sources = ProductionSources(cache_dir=str(tmp_path), gfs_base_url="http://127.0.0.1:9")
+    assert sources.resolution == 0.25
     assert isinstance(sources.gfs(), NoaaGFSSource)
     assert isinstance(sources.era5(), ArcoERA5Source)
     assert isinstance(sources.climatology(), WeatherBench2Climatology)
-    with pytest.raises(ValueError, match="unknown weather source kind"):
-        WeatherSources(kind="crystal-ball").gfs()
-
+    assert isinstance(ProductionSources(cache_dir=str(tmp_path), era5_provider="cds").era5(), CdsERA5Source)
+    with pytest.raises(ValueError, match="GAIA_ERA5_PROVIDER"):
+        ProductionSources(era5_provider="crystal-ball").era5()

@@ -45,15 +45,22 @@ class Wanted:
     pressure_level: int | None
 
 
+ATMOS_FOLDER_FROM = datetime(2021, 3, 22, 12, tzinfo=timezone.utc)
+"""First cycle under the ``atmos/`` folder: NOAA moved the files there with GFS v16 (2021-03-22 12 UTC);
+earlier cycles sit directly under ``gfs.YYYYMMDD/HH/``."""
+
+
 def gfs_file_url(base_url: str, init_time: datetime, forecast_hour: int) -> str:
-    """Rule: ``{base}/gfs.YYYYMMDD/HH/atmos/gfs.tHHz.pgrb2.0p25.fFFF`` for a cycle and forecast hour."""
-    t = init_time.astimezone(timezone.utc) if init_time.tzinfo else init_time
+    """Rule: ``{base}/gfs.YYYYMMDD/HH/atmos/gfs.tHHz.pgrb2.0p25.fFFF`` for a cycle and forecast hour;
+    cycles before 2021-03-22 12 UTC (GFS v16) have no ``atmos/`` folder."""
+    t = init_time.astimezone(timezone.utc) if init_time.tzinfo else init_time.replace(tzinfo=timezone.utc)
     if t.hour % 6 or t.minute or t.second:
         raise ValueError(f"{init_time.isoformat()} is not a GFS cycle (00, 06, 12 or 18 UTC)")
     if forecast_hour < 0:
         raise ValueError(f"forecast hour {forecast_hour} is negative")
     hh = f"{t.hour:02d}"
-    return (f"{base_url.rstrip('/')}/gfs.{t:%Y%m%d}/{hh}/atmos/"
+    folder = "atmos/" if t >= ATMOS_FOLDER_FROM else ""
+    return (f"{base_url.rstrip('/')}/gfs.{t:%Y%m%d}/{hh}/{folder}"
             f"gfs.t{hh}z.pgrb2.0p25.f{forecast_hour:03d}")
 
 

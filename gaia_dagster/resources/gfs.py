@@ -27,7 +27,7 @@ from gaia_dagster.core.gfs_index import (
     select_messages,
     wanted_messages,
 )
-from gaia_dagster.resources.cache import cached_entry, complete_marker, file_entry
+from gaia_dagster.resources.cache import IncompleteEntry, cached_entry, complete_marker, read_entry
 
 NOAA_GFS_BUCKET = "https://noaa-gfs-bdp-pds.s3.amazonaws.com"
 
@@ -44,6 +44,10 @@ FILTERS: dict[str, dict] = {
     "msl": {"typeOfLevel": "meanSea"},
 }
 ISOBARIC_FILTER = {"typeOfLevel": "isobaricInhPa"}
+
+
+class NotPublished(LookupError):
+    """A GFS file NOAA has not published (yet, or at all): the validator's wait, never a miner's fault."""
 
 
 def _utc(moment: datetime) -> datetime:
@@ -94,24 +98,33 @@ class NoaaGFSSource:
         t = _utc(init_time)
         return self.cache_dir / "gfs" / f"{t:%Y%m%d%H}" / f"f{forecast_hour:03d}-{_selection_key(list(variables))}.grib2"
 
-    def fetch_grib(self, init_time: datetime, forecast_hour: int, variables: Sequence[str]) -> Path:
-        """The cached ``.grib2`` of the needed messages, downloaded by merged byte ranges on first use.
-        Cached under ``resources/cache.py`` (unique temporary, entry lock, atomic rename, marker with
-        the file size, checked on read): a truncated or unmarked file is fetched again."""
-        path = self.grib_path(init_time, forecast_hour, variables)
+    def read_grib(self, init_time: datetime, forecast_hour: int, variables: Sequence[str],
+                  attrs: dict | None = None) -> xr.Dataset:
+        """The needed messages decoded, from the cached ``.grib2`` (downloaded by merged byte ranges on
+        first use). Cached under ``resources/cache.py``: decoded under the entry's shared lock after its
+        sizes and SHA-256 digest are checked, so a truncated, unmarked or corrupt file is fetched again
+        (and logged), and the cache's eviction never removes it mid-decode. A cached full selection
+        serves any subset."""
+        def decode(path: Path, _marker) -> xr.Dataset:  # noqa: ANN001
+            return decode_grib(path, variables, attrs)
+
         complete = self.grib_path(init_time, forecast_hour, ALL_VARIABLES)
-        for ready in (path, complete):  # a cached full selection serves any subset
-            if complete_marker(ready) is not None:
-                return ready
-        return cached_entry(path, lambda tmp: self._download(init_time, forecast_hour, variables, tmp), file_entry)
+        if complete_marker(complete) is not None:
+            try:
+                return read_entry(complete, decode)
+            except IncompleteEntry:
+                pass  # refetched below
+        path = self.grib_path(init_time, forecast_hour, variables)
+        return cached_entry(path, lambda tmp: self._download(init_time, forecast_hour, variables, tmp), decode)
 
     def _download(self, init_time: datetime, forecast_hour: int, variables: Sequence[str], dest: Path) -> dict:
         """Write the needed messages of the file to ``dest``: its ``.idx``, then one request per merged range."""
         url = self.file_url(init_time, forecast_hour)
         with httpx.Client(timeout=self.timeout, follow_redirects=True) as client:
             idx = client.get(url + ".idx")
-            if idx.status_code == 404:
-                raise LookupError(f"GFS {url} is not published (no .idx)")
+            if idx.status_code in (403, 404):  # S3 answers 403 for a missing key without list rights
+                raise NotPublished(f"GFS {url} is not published yet or not available (HTTP {idx.status_code} "
+                                   f"for {url}.idx); retried on the next attempt")
             idx.raise_for_status()
             chosen = select_messages(parse_idx(idx.text), wanted_messages(variables))
             ranges = merge_ranges(span for _, span in chosen)
@@ -124,13 +137,12 @@ class NoaaGFSSource:
 
     def _read(self, init_time: datetime, forecast_hour: int, variables: list[str], kind: str) -> xr.Dataset:
         """Fetch (or reuse) the GRIB file and decode it to the contract."""
-        path = self.fetch_grib(init_time, forecast_hour, variables)
         valid = init_time + timedelta(hours=forecast_hour)
         attrs = {"source": f"NOAA GFS {kind}", "init_time": init_time.isoformat(),
                  "lead_hours": forecast_hour, "valid_time": valid.isoformat()}
         if kind == "analysis":
             attrs = {"source": "NOAA GFS analysis", "valid_time": valid.isoformat()}
-        return decode_grib(path, variables, attrs)
+        return self.read_grib(init_time, forecast_hour, variables, attrs)
 
 
 def _get_range(client: httpx.Client, url: str, start: int, end: int | None) -> bytes:
