@@ -33,9 +33,9 @@ def running_miner(data_dir: Path, profile: str = "good", hotkey_uri: str = "//te
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     app = create_app(MinerSettings(hotkey_uri=hotkey_uri, profile=profile, data_dir=data_dir,
-                                   resolution=resolution, public_base_url=base_url,
-                                   allowed_validators=allowed_validators,
-                                   **{"dev_open_access": allowed_validators is None, **settings}))
+                                   resolution=resolution, allowed_validators=allowed_validators,
+                                   **{"public_base_url": base_url, "dev_open_access": allowed_validators is None,
+                                      **settings}))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)

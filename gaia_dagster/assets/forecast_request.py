@@ -3,6 +3,7 @@
 
 from dagster import AssetDep, AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
+from gaia_dagster.assets.links import miner_link
 from gaia_dagster.assets.partitions import MINER_IO_POOL, date_miner_partitions, gfs_init_time, split_key, to_date
 from gaia_dagster.assets.plots import miner_metadata
 from gaia_dagster.assets.stage_runs import stage_call
@@ -32,7 +33,7 @@ def forecast_request(context: AssetExecutionContext, validator_db: ValidatorDB, 
     metadata = {
         "outcome": outcome.outcome, "job_id": row.job_id, "status": row.status,
         "query_attempts": row.query_attempts, "detail": MetadataValue.text(outcome.detail or ""),
-        "miner_url": MetadataValue.url(row.miner_base_url), **miner_metadata(repo, hotkey),
+        "miner_url": miner_link(row.miner_base_url, row.miner_base_url), **miner_metadata(repo, hotkey),
         **counter_totals(repo),
     }
     # The request exists once the miner accepted it: anything else fails the run with its reason

@@ -3,8 +3,9 @@ score it against the GFS analysis the same evening. The poll sensor launches bot
 a day-1 retry runs ``day1_score`` alone (see ``stages.attempts``)."""
 
 
-from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetDep, AssetExecutionContext, MaterializeResult, asset
 
+from gaia_dagster.assets.links import miner_link
 from gaia_dagster.assets.partitions import MINER_IO_POOL, date_miner_partitions, to_date
 from gaia_dagster.assets.plots import metrics_table, miner_metadata
 from gaia_dagster.assets.stage_runs import stage_call, response_for_partition
@@ -33,7 +34,7 @@ def miner_forecast(context: AssetExecutionContext, validator_db: ValidatorDB, mi
         "outcome": result.outcome, "job_id": row.job_id, "status": result.response.status,
         "manifest_hash": result.manifest_hash, "files_fetched": result.files_fetched,
         "bytes_fetched": result.bytes_fetched,
-        "zarr_store_url": MetadataValue.url(result.response.zarr_store_url or row.miner_base_url),
+        "zarr_store_url": miner_link(result.response.zarr_store_url or row.miner_base_url, row.miner_base_url),
         **miner_metadata(repo, row.miner_hotkey),
     })
 

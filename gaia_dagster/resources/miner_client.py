@@ -18,7 +18,6 @@ from functools import lru_cache
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -26,6 +25,7 @@ from gaia_dagster.core.answers import AnswerRejected, parse_json_object
 from gaia_dagster.core.contract import PREVIOUS_STEP
 from gaia_dagster.core.manifest import PinnedManifest
 from gaia_dagster.core.fiber import NO_KEY_MESSAGE
+from gaia_dagster.core.urls import same_origin  # noqa: F401 - the SSRF guard, where callers look for it
 from gaia_dagster.resources.fiber_session import FiberHandshakeError, FiberSession, HandshakeStep, run_steps
 
 if TYPE_CHECKING:
@@ -123,17 +123,6 @@ def tls_context() -> ssl.SSLContext:
     """The TLS settings of every miner connection, built once per process (loading the CA bundle
     costs ~30 ms of CPU, which a client per request would pay every time)."""
     return ssl.create_default_context()
-
-
-def _default_port(scheme: str | None) -> int:
-    return 443 if scheme == "https" else 80
-
-
-def same_origin(url: str, base_url: str) -> bool:
-    """SSRF guard: a store URL must point at the miner's own registered scheme, host and port."""
-    a, b = urlsplit(url), urlsplit(base_url)
-    return (a.scheme, a.hostname, a.port or _default_port(a.scheme)) == \
-        (b.scheme, b.hostname, b.port or _default_port(b.scheme))
 
 
 def _transport_error(who: str, exc: httpx.HTTPError) -> MinerClientError:

@@ -17,6 +17,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 
 from gaia_dagster.core.registry import RegistryEntry, registry_from_metagraph
+from gaia_dagster.core.urls import url_problem
 from gaia_dagster.resources.chain import SubnetChain
 from gaia_dagster.resources.settings import gaia_home
 
@@ -62,8 +63,8 @@ class RegistryFileError(ValueError):
 
 
 def _registry_entry(item: object, where: str) -> RegistryEntry:
-    """One miner of a registry file (rule: ``hotkey`` and ``url`` non-empty text, ``uid`` an integer
-    or absent/null; other keys ignored)."""
+    """One miner of a registry file (rule: ``hotkey`` and ``url`` non-empty text, the url an http or
+    https URL to a host (``core.urls``), ``uid`` an integer or absent/null; other keys ignored)."""
     if not isinstance(item, dict):
         raise RegistryFileError(f"{where}: expected an object with hotkey and url, got {type(item).__name__}")
     missing = [key for key in ("hotkey", "url") if not isinstance(item.get(key), str) or not item[key].strip()]
@@ -76,6 +77,9 @@ def _registry_entry(item: object, where: str) -> RegistryEntry:
             uid = int(uid)
         else:
             raise RegistryFileError(f"{where}: uid must be an integer or absent, not {uid!r}")
+    problem = url_problem(item["url"])
+    if problem:
+        raise RegistryFileError(f"{where}: miner {item['hotkey'].strip()[:64]}: url {problem}")
     return RegistryEntry(item["hotkey"].strip(), item["url"].strip(), uid)
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Collection, Mapping, Sequence
-from urllib.parse import urljoin
 
 import httpx
 
@@ -25,13 +24,14 @@ from gaia_dagster.core.manifest import (
     parse_and_verify_manifest, verify_file,
 )
 from gaia_dagster.core.signing import verify_manifest_signature
+from gaia_dagster.core.urls import store_url_of, store_url_problem
 from gaia_dagster.core.states import MinerJobStatus
 from gaia_dagster.core.store_limits import (
     MAX_MANIFEST_BYTES, MAX_METADATA_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, ArraySpec, StoreRefused,
     check_arrays, check_manifest_size, classify_files, compressed_cap, decode_chunk, describe_store,
 )
 from gaia_dagster.resources.miner_client import (
-    IDENTITY, KerchunkResult, MinerClientError, _refuse_compressed, _transport_error, same_origin,
+    IDENTITY, KerchunkResult, MinerClientError, _refuse_compressed, _transport_error,
 )
 
 if TYPE_CHECKING:
@@ -119,12 +119,6 @@ class _StoreReader:
                                 f"{self.limits.deadline_s:g} s deadline")
 
 
-def store_url_of(zarr_store_url: str, base_url: str) -> str:
-    """Real Gaia miners answer a path (``/forecasts/<name>.zarr``): it is joined to the miner's
-    registered URL; an absolute URL is kept (the same-origin check then applies to either)."""
-    return urljoin(base_url.rstrip("/") + "/", zarr_store_url.strip()).rstrip("/")
-
-
 def _verified_manifest(reader: _StoreReader, answer: KerchunkResult, miner_hotkey: str) -> dict:
     """Manifest rule, in order: its size, the hash, the signer, the file count, the signature
     (hex or 64 raw bytes), and every path inside the store."""
@@ -171,9 +165,10 @@ def fetch_verified_store(client: "MinerClient", base_url: str, miner_hotkey: str
     answer = client.kerchunk(base_url, miner_hotkey, job_id)
     if answer.status != MinerJobStatus.COMPLETED.value or not answer.zarr_store_url or not answer.access_token:
         raise MinerClientError(f"{who}: forecast not available ({answer.status}: {answer.message})")
+    problem = store_url_problem(answer.zarr_store_url, base_url)
+    if problem:
+        raise ManifestError(f"{who}: {problem}")
     store_url = store_url_of(answer.zarr_store_url, base_url)
-    if not same_origin(store_url, base_url):
-        raise ManifestError(f"{who}: store URL {store_url} is not on the miner's registered endpoint {base_url}")
     try:
         with client._client(base_url) as http:
             reader = _StoreReader(client, http, store_url, answer.access_token, who, limits or FetchLimits())

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from gaia_dagster.core.job_ids import weather_job_id
 from gaia_dagster.core.retry import StageRetry
+from gaia_dagster.core.urls import store_url_problem
 from gaia_dagster.core.states import MinerJobStatus, ResponseStatus
 from gaia_dagster.db.repository import MinerRecord, ResponseRecord, ValidatorRepository, now_utc
 from gaia_dagster.resources.miner_client import MinerClient, MinerClientError
@@ -94,6 +95,10 @@ def _accept(repo: ValidatorRepository, row: ResponseRecord, answer, dagster_run_
         return RequestOutcome(FAILED, fail_job(repo, row.id, CREATED, error, dagster_run_id).job, error)
     if answer.job_id != row.job_id:
         error = f"{who}: miner returned job id {answer.job_id!r}, expected the deterministic {row.job_id!r}"
+        return RequestOutcome(FAILED, fail_job(repo, row.id, CREATED, error, dagster_run_id).job, error)
+    problem = answer.zarr_store_url and store_url_problem(answer.zarr_store_url, row.miner_base_url)
+    if problem:  # URL rule (core.urls): never stored, never shown
+        error = f"{who}: initiate-fetch answer refused: {problem}"
         return RequestOutcome(FAILED, fail_job(repo, row.id, CREATED, error, dagster_run_id).job, error)
     moved = start_inference(repo, row.id, dagster_run_id, zarr_store_url=answer.zarr_store_url,
                             verification_hash_claimed=answer.verification_hash)
