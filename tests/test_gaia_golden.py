@@ -170,3 +170,14 @@ def test_day1_cli_equals_gaia(stores, capsys, run):
             assert close(m["clone_distance"], want["clone_distance"], want["clone_distance"])
             assert close(m["clone_penalty"], want["clone_penalty"])
 
+
+
+@pytest.mark.parametrize("kind, variables, says", [("era5", "2t,t851", "'t851'"), ("day1", "2t,z", "single fields")])
+def test_a_bad_variable_list_stops_the_cli_naming_it(capsys, kind, variables, says):
+    stores = ["--forecast=f.zarr", "--truth=t.zarr", "--climatology=c.zarr"]
+    if kind == "day1":
+        stores.append("--reference=r.zarr")
+    with pytest.raises(SystemExit) as stopped:
+        score_main([kind, *stores, f"--variables={variables}"])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and says in err and "allowed" in err and "t850" in err
