@@ -75,7 +75,8 @@ LEADERBOARD_COLUMNS = [
     TableColumn("day1_score", "float", "day-1 score against the GFS analysis (GAIA_SPEC 4)"),
     TableColumn("era5_score", "float", "ERA5 score over leads 24..240 h (GAIA_SPEC 5)"),
     TableColumn("overall_score", "float", "0.95 * ERA5 + 0.05 * [day-1 >= 0.1]; 0 for a failed job"),
-    TableColumn("weight", "float", "the weight the validator sets (15-day look-back, sums to 1)"),
+    TableColumn("weight", "float", "the leaderboard's 15-day weight (the sound rule, sums to 1); what goes to the "
+                                   "chain under the deployed profile is chain_weights' vector"),
     TableColumn("error", "string", "why the job failed, if it did"),
 ]
 
