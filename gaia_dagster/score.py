@@ -145,13 +145,18 @@ def spec_fits(spec: ArraySpec | None, dims: tuple) -> bool:  # noqa: ANN001
 
 
 def _plane_chunks(path: str) -> dict[str, ArraySpec]:
-    """The arrays of a local Zarr directory with consolidated metadata (empty for anything else)."""
+    """The arrays of a local Zarr directory with consolidated metadata whose chunks are stored in C
+    order (empty for anything else)."""
     root = Path(path)
-    names = [n for n in (".zmetadata", "zarr.json") if (root / n).is_file()]
+    metadata = {n: (root / n).read_bytes() for n in (".zmetadata", "zarr.json") if (root / n).is_file()}
     try:
-        return describe_store({n: (root / n).read_bytes() for n in names}) if names else {}
+        arrays = describe_store(metadata) if metadata else {}
     except StoreRefused:
         return {}
+    if ".zmetadata" in metadata:   # Zarr v2 may store a chunk in Fortran order
+        declared = json.loads(metadata[".zmetadata"]).get("metadata", {})
+        arrays = {n: a for n, a in arrays.items() if declared.get(f"{n}/.zarray", {}).get("order", "C") == "C"}
+    return arrays
 
 
 def _zarr_group(path: str):  # noqa: ANN202

@@ -85,3 +85,32 @@ def test_day1_command_clamps_a_clone(stores, capsys):
     good = run_cli(capsys, "day1", "--forecast", str(stores / "forecast.zarr"), *args)
     assert clone["clone_clamped"] and clone["score"] <= 0.05
     assert not good["clone_clamped"] and good["score"] > 0.3
+
+
+@pytest.mark.parametrize("fmt, order", [(2, "C"), (2, "F"), (3, "C")])
+def test_field_reader_reads_each_plane_as_zarr_does(tmp_path, fmt, order):
+    """A plane read straight from its chunk file (consolidated, C-order chunks) or, for a Fortran-order
+    Zarr v2 array, through zarr: the same values either way."""
+    import zarr
+
+    from gaia_dagster.score import FieldReader, _plane_chunks, open_store
+
+    values = np.random.default_rng(3).standard_normal((2, 5, 7)).astype(np.float32)
+    ds = xr.Dataset({"2t": (("time", "lat", "lon"), values)},
+                    coords={"time": np.array(["2026-10-21", "2026-10-22"], dtype="datetime64[ns]"),
+                            "lat": np.linspace(60, -60, 5), "lon": np.arange(7) * 50.0})
+    path = str(tmp_path / "store.zarr")
+    encoding = {"2t": {"chunks": (1, 5, 7)}} if order == "C" else {}
+    ds.to_zarr(path, zarr_format=fmt, consolidated=True, encoding=encoding)
+    if order == "F":   # rewrite 2t with Fortran-ordered chunks
+        group = zarr.open_group(path, mode="a", zarr_format=2)
+        attrs = dict(group["2t"].attrs)
+        del group["2t"]
+        array = group.create_array("2t", shape=values.shape, chunks=(1, 5, 7), dtype="f4", order="F")
+        array[:] = values
+        array.attrs.update(attrs)
+        zarr.consolidate_metadata(path)
+    assert ("2t" in _plane_chunks(path)) == (order == "C")
+    reader = FieldReader(open_store(path), path)
+    for i, t in enumerate(ds["time"].values):
+        assert np.array_equal(reader.plane("2t", time=t), values[i])
