@@ -111,7 +111,7 @@ def _on_grid(da: xr.DataArray, like: xr.DataArray) -> np.ndarray:
 
 class FieldReader:
     """Reads (lat, lon) planes by coordinate value. For a variable that needs no decoding (no
-    scale/offset): a plane that is one chunk of a local Zarr directory with consolidated metadata is
+    scale/offset, no fill value but NaN): a plane that is one chunk of a local Zarr directory with consolidated metadata is
     read from its chunk file and decoded directly (``core.store_limits``: the codec releases the GIL,
     so the read-ahead threads decode in parallel); otherwise straight from the Zarr array; otherwise
     through xarray."""
@@ -129,13 +129,20 @@ class FieldReader:
     def plane(self, variable: str, **at) -> np.ndarray:  # noqa: ANN003
         da = self.ds[variable]
         where = tuple(self.index[d][at[d]] if d in at else slice(None) for d in da.dims)
-        raw = self.group is not None and not {"scale_factor", "add_offset"} & set(da.encoding)
+        raw = self.group is not None and not _decoded(da.encoding)
         spec = self.chunked.get(variable)
         whole_plane = raw and spec_fits(spec, da.dims) and all(isinstance(i, int) for i in where[:-2])
         chunk = self.root / spec.chunk_key((*where[:-2], 0, 0)) if whole_plane else None
         if chunk is not None and chunk.is_file():
             return decode_chunk(spec, chunk.read_bytes()).view(spec.dtype).reshape(spec.chunks[-2:])
         return np.asarray(self.group[variable][where] if raw else da[where].values)
+
+
+def _decoded(encoding: dict) -> bool:
+    """Whether xarray decodes the stored values: scale/offset, or a fill value other than NaN that it
+    turns into NaN."""
+    fills = [encoding[k] for k in ("_FillValue", "missing_value") if encoding.get(k) is not None]
+    return bool({"scale_factor", "add_offset"} & set(encoding)) or any(not np.isnan(f) for f in np.ravel(fills))
 
 
 def spec_fits(spec: ArraySpec | None, dims: tuple) -> bool:  # noqa: ANN001

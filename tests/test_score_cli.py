@@ -114,3 +114,16 @@ def test_field_reader_reads_each_plane_as_zarr_does(tmp_path, fmt, order):
     reader = FieldReader(open_store(path), path)
     for i, t in enumerate(ds["time"].values):
         assert np.array_equal(reader.plane("2t", time=t), values[i])
+
+
+def test_field_reader_masks_a_fill_value_as_xarray_does(tmp_path):
+    from gaia_dagster.score import FieldReader, open_store
+
+    values = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    ds = xr.Dataset({"2t": (("time", "lat", "lon"), values)},
+                    coords={"time": np.array(["2026-10-21"], dtype="datetime64[ns]"), "lat": [45.0, -45.0],
+                            "lon": [0.0, 120.0, 240.0]})
+    path = str(tmp_path / "filled.zarr")
+    ds.to_zarr(path, consolidated=True, encoding={"2t": {"_FillValue": 4.0}})
+    plane = FieldReader(open_store(path), path).plane("2t", time=ds["time"].values[0])
+    assert np.isnan(plane[1, 1]) and np.array_equal(np.isnan(plane), np.isnan(open_store(path)["2t"].values[0]))
