@@ -118,3 +118,27 @@ def test_schedule_tick_seeds_the_day_once(tmp_path):
         repo = defs.resources["validator_db"].repo
         run = repo.run_for_init_time(T0)
         assert run is not None and run.status == "gfs_ready" and len(repo.all_runs()) == 1
+
+
+def test_an_unchanged_registry_tick_writes_nothing(tmp_path):
+    """The cursor holds the digest of what the last tick applied: the same read is skipped before
+    any DB write; a changed file is applied at the next tick."""
+    defs = make_defs(tmp_path)
+    path = tmp_path / "miners.json"
+    write_registry(path, [RegistryEntry("hk-a", "http://127.0.0.1:9001", 1)])
+    sensor_def = defs.resolve_sensor_def("miner_registry_sensor")
+    with instance_for_test() as instance:
+        def tick(cursor):  # noqa: ANN001, ANN202
+            context = build_sensor_context(instance=instance, definitions=defs, sensor_name="miner_registry_sensor",
+                                           resources=defs.resources, cursor=cursor)
+            return sensor_def.evaluate_tick(context)
+
+        first = tick(None)
+        assert first.cursor
+        second = tick(first.cursor)
+        assert "as last applied" in second.skip_message and second.cursor in (None, first.cursor)
+        write_registry(path, [RegistryEntry("hk-a", "http://127.0.0.1:9001", 1),
+                              RegistryEntry("hk-b", "http://127.0.0.1:9002", 2)])
+        third = tick(first.cursor)
+        assert third.cursor != first.cursor
+        assert [m.hotkey for m in defs.resources["validator_db"].repo.miners()] == ["hk-a", "hk-b"]
