@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,7 @@ def test_guard_order_720_rows_on_the_coarse_grid():
     deployed = score_era5_case("720_on_1p5", DEPLOYED, variables)
     assert deployed.failure is None
     assert abs(deployed.score - GOLDEN["era5"]["720_on_1p5"]["era5_score"]) < 1e-6
-    unsalvaged = DEPLOYED.__class__(**{**DEPLOYED.__dict__, "edge_salvage": False})
+    unsalvaged = replace(DEPLOYED, edge_salvage=False)
     refused = score_era5_case("720_on_1p5", unsalvaged, variables)
     assert "coverage" in refused.failure and "99.17" in refused.failure
     assert score_era5_case("720_on_1p5", "sound", variables).failure is None
