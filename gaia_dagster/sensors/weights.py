@@ -4,7 +4,7 @@ from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, Sk
 
 from gaia_dagster.assets.chain_weights import slot_tags
 from gaia_dagster.core.states import WeightStatus
-from gaia_dagster.core.weights_cadence import open_slot, simulated_block, weights_interval
+from gaia_dagster.core.weights_cadence import BLOCK_SECONDS, open_slot, simulated_block, weights_interval
 from gaia_dagster.db.repository import now_utc
 from gaia_dagster.db.weights import last_weights_block
 from gaia_dagster.jobs import chain_weights_job
@@ -28,7 +28,9 @@ def last_weights(validator_db: ValidatorDB, chain: SubnetChain, miner_access: Mi
                                                   WeightStatus.NOTHING.value))
 
 
-@sensor(name="weights_cadence_sensor", minimum_interval_seconds=sensor_interval(60), job=chain_weights_job,
+# no slot can open between two blocks: never look more often than a block is made
+@sensor(name="weights_cadence_sensor", minimum_interval_seconds=max(BLOCK_SECONDS, sensor_interval(60)),
+        job=chain_weights_job,
         default_status=DefaultSensorStatus.RUNNING,
         description="Sets weights on the chain's cadence, as Gaia's validator does: once 250 blocks (or the "
                     "subnet's weights rate limit, when longer) have passed since this validator's last weights, "
