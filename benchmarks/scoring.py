@@ -6,9 +6,11 @@ its own process, ``gaia-dagster score era5`` and a plain-xarray implementation o
 metrics (``.weighted().mean()``, one field at a time: the faster of the plain-xarray forms tried;
 every lead and level of a variable at once took 1.6x longer and 6 GB), best of 3 each,
 and prints fields/s, wall time and peak RSS of each process and the time ratio (project / xarray;
-the target is 0.2 or less with a peak RSS under 1 GB). ``--variables`` scores only that variable
-list (``core.scoring.variables``, as ``gaia-dagster score --variables``), in both. Figures only;
-nothing is asserted.
+the target is 0.2 or less with a peak RSS under 1 GB). It also runs the project's scorer with
+``--scorecard`` (the regional scorecard taken in the same pass) and prints its time against the
+ERA5 score alone (``scorecard_ratio``; the target is 1.2 or less). ``--variables`` scores only that
+variable list (``core.scoring.variables``, as ``gaia-dagster score --variables``), in both. Figures
+only; nothing is asserted.
 
     python benchmarks/scoring.py [--dir /tmp/gaia-bench] [--variables 2t,msl,t850,...] [--json]
 """
@@ -115,12 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     ours_args = ["era5", "--forecast", str(forecast), "--truth", str(truth), "--climatology", str(clim), "--json",
                  "--init-time", T0.isoformat(), *(["--variables", args.variables] if args.variables else [])]
     plain_fields = ",".join(f"{v}:{'' if lev is None else lev}" for v, lev in listed)
-    ours_runs, plain_runs = [], []
-    for _ in range(args.repeat):   # interleaved, so both see the same machine load
+    ours_runs, plain_runs, card_runs = [], [], []
+    for _ in range(args.repeat):   # interleaved, so all see the same machine load
         ours_runs.append(measure(ours_code, ours_args))
         plain_runs.append(measure(PLAIN_XARRAY, [str(forecast), str(truth), str(clim), plain_fields]))
+        card_runs.append(measure(ours_code, [*ours_args, "--scorecard"]))
     ours = min(ours_runs, key=lambda r: r["wall_s"])
     plain = min(plain_runs, key=lambda r: r["wall_s"])
+    card = min(card_runs, key=lambda r: r["wall_s"])
     scored = len(json.loads(ours["stdout"].strip().splitlines()[-1])["metrics"])
     result = {
         "variables": args.variables or "default", "fields": fields, "scored_fields": scored, "best_of": args.repeat,
@@ -129,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         "xarray_wall_s": round(plain["wall_s"], 2), "xarray_fields_per_s": round(fields / plain["wall_s"], 1),
         "xarray_peak_rss_mb": round(max(r["peak_rss_mb"] for r in plain_runs), 1),
         "time_ratio": round(ours["wall_s"] / plain["wall_s"], 3),
+        "scorecard_wall_s": round(card["wall_s"], 2),
+        "scorecard_peak_rss_mb": round(max(r["peak_rss_mb"] for r in card_runs), 1),
+        "scorecard_ratio": round(card["wall_s"] / ours["wall_s"], 3),
     }
     print(json.dumps(result) if args.json else "\n".join(f"{k:>22}: {v}" for k, v in result.items()))
     return 0

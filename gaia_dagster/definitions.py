@@ -11,6 +11,7 @@ from gaia_dagster.assets.forecast_request import forecast_request
 from gaia_dagster.assets.gfs_seed import gfs_seed
 from gaia_dagster.assets.miner_forecast import day1_score, miner_forecast
 from gaia_dagster.assets.miner_scores import miner_scores
+from gaia_dagster.assets.scorecards import regional_scorecards
 from gaia_dagster.checks.copies import no_copied_forecasts
 from gaia_dagster.checks.integrity import job_ids_deterministic, no_duplicate_jobs
 from gaia_dagster.resources.chain import SubnetChain
@@ -68,7 +69,7 @@ def build_definitions(resources: dict[str, object] | None = None) -> Definitions
     resources = resources or default_resources()
     return Definitions(
         assets=[gfs_seed, forecast_request, miner_forecast, day1_score, era5_truth, era5_score, miner_scores,
-                chain_weights, day_view],
+                regional_scorecards, chain_weights, day_view],
         asset_checks=[no_duplicate_jobs, job_ids_deterministic, no_copied_forecasts],
         jobs=ALL_JOBS,
         schedules=[daily_forecast_schedule],

@@ -35,9 +35,10 @@ era5_truth_job = define_asset_job("era5_truth_job", selection=AssetSelection.ass
 era5_score_job = define_asset_job("era5_score_job", selection=_stage("era5_score"),
                                   partitions_def=date_miner_partitions, description="Per-miner ERA5 score.")
 miner_scores_job = define_asset_job(
-    "miner_scores_job", selection=AssetSelection.assets("miner_scores") | INTEGRITY_CHECKS,
+    "miner_scores_job", selection=AssetSelection.assets("miner_scores", "regional_scorecards") | INTEGRITY_CHECKS,
     partitions_def=daily_partitions,
-    description="The integrity checks, then the day's leaderboard and its weights.")
+    description="The integrity checks, then the day's leaderboard and its weights, and the miners' regional "
+                "scorecards.")
 chain_weights_job = define_asset_job(
     "chain_weights_job", selection=AssetSelection.assets("chain_weights"),
     description="One slot of the chain's cadence: the weights by UID, recorded with the exact call and set on "

@@ -22,7 +22,9 @@ import xarray as xr
 from gaia_dagster.core.contract import DAY1_LEAD_HOURS, ERA5_LEAD_HOURS
 from gaia_dagster.core.regrid import regrid_linear
 from gaia_dagster.core.scoring.era5 import Era5Metric
+from gaia_dagster.core.scoring.metrics import lat_weights
 from gaia_dagster.core.scoring.profiles import PROFILES, scoring_profile
+from gaia_dagster.core.scoring.regions import Scorecard
 from gaia_dagster.core.scoring.variables import (
     DEFAULT_DAY1_VARIABLES, DEFAULT_ERA5_VARIABLES, VariableEntry, parse_variables,
 )
@@ -206,17 +208,19 @@ def era5_reader(forecast: FieldReader, truth: FieldReader, clim: FieldReader, t0
 
 def score_era5_stores(forecast: FieldReader, truth: FieldReader, clim: FieldReader, t0: datetime,
                       weights: str = "cos", acc: str = "centred", profile: str | None = None,
-                      variables: str | None = None) -> dict:
+                      variables: str | None = None, scorecard: bool = False) -> dict:
     """The ERA5 score of a forecast store over the variable list ``variables`` (comma-separated,
-    default Gaia's), as JSON-ready data (core.scoring.stream, as the pipeline)."""
+    default Gaia's), as JSON-ready data (core.scoring.stream, as the pipeline); with ``scorecard``
+    also the regional scorecard, taken in the same pass."""
     profile = scoring_profile(profile)
     entries = parse_variables(variables, DEFAULT_ERA5_VARIABLES)
     keys, missing = plan_fields(forecast.ds, truth.ds, t0, ERA5_LEAD_HOURS, entries)
     leads = sorted({k.lead_hours for k in keys}) or list(ERA5_LEAD_HOURS)
     grid = TruthGrid(np.asarray(truth.ds["lat"].values), np.asarray(truth.ds["lon"].values))
+    card = Scorecard(grid.lat, grid.lon, lat_weights(grid.lat, weights), acc=acc) if scorecard else None
     result = score_era5_fields(read_ahead(keys, era5_reader(forecast, truth, clim, t0)), grid, profile,
-                               scored_leads=leads, weights=weights, acc=acc, entries=entries)
-    return {
+                               scored_leads=leads, weights=weights, acc=acc, entries=entries, scorecard=card)
+    return {**_scorecard_json(card),
         "variables": [e.name for e in entries],
         "score": 0.0 if result.failure else result.score, "failure": result.failure,
         "leads": {str(lead): result.lead_scores.get(lead) for lead in leads},
@@ -229,7 +233,7 @@ def score_era5_stores(forecast: FieldReader, truth: FieldReader, clim: FieldRead
 
 def score_day1_stores(forecast: xr.Dataset, truth: xr.Dataset, reference: xr.Dataset, clim: xr.Dataset,
                       t0: datetime, weights: str = "cos", profile: str | None = None,
-                      variables: str | None = None) -> dict:
+                      variables: str | None = None, scorecard: bool = False) -> dict:
     """The day-1 score of a forecast store at 12 h against a GFS analysis, with a GFS reference,
     over the variable list ``variables`` (single fields, default Gaia's day-1 list); a listed
     variable the forecast lacks is left out (as Gaia skips it) and reported as missing."""
@@ -248,12 +252,13 @@ def score_day1_stores(forecast: xr.Dataset, truth: xr.Dataset, reference: xr.Dat
         except (KeyError, ValueError):
             missing.append(f"{variable if level is None else f'{variable}{level}'}@{lead}h")
     grid = TruthGrid(np.asarray(truth["lat"].values), np.asarray(truth["lon"].values))
-    result = score_day1_fields(fields, grid, profile, weights=weights)
+    card = Scorecard(grid.lat, grid.lon, lat_weights(grid.lat, weights)) if scorecard else None
+    result = score_day1_fields(fields, grid, profile, weights=weights, scorecard=card)
     metrics = [{"variable": c.variable, "level": c.level, "lead_hours": c.lead_hours, "rmse": _num(c.rmse),
                 "bias": _num(c.bias), "acc": _num(c.acc), "skill": _num(c.skill),
                 "clone_distance": _num(c.clone_distance), "clone_penalty": _num(c.clone_penalty),
                 "reason": c.reason} for c in result.components]
-    return {"variables": [e.name for e in entries],
+    return {**_scorecard_json(card), "variables": [e.name for e in entries],
             "score": 0.0 if result.failure else result.score, "failure": result.failure,
             "leads": {str(lead): result.score}, "metrics": metrics, "missing": missing,
             "clone_clamped": result.clone_clamped, "init_time": t0.isoformat(), "weights": weights,
@@ -262,6 +267,14 @@ def score_day1_stores(forecast: xr.Dataset, truth: xr.Dataset, reference: xr.Dat
 
 def _num(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _scorecard_json(card: Scorecard | None) -> dict:
+    """``{"scorecard": [rows]}`` (regions, leads, fields; non-finite values as null), or nothing."""
+    if card is None:
+        return {}
+    return {"scorecard": [{k: (_num(v) if isinstance(v, float) else v) for k, v in m.as_row().items()}
+                          for m in card.rows]}
 
 
 def _metric_json(m: Era5Metric) -> dict:
@@ -291,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "level, e.g. t850; a bare t is every level); default: Gaia's "
                             f"{DEFAULT_ERA5_VARIABLES if kind == 'era5' else DEFAULT_DAY1_VARIABLES}")
         p.add_argument("--init-time", default=None)
+        p.add_argument("--scorecard", action="store_true",
+                       help="also the regional scorecard (WeatherBench2 regions: RMSE, bias, ACC, skill per field "
+                            "and lead), taken in the same pass; it changes no score")
         p.add_argument("--json", action="store_true")
     return parser
 
@@ -308,10 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.kind == "era5":
         out = score_era5_stores(FieldReader(forecast, args.forecast), FieldReader(truth, args.truth),
                                 FieldReader(clim, args.climatology), t0, args.weights, args.acc, args.profile,
-                                args.variables)
+                                args.variables, args.scorecard)
     else:
         out = score_day1_stores(forecast, truth, open_store(args.reference), clim, t0, args.weights, args.profile,
-                                args.variables)
+                                args.variables, args.scorecard)
     if args.json:
         print(json.dumps(out))
     else:
@@ -323,7 +339,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  lead {lead:>3} h: {'missing' if score is None else f'{score:.6f}'}")
         if out["missing"]:
             print(f"  missing: {', '.join(out['missing'][:20])}{' ...' if len(out['missing']) > 20 else ''}")
+        _print_scorecard(out.get("scorecard"))
     return 0 if not out.get("failure") else 1
+
+
+def _print_scorecard(rows: list[dict] | None) -> None:
+    """Per region, the median skill against climatology (and GFS) over its fields and leads."""
+    regions = list(dict.fromkeys(r["region"] for r in rows or []))
+    for region in regions:
+        skills = [r["skill"] for r in rows if r["region"] == region and r["skill"] is not None]
+        gfs = [r["skill_gfs"] for r in rows if r["region"] == region and r.get("skill_gfs") is not None]
+        print(f"  {region:<24} median skill vs climatology {np.median(skills) if skills else math.nan:+.3f}"
+              + (f", vs GFS {np.median(gfs):+.3f}" if gfs else ""))
 
 
 if __name__ == "__main__":

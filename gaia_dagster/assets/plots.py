@@ -107,9 +107,10 @@ LEAD_SCORE_COLUMNS = [
 ]
 
 
-def leaderboard_table(rows: Sequence[Mapping[str, Any]]) -> MetadataValue:
-    """The day's leaderboard: rank, uid, full hotkey, status, scores, weight and error per miner."""
-    return records_table(rows, LEADERBOARD_COLUMNS)
+def leaderboard_table(rows: Sequence[Mapping[str, Any]], extra: Sequence[TableColumn] = ()) -> MetadataValue:
+    """The day's leaderboard: rank, uid, full hotkey, status, scores, weight and error per miner,
+    then the ``extra`` columns (the 15-day rank intervals)."""
+    return records_table(rows, [*LEADERBOARD_COLUMNS, *extra])
 
 
 def selection_table(rows: Sequence[Mapping[str, Any]]) -> MetadataValue:

@@ -210,3 +210,32 @@ class WeightSubmission(Base):
     vector: Mapped[str | None] = mapped_column(Text)               # JSON: the 256 floats handed to the call
     error: Mapped[str | None] = mapped_column(Text)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class RegionalScore(Base):
+    """One row of a miner's regional scorecard (``core.scoring.regions``): a field's RMSE, bias, ACC
+    and skill over one WeatherBench2 region at one lead, UNIQUE per (response, score type, region,
+    lead, variable, level). ``skill`` is against climatology; ``skill_gfs`` against the GFS forecast
+    where the validator holds one (day-1), else NULL. These inform people; no score reads them."""
+
+    __tablename__ = "weather_regional_scores"
+    __table_args__ = (
+        UniqueConstraint("response_id", "score_type", "region", "lead_hours", "variable", "level",
+                         name="uq_regional_score"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    response_id: Mapped[int] = mapped_column(ForeignKey("weather_miner_responses.id"), nullable=False)
+    score_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    region: Mapped[str] = mapped_column(String(32), nullable=False)
+    lead_hours: Mapped[int] = mapped_column(Integer, nullable=False)
+    variable: Mapped[str] = mapped_column(String(16), nullable=False)
+    level: Mapped[int] = mapped_column(Integer, nullable=False)
+    rmse: Mapped[float | None] = mapped_column(Float)
+    bias: Mapped[float | None] = mapped_column(Float)
+    acc: Mapped[float | None] = mapped_column(Float)
+    skill: Mapped[float | None] = mapped_column(Float)
+    reference_rmse: Mapped[float | None] = mapped_column(Float)
+    skill_gfs: Mapped[float | None] = mapped_column(Float)
+    gfs_rmse: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

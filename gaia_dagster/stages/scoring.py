@@ -22,11 +22,14 @@ from gaia_dagster.core.contract import (
 )
 from gaia_dagster.core.scoring.aggregate import overall_score
 from gaia_dagster.core.scoring.day1 import DAY1_VARIABLES
+from gaia_dagster.core.scoring.metrics import lat_weights
 from gaia_dagster.core.scoring.profiles import scoring_profile
+from gaia_dagster.core.scoring.regions import Scorecard
 from gaia_dagster.core.scoring.stream import (
     FieldKey, FieldPlanes, TruthGrid, era5_keys, read_ahead, score_day1_fields, score_era5_fields,
 )
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
+from gaia_dagster.db.scorecards import record_regional_scores
 from gaia_dagster.resources.miner_client import MinerClient
 from gaia_dagster.resources.sources import WeatherSources, cache_path, cached, ensure_cached
 from gaia_dagster.core.states import ERA5_SCORED_STATUSES, TERMINAL_RESPONSE_STATUSES, RunStatus
@@ -48,6 +51,7 @@ class StageScore:
     clone_clamped: bool = False
     complete: bool = True   # False: progressive ERA5 scored the leads due so far, more will come
     profile: str | None = None   # the scoring profile (core/scoring/profiles.py) the rows were scored under
+    regional: list[dict[str, Any]] = field(default_factory=list)   # the scorecard's rows (core/scoring/regions.py)
 
 
 # -- reference data ---------------------------------------------------------------------------
@@ -116,6 +120,7 @@ def run_scoring_stage(repo: ValidatorRepository, row: ResponseRecord, spec: Stag
         repo.record_scores(current.id, spec.name,
                            [*result.rows, *totals, {"lead_hours": 0, "variable": "*", "level": 0, "score": result.score}],
                            profile=result.profile)
+        record_regional_scores(repo, current.id, spec.name, result.regional)
         if result.complete or spec.partial is None:
             finish_stage(repo, current.id, spec.working, spec.done, dagster_run_id, error=None)
         else:   # an arrival scored: rest until the next lead, with a fresh set of attempts for it
@@ -166,16 +171,23 @@ def score_day1_dataset(ds: xr.Dataset, sources: WeatherSources, t0: datetime, la
                           _plane(reference, variable, level))
               for variable, level in DAY1_VARIABLES if variable in ds.data_vars)   # one it lacks: skipped, as Gaia
     profile = scoring_profile(sources.scoring_profile)
-    result = score_day1_fields(fields, _truth_grid(truth), profile)
+    grid = _truth_grid(truth)
+    scorecard = _scorecard(grid)
+    result = score_day1_fields(fields, grid, profile, scorecard=scorecard)
     if result.failure:
         raise ForecastRejected(f"{label}: {result.failure}")
     rows = [_day1_row(c) for c in result.components]
     return StageScore("scored", float(result.score), rows, clone_clamped=bool(result.clone_clamped),
-                      profile=profile.name)
+                      profile=profile.name, regional=[m.as_row() for m in scorecard.rows])
 
 
 def _truth_grid(truth: xr.Dataset) -> TruthGrid:
     return TruthGrid(np.asarray(truth["lat"].values), np.asarray(truth["lon"].values))
+
+
+def _scorecard(grid: TruthGrid) -> Scorecard:
+    """The regional scorecard of a score on ``grid``, with the score's (Gaia's cos) latitude weights."""
+    return Scorecard(grid.lat, grid.lon, lat_weights(grid.lat))
 
 
 def _day1_row(c) -> dict[str, Any]:  # noqa: ANN001
@@ -201,7 +213,7 @@ def score_era5_stage(repo: ValidatorRepository, client: MinerClient, sources: We
         arrival = _era5(client, sources, row, repo.pinned_manifest(row.id), new)
         leads = {**before, **arrival.lead_scores}
         return StageScore("scored", progressive_score(leads), arrival.rows, leads, complete=is_complete(leads),
-                          profile=arrival.profile)
+                          profile=arrival.profile, regional=arrival.regional)
 
     return run_scoring_stage(repo, row, ERA5, retry or DEFAULT_RETRIES["era5"], score, dagster_run_id)
 
@@ -232,12 +244,15 @@ def score_era5_dataset(ds: xr.Dataset, sources: WeatherSources, t0: datetime, le
 
     profile = scoring_profile(sources.scoring_profile)
     entries = sources.era5_entries()
-    result = score_era5_fields(read_ahead(era5_keys(leads, entries), read), _truth_grid(per_lead.at(leads[0])[0]),
-                               profile, scored_leads=leads, entries=entries)
+    grid = _truth_grid(per_lead.at(leads[0])[0])
+    scorecard = _scorecard(grid)
+    result = score_era5_fields(read_ahead(era5_keys(leads, entries), read), grid,
+                               profile, scored_leads=leads, entries=entries, scorecard=scorecard)
     if result.failure:
         raise ForecastRejected(f"{label}: {result.failure}")
     rows = [_era5_row(m) for m in result.metrics]
-    return StageScore("scored", float(result.score), rows, dict(result.lead_scores), profile=profile.name)
+    return StageScore("scored", float(result.score), rows, dict(result.lead_scores), profile=profile.name,
+                      regional=[m.as_row() for m in scorecard.rows])
 
 
 class _LeadInputs:

@@ -33,6 +33,7 @@ from gaia_dagster.core.scoring.era5_deployed import Era5ScoringFailed, deployed_
 from gaia_dagster.core.scoring.fused import fused_metrics
 from gaia_dagster.core.scoring.metrics import lat_weights
 from gaia_dagster.core.scoring.profiles import ScoringProfile, scoring_profile
+from gaia_dagster.core.scoring.regions import Scorecard
 from gaia_dagster.core.scoring.variables import VariableEntry, entry_names, parse_variables
 
 
@@ -187,11 +188,12 @@ def era5_profile_score(metrics: Sequence[Era5Metric], profile: ScoringProfile,
 def score_era5_fields(fields: Iterable[FieldPlanes], grid: TruthGrid, profile: str | ScoringProfile | None = None,
                       leads: Sequence[int] = ERA5_LEAD_HOURS, scored_leads: Iterable[int] | None = None,
                       weights: str = "cos", acc: str = "centred",
-                      entries: Sequence[VariableEntry] | None = None) -> Era5Result:
+                      entries: Sequence[VariableEntry] | None = None, scorecard: Scorecard | None = None) -> Era5Result:
     """The ERA5 score of a stream of the fields of ``entries`` (the variable list; default Gaia's)
     (rules 1-4). The first guard failure stops the stream and fails the response (score 0,
     ``failure`` names the field and lead). ``scored_leads``: the leads this call scores (default:
-    those the fields cover)."""
+    those the fields cover). A ``scorecard`` (``core.scoring.regions``) is handed each scored
+    plane as it passes, so the regional rows cost no second read; the score never depends on it."""
     profile = scoring_profile(profile)
     entries = entries or parse_variables(None)
     of_field = entry_names(entries)
@@ -207,13 +209,16 @@ def score_era5_fields(fields: Iterable[FieldPlanes], grid: TruthGrid, profile: s
             return Era5Result(0.0, {}, metrics, f"{problem} at lead {fld.lead_hours} h")
         single = not of_field[(fld.variable, fld.level)].all_levels
         metrics.append(era5_metric(fld, forecast, w, profile, acc, single))
+        if scorecard is not None:
+            scorecard.add(fld.lead_hours, fld.variable, fld.level, forecast, fld.truth, fld.climatology)
     return era5_profile_score(metrics, profile, leads, scored_leads, entries)
 
 
 def score_day1_fields(fields: Iterable[FieldPlanes], grid: TruthGrid, profile: str | ScoringProfile | None = None,
-                      weights: str = "cos") -> Day1Result:
+                      weights: str = "cos", scorecard: Scorecard | None = None) -> Day1Result:
     """The day-1 score of a stream of fields at one lead (rules 1, 2 and 4); a verification
-    failure fails the forecast (score 0, ``failure`` says why)."""
+    failure fails the forecast (score 0, ``failure`` says why). A ``scorecard`` gets each plane
+    with the GFS forecast as its second reference."""
     profile = scoring_profile(profile)
     w = lat_weights(grid.lat, weights)
     components = []
@@ -224,6 +229,8 @@ def score_day1_fields(fields: Iterable[FieldPlanes], grid: TruthGrid, profile: s
         if problem:
             return Day1Result(0.0, components, False, f"{problem} at lead {fld.lead_hours} h")
         planes = Day1Field(forecast, fld.truth, fld.reference, fld.climatology)
+        if scorecard is not None:
+            scorecard.add(fld.lead_hours, fld.variable, fld.level, forecast, fld.truth, fld.climatology, fld.reference)
         key = (fld.variable, fld.level)
         if profile.day1_skip_nans:
             components.append(score_component_deployed(key, planes, w, fld.lead_hours))

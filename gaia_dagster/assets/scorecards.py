@@ -1,0 +1,33 @@
+"""``regional_scorecards[date]``: every scored miner's regional scorecard for the day (issue 19)."""
+
+from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from gaia_dagster.assets.partitions import daily_partitions, gfs_init_time, to_date
+from gaia_dagster.assets.plots import miner_label
+from gaia_dagster.assets.scorecard_plots import scorecard_chart, scorecard_table
+from gaia_dagster.core.scoring.regions import WB2_REGIONS
+from gaia_dagster.db.scorecards import run_regional_scores
+from gaia_dagster.resources.validator_db import ValidatorDB
+
+
+@asset(partitions_def=daily_partitions, group_name="gaia", kinds={"python"},
+       deps=[AssetDep("era5_score", partition_mapping=to_date)],
+       description="Regional scorecards (WeatherBench2 regions): per miner, every ERA5-scored field and lead's "
+                   "RMSE, bias, ACC and skill over each region, taken in the ERA5 score's own pass; a picture "
+                   "per miner (blue better, red worse than climatology) and the headline fields as a table. "
+                   "They inform people; no score or weight reads them.")
+def regional_scorecards(context: AssetExecutionContext, validator_db: ValidatorDB) -> MaterializeResult:
+    repo = validator_db.repo
+    run = repo.run_for_init_time(gfs_init_time(context.partition_key))
+    if run is None:
+        raise ValueError(f"run {context.partition_key}: no run exists for this date")
+    by_miner = run_regional_scores(repo, run.id)
+    uids = {m.hotkey: m.uid for m in repo.miners()}
+    pictures = {f"scorecard_{uids.get(h) if uids.get(h) is not None else h[:8]}":
+                scorecard_chart(rows, miner_label(repo, h)) for h, rows in by_miner.items()}
+    return MaterializeResult(metadata={
+        "miners_with_scorecards": len(by_miner),
+        "regions": MetadataValue.json([r.name for r in WB2_REGIONS]),
+        "scorecard": scorecard_table(by_miner, uids),
+        **pictures,
+    })

@@ -1,0 +1,62 @@
+"""The validator DB's part in regional scorecards (issue 19, ``core.scoring.regions``): each scored
+response's regional rows, recorded with its score, and a run's rows read back. All SQL of it lives
+here."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from sqlalchemy import select
+
+from gaia_dagster.db.models import MinerResponse, RegionalScore
+from gaia_dagster.db.repository import SQL_PARAMETER_BUDGET, ValidatorRepository, _finite_or_none, now_utc
+
+REGIONAL_METRICS = ("rmse", "bias", "acc", "skill", "reference_rmse", "skill_gfs", "gfs_rmse")
+_KEY = ("response_id", "score_type", "region", "lead_hours", "variable", "level")
+
+
+def _values(response_id: int, score_type: str, row: dict[str, Any], now) -> dict[str, Any]:  # noqa: ANN001
+    """One complete row: level 0 at the surface, non-finite metrics as NULL."""
+    values = {"response_id": response_id, "score_type": score_type, "region": row["region"],
+              "lead_hours": int(row["lead_hours"]), "variable": row["variable"], "level": int(row.get("level") or 0),
+              "created_at": now}
+    for metric in REGIONAL_METRICS:
+        value = row.get(metric)
+        values[metric] = None if value is None else _finite_or_none(float(value))
+    return values
+
+
+def record_regional_scores(repo: ValidatorRepository, response_id: int, score_type: str,
+                           rows: Sequence[dict[str, Any]]) -> int:
+    """Store a response's regional rows under their unique key in one transaction; a re-score
+    replaces values, never adds rows."""
+    if not rows:
+        return 0
+    now = now_utc()
+    values = [_values(response_id, score_type, row, now) for row in rows]
+    batch = max(1, SQL_PARAMETER_BUDGET // len(values[0]))
+    with repo.session() as s, s.begin():
+        for start in range(0, len(values), batch):
+            stmt = repo._insert(RegionalScore).values(values[start:start + batch])
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(_KEY),
+                set_={c: getattr(stmt.excluded, c) for c in (*REGIONAL_METRICS, "created_at")})
+            s.execute(stmt)
+    return len(values)
+
+
+def run_regional_scores(repo: ValidatorRepository, run_id: int, score_type: str = "era5") -> dict[str, list[dict]]:
+    """Every regional row of a run's responses of ``score_type``, by miner hotkey, ordered by
+    region, variable, level and lead."""
+    query = (select(MinerResponse.miner_hotkey, RegionalScore)
+             .join(RegionalScore, RegionalScore.response_id == MinerResponse.id)
+             .where(MinerResponse.run_id == run_id, RegionalScore.score_type == score_type)
+             .order_by(MinerResponse.miner_hotkey, RegionalScore.region, RegionalScore.variable, RegionalScore.level,
+                       RegionalScore.lead_hours))
+    out: dict[str, list[dict]] = {}
+    with repo.session() as s:
+        for hotkey, row in s.execute(query):
+            out.setdefault(hotkey, []).append(
+                {"region": row.region, "lead_hours": row.lead_hours, "variable": row.variable, "level": row.level,
+                 **{m: getattr(row, m) for m in REGIONAL_METRICS}})
+    return out
