@@ -1,6 +1,7 @@
 """``gaia-dagster score era5|day1``: score a forecast store exactly as the validator does.
 
-Inputs are Zarr (v2 or v3) or netCDF stores in the forecast data contract. Fields are read one
+Inputs are Zarr (v2 or v3) or netCDF stores in the forecast data contract; the forecast, untrusted,
+is a Zarr store read first through the pipeline's bounded reader (``open_forecast``). Fields are read one
 (lead, variable, level) at a time, two at once (decompression releases the GIL), and each is
 scored in one fused pass, so memory stays at a few fields whatever the store size. Only numpy,
 xarray and the scoring core are imported: no Dagster.
@@ -15,6 +16,7 @@ import sys
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import xarray as xr
@@ -32,9 +34,20 @@ from gaia_dagster.core.scoring.stream import (
     FieldKey, FieldPlanes, TruthGrid, era5_keys, read_ahead, score_day1_fields, score_era5_fields,
 )
 from gaia_dagster.core.store_limits import ArraySpec, StoreRefused, decode_chunk, describe_store
+from gaia_dagster.resources.store_reader import check_local_store
+
+def open_forecast(path: str, variables: Iterable[str] | None = None) -> xr.Dataset:
+    """The forecast, read first through the pipeline's bounded reader with the same limits as a
+    miner's store (``resources.store_reader.check_local_store``: bytes, files and chunks, decoded
+    size, time), then opened lazily. It must be a Zarr store with consolidated metadata; a store
+    beyond the limits raises ``StoreRefused`` before anything decodes it."""
+    check_local_store(path, variables)
+    return xr.open_zarr(path, consolidated=True)
+
 
 def open_store(path: str) -> xr.Dataset:
-    """A Zarr store (v2 or v3, consolidated or not) or a netCDF file, lazily."""
+    """A reference store (truth, reference, climatology: the operator's data): Zarr (v2 or v3,
+    consolidated or not) or a netCDF file, lazily."""
     if path.endswith((".nc", ".nc4", ".netcdf")):
         return xr.open_dataset(path)
     return xr.open_zarr(path, consolidated=None)
@@ -315,11 +328,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        parse_variables(args.variables, DEFAULT_ERA5_VARIABLES if args.kind == "era5" else DEFAULT_DAY1_VARIABLES,
-                        single_fields_only=args.kind == "day1")
+        entries = parse_variables(args.variables, DEFAULT_ERA5_VARIABLES if args.kind == "era5" else DEFAULT_DAY1_VARIABLES,
+                                  single_fields_only=args.kind == "day1")
     except ValueError as exc:
         parser.error(str(exc))
-    forecast, truth, clim = open_store(args.forecast), open_store(args.truth), open_store(args.climatology)
+    try:
+        forecast = open_forecast(args.forecast, {e.variable for e in entries})
+    except StoreRefused as exc:
+        print(f"gaia-dagster score: the forecast {args.forecast} is refused: {exc}", file=sys.stderr)
+        return 2
+    truth, clim = open_store(args.truth), open_store(args.climatology)
     t0 = init_time_of(forecast, args.init_time)
     if args.kind == "era5":
         out = score_era5_stores(FieldReader(forecast, args.forecast), FieldReader(truth, args.truth),

@@ -93,6 +93,26 @@ class ArraySpec:
         return {self.chunk_key(i): i for i in product(*(range(n) for n in self.grid_counts))}
 
 
+MAX_CHUNK_BYTES = CONTRACT_GRID.lat.size * CONTRACT_GRID.lon.size * 8
+"""Largest decoded chunk read from any store: one (lat, lon) plane of the 0.25 degree grid in float64."""
+
+
+def check_bounds(arrays: Mapping[str, ArraySpec]) -> None:
+    """Reading rule for every store, a miner's and one given to ``gaia-dagster score`` alike: codecs
+    from the allowlist, no decoded chunk beyond ``MAX_CHUNK_BYTES``, at most ``max_store_files()``
+    chunks in all (the contract's layout, ``check_arrays``, is for miners' stores only)."""
+    total = 0
+    for name, spec in arrays.items():
+        _check_codec(spec)
+        if spec.chunk_nbytes > MAX_CHUNK_BYTES:
+            raise StoreRefused(f"array {name} has chunks {spec.chunks} of {spec.chunk_nbytes} bytes decoded "
+                               f"(at most {MAX_CHUNK_BYTES}, one 0.25 degree plane in float64)")
+        total += spec.n_chunks
+        if total > max_store_files():
+            raise StoreRefused(f"the store declares more than {max_store_files()} chunks (array {name} has "
+                               f"{spec.n_chunks})")
+
+
 def max_store_files() -> int:
     """Manifest rule: the most files a contract store can hold (the data chunks of every variable
     at one time step and one level per chunk, plus ``EXTRA_FILES``)."""

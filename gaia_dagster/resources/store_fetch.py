@@ -8,12 +8,10 @@ fault) or ``MinerClientError`` (transport), naming the miner and the job.
 
 from __future__ import annotations
 
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Collection, Mapping, Sequence
 
 import httpx
@@ -27,8 +25,10 @@ from gaia_dagster.core.signing import verify_manifest_signature
 from gaia_dagster.core.urls import store_url_of, store_url_problem
 from gaia_dagster.core.states import MinerJobStatus
 from gaia_dagster.core.store_limits import (
-    MAX_MANIFEST_BYTES, MAX_METADATA_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, ArraySpec, StoreRefused,
-    check_arrays, check_manifest_size, classify_files, compressed_cap, decode_chunk, describe_store,
+    MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES, ArraySpec, StoreRefused, check_manifest_size,
+)
+from gaia_dagster.resources.store_reader import (
+    BoundedFiles, BoundedStore, FetchLimits, is_safe_relpath,
 )
 from gaia_dagster.resources.miner_client import (
     IDENTITY, KerchunkResult, MinerClientError, _refuse_compressed, _transport_error,
@@ -36,10 +36,6 @@ from gaia_dagster.resources.miner_client import (
 
 if TYPE_CHECKING:
     from gaia_dagster.resources.miner_client import MinerClient
-
-STORE_DEADLINE_S = 600.0
-"""Default wall time one stage may spend fetching one miner's store (metadata and chunks)."""
-
 
 @dataclass(frozen=True)
 class VerifiedStore:
@@ -53,41 +49,23 @@ class VerifiedStore:
     files: Mapping[str, str] | None = None  # the verified manifest's {relpath: digest}
 
 
-@dataclass(frozen=True)
-class FetchLimits:
-    """Bounds of one stage's fetch of one store: a wall-time deadline and a byte budget (None: the
-    sum of the per-file caps the contract allows for the files the stage needs)."""
-
-    deadline_s: float = STORE_DEADLINE_S
-    max_bytes: int | None = None
-
-
-class _StoreReader:
-    """The GETs of one stage fetch: bearer token, uncompressed answers, a cap per file, the stage's
-    byte budget and deadline. A file over its cap or the budget is the miner's fault (``StoreRefused``);
-    a transport error or the deadline passing is a ``MinerClientError`` (retried)."""
+class _StoreReader(BoundedFiles):
+    """The GETs of one stage fetch (``store_reader.BoundedFiles``): bearer token, uncompressed
+    answers, a cap per file, the stage's byte budget and deadline. A file over its cap or the budget
+    is the miner's fault (``StoreRefused``); a transport error or the deadline passing is a
+    ``MinerClientError`` (retried)."""
 
     def __init__(self, client: "MinerClient", http: httpx.Client, store_url: str, token: str, who: str,
                  limits: FetchLimits):
-        self.client, self.http, self.store_url, self.token, self.who = client, http, store_url, token, who
-        self.limits = limits
-        self.deadline = time.monotonic() + limits.deadline_s
-        self.budget = limits.max_bytes
-        self.spent = 0
-        self._lock = threading.Lock()
-
-    def _spend(self, n: int) -> None:
-        with self._lock:
-            self.spent += n
-            if self.budget is not None and self.spent > self.budget:
-                raise StoreRefused(f"the store fetch exceeds its budget of {self.budget} bytes")
+        super().__init__(limits, who)
+        self.client, self.http, self.store_url, self.token = client, http, store_url, token
 
     def get(self, rel: str, cap: int) -> bytes:
         """GET one store file, refusing more than ``cap`` bytes or an answer past the deadline."""
         url = f"{self.store_url}/{rel}"
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise self._late()
+            raise self.late()
         timeout = httpx.Timeout(min(self.client.timeout.read or left, left),
                                 connect=min(self.client.timeout.connect or left, left))
         try:
@@ -107,14 +85,13 @@ class _StoreReader:
         body = bytearray()
         for piece in response.iter_raw():
             body.extend(piece)
-            self._spend(len(piece))
+            self.spend(len(piece))
             if len(body) > cap:
                 raise StoreRefused(f"{rel} is more than the {cap} bytes allowed for it")
-            if time.monotonic() > self.deadline:
-                raise self._late()
+            self.check_time()
         return bytes(body)
 
-    def _late(self) -> MinerClientError:
+    def late(self) -> MinerClientError:
         return MinerClientError(f"{self.who}: timeout, the store fetch did not finish within its "
                                 f"{self.limits.deadline_s:g} s deadline")
 
@@ -195,28 +172,19 @@ def _fetch(reader: _StoreReader, answer: KerchunkResult, miner_hotkey: str, dest
     else:
         _check_freeze_window(reader.client, run_start)
     try:
-        root = {rel: reader.get(rel, MAX_METADATA_BYTES) for rel in ROOT_METADATA if rel in manifest["files"]}
-        for rel, data in root.items():
-            verify_file(manifest, rel, data)
-        arrays = describe_store(root)
-        check_arrays(arrays, grid)
-        kinds = classify_files(manifest["files"], arrays)
+        store = BoundedStore(reader, manifest["files"], grid, verify=lambda rel, data: verify_file(manifest, rel, data))
         dest.mkdir(parents=True, exist_ok=True)
-        for rel, data in root.items():
+        for rel, data in store.root.items():
             (dest / rel).write_bytes(data)
-        metadata = sorted(rel for rel, spec in kinds.items() if spec is None and rel not in root)
-        chunks = select_chunks(kinds, time_indices, planes)
-        if reader.budget is None:
-            reader.budget = sum(len(d) for d in root.values()) + MAX_METADATA_BYTES * len(metadata) + \
-                sum(compressed_cap(kinds[rel]) for rel in chunks)
-        total = sum(len(d) for d in root.values())
-        total += _mirror(reader, manifest, [(rel, None) for rel in metadata], dest)
-        total += _mirror(reader, manifest, [(rel, kinds[rel]) for rel in chunks], dest)
+        metadata, chunks = store.metadata_files(), select_chunks(store.kinds, time_indices, planes)
+        store.plan(metadata + chunks)
+        total = sum(len(d) for d in store.root.values())
+        total += store.read_all(metadata + chunks, reader.client.fetch_workers, lambda rel, data: _write(dest, rel, data))
     except ManifestError as exc:
         if pinned is None or isinstance(exc, StoreChanged):
             raise
         raise StoreChanged(f"{STORE_CHANGED}: {exc}") from exc
-    return VerifiedStore(dest, answer.verification_hash or "", len(root) + len(metadata) + len(chunks), total,
+    return VerifiedStore(dest, answer.verification_hash or "", len(store.root) + len(metadata) + len(chunks), total,
                          reader.store_url, dict(manifest["files"]))
 
 
@@ -231,31 +199,11 @@ def _check_freeze_window(client: "MinerClient", run_start: datetime | None) -> N
                             f"that closed at {(start + client.freeze_window).isoformat()}")
 
 
-def _mirror(reader: _StoreReader, manifest: dict, files: list[tuple[str, ArraySpec | None]], dest: Path) -> int:
-    """Download ``files`` (metadata when the spec is None, else chunks of that array), verify each
-    against the manifest, decode each chunk within its declared size, then write it under ``dest``."""
-    def fetch(item: tuple[str, ArraySpec | None]) -> int:
-        rel, spec = item
-        data = reader.get(rel, MAX_METADATA_BYTES if spec is None else compressed_cap(spec))
-        verify_file(manifest, rel, data)
-        if spec is not None:
-            try:
-                decode_chunk(spec, data)
-            except StoreRefused as exc:
-                raise StoreRefused(f"chunk {rel}: {exc}") from None
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        return len(data)
-
-    with ThreadPoolExecutor(reader.client.fetch_workers) as pool:
-        return sum(pool.map(fetch, files))
-
-
-def is_safe_relpath(rel: str) -> bool:
-    """A manifest path must stay inside the store: relative, no ``..``, no backslashes."""
-    path = PurePosixPath(rel)
-    return bool(rel) and not path.is_absolute() and ".." not in path.parts and "\\" not in rel
+def _write(dest: Path, rel: str, data: bytes) -> None:
+    """Write one verified file of the mirror."""
+    target = dest / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
 
 
 def select_chunks(kinds: Mapping[str, ArraySpec | None], time_indices: Sequence[int] | None,

@@ -1,0 +1,206 @@
+"""One bounded reader for every forecast store (issue 18): a miner's store over HTTP (the pipeline,
+``store_fetch``) and a store on disk given to ``gaia-dagster score`` are read through the same
+``BoundedStore`` with the same limits (``FetchLimits`` and ``core.store_limits``):
+
+- metadata: each file at most ``MAX_METADATA_BYTES``, consolidated, codecs and dtypes from the
+  allowlist, no decoded chunk beyond one 0.25 degree plane, at most ``max_store_files()`` files and
+  chunks, every listed file a metadata file or a chunk of a declared array;
+- bytes: each chunk at most its decoded size plus the codec's overhead (``compressed_cap``), and
+  the whole read within a byte budget (the caps of the files it needs);
+- decompressed size: every chunk decodes to exactly its declared size, into a buffer of that size
+  (``decode_chunk``), so a compression bomb is refused without allocating beyond it;
+- time: the whole read within ``deadline_s``.
+
+A miner's store must in addition follow the contract's layout (``check_arrays``); a store on disk
+may be any layout within the limits. Nothing here imports Dagster.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterable, Mapping
+
+from gaia_dagster.core.contract import Grid
+from gaia_dagster.core.manifest import MANIFEST_FILE, SIGNATURE_FILE
+from gaia_dagster.core.store_limits import (
+    MAX_METADATA_BYTES, ROOT_METADATA, ArraySpec, StoreRefused, check_arrays, check_bounds, check_manifest_size,
+    classify_files, compressed_cap, decode_chunk, describe_store, max_store_files,
+)
+
+STORE_DEADLINE_S = 600.0
+"""Default wall time one read of one store may take (metadata and chunks)."""
+MAX_DEPTH = 8
+"""Deepest file path of a store on disk (v3 nested chunk keys are ``name/c/t/l/y/x``)."""
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    """Bounds of one read of one store: a wall-time deadline and a byte budget (None: the sum of the
+    per-file caps for the files the read needs)."""
+
+    deadline_s: float = STORE_DEADLINE_S
+    max_bytes: int | None = None
+
+
+class BoundedFiles:
+    """Where a store's files come from, with the byte budget and deadline of one read. Subclasses
+    implement ``get(rel, cap)`` (at most ``cap`` bytes, else ``StoreRefused``) and ``late()``."""
+
+    def __init__(self, limits: FetchLimits, who: str):
+        self.limits, self.who = limits, who
+        self.deadline = time.monotonic() + limits.deadline_s
+        self.budget = limits.max_bytes
+        self.spent = 0
+        self._lock = threading.Lock()
+
+    def spend(self, n: int) -> None:
+        """Count ``n`` bytes read; over the budget is the store's fault."""
+        with self._lock:
+            self.spent += n
+            if self.budget is not None and self.spent > self.budget:
+                raise StoreRefused(f"the store read exceeds its budget of {self.budget} bytes")
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise self.late()
+
+    def late(self) -> Exception:
+        return StoreRefused(f"the store read did not finish within its {self.limits.deadline_s:g} s deadline")
+
+    def get(self, rel: str, cap: int) -> bytes:
+        raise NotImplementedError
+
+
+class LocalStoreFiles(BoundedFiles):
+    """A store directory on disk: regular files only (a FIFO or device is refused before it is
+    opened), never a path outside it, each read at most its cap."""
+
+    def __init__(self, root: Path, limits: FetchLimits | None = None):
+        super().__init__(limits or FetchLimits(), f"store {root}")
+        self.root = root
+
+    def get(self, rel: str, cap: int) -> bytes:
+        self.check_time()
+        if not is_safe_relpath(rel):
+            raise StoreRefused(f"unsafe path {rel[:200]!r}")
+        try:
+            info = (self.root / rel).stat()
+            if not stat.S_ISREG(info.st_mode):
+                raise StoreRefused(f"{rel} is not a regular file")
+            if info.st_size > cap:
+                raise StoreRefused(f"{rel} is {info.st_size} bytes, more than the {cap} allowed for it")
+            with open(self.root / rel, "rb") as handle:
+                data = handle.read(cap + 1)
+        except OSError as exc:
+            raise StoreRefused(f"{rel} cannot be read: {exc.strerror or exc}") from None
+        if len(data) > cap:
+            raise StoreRefused(f"{rel} is more than the {cap} bytes allowed for it")
+        self.spend(len(data))
+        self.check_time()
+        return data
+
+    def listing(self) -> dict[str, None]:
+        """Every file of the store (its manifest and signature aside), at most ``max_store_files()``
+        and ``MAX_DEPTH`` deep; anything beyond is refused before it is all walked."""
+        if not self.root.is_dir():
+            raise StoreRefused(f"{self.root} is not a Zarr store directory")
+        found: dict[str, None] = {}
+        pending = [(self.root, "")]
+        while pending:
+            folder, prefix = pending.pop()
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    rel = f"{prefix}{entry.name}"
+                    if entry.is_dir():
+                        if rel.count("/") >= MAX_DEPTH:
+                            raise StoreRefused(f"{rel[:200]} is nested deeper than {MAX_DEPTH} levels")
+                        pending.append((Path(entry.path), f"{rel}/"))
+                    elif rel not in (MANIFEST_FILE, SIGNATURE_FILE):
+                        found[rel] = None
+                    if len(found) > max_store_files():
+                        raise StoreRefused(f"the store holds more than {max_store_files()} files")
+            self.check_time()
+        return found
+
+
+class BoundedStore:
+    """A store's metadata read and bounded (the module's rules); ``read`` then reads any of its
+    files within the same limits. ``verify(rel, data)`` checks each file read (the manifest's
+    digests for a miner's store); ``grid`` with ``contract`` applies the contract's layout too."""
+
+    def __init__(self, files: BoundedFiles, listing: Mapping[str, Any], grid: Grid | None = None,
+                 contract: bool = True, verify: Callable[[str, bytes], None] | None = None):
+        check_manifest_size(listing)
+        self.files, self.verify = files, verify or (lambda rel, data: None)
+        self.root = {rel: files.get(rel, MAX_METADATA_BYTES) for rel in ROOT_METADATA if rel in listing}
+        for rel, data in self.root.items():
+            self.verify(rel, data)
+        self.arrays = describe_store(self.root)
+        if contract:
+            check_arrays(self.arrays, grid)
+        check_bounds(self.arrays)
+        self.kinds: dict[str, ArraySpec | None] = classify_files(listing, self.arrays)
+
+    def metadata_files(self) -> list[str]:
+        """The listed metadata files besides the root's (per-array ``.zarray``, ``zarr.json``...)."""
+        return sorted(rel for rel, spec in self.kinds.items() if spec is None and rel not in self.root)
+
+    def cap(self, rel: str) -> int:
+        spec = self.kinds[rel]
+        return MAX_METADATA_BYTES if spec is None else compressed_cap(spec)
+
+    def plan(self, rels: Iterable[str]) -> None:
+        """Set the byte budget of the read (when the limits give none): the caps of ``rels``."""
+        if self.files.budget is None:
+            self.files.budget = sum(len(d) for d in self.root.values()) + sum(self.cap(rel) for rel in rels)
+
+    def read(self, rel: str) -> bytes:
+        """One file within its cap and the read's budget and deadline, verified; a chunk must
+        decode to exactly its declared size (``decode_chunk``)."""
+        data = self.files.get(rel, self.cap(rel))
+        self.verify(rel, data)
+        spec = self.kinds[rel]
+        if spec is not None:
+            try:
+                decode_chunk(spec, data)
+            except StoreRefused as exc:
+                raise StoreRefused(f"chunk {rel}: {exc}") from None
+        return data
+
+    def read_all(self, rels: list[str], workers: int, sink: Callable[[str, bytes], None]) -> int:
+        """``read`` every one of ``rels`` (``workers`` at once), handing each to ``sink``; the bytes read."""
+        def one(rel: str) -> int:
+            data = self.read(rel)
+            sink(rel, data)
+            return len(data)
+
+        with ThreadPoolExecutor(workers) as pool:
+            return sum(pool.map(one, rels))
+
+
+def is_safe_relpath(rel: str) -> bool:
+    """A store path must stay inside the store: relative, no ``..``, no backslashes."""
+    path = PurePosixPath(rel)
+    return bool(rel) and not path.is_absolute() and ".." not in path.parts and "\\" not in rel
+
+
+def check_local_store(path: str, variables: Iterable[str] | None = None, limits: FetchLimits | None = None,
+                      workers: int = 4) -> BoundedStore:
+    """Read a store on disk through ``BoundedStore`` before anything else opens it: its metadata,
+    then every chunk of its coordinates, of the arrays outside the contract and of ``variables``
+    (all data variables when None), each within the limits. Refused: ``StoreRefused``."""
+    files = LocalStoreFiles(Path(path), limits)
+    store = BoundedStore(files, files.listing(), contract=False)
+    wanted = None if variables is None else set(variables)
+    chunks = sorted(rel for rel, spec in store.kinds.items() if spec is not None
+                    and (wanted is None or spec.name in wanted or len(spec.dims) <= 1 or "lat" not in spec.dims))
+    rels = store.metadata_files() + chunks
+    store.plan(rels)
+    store.read_all(rels, workers, lambda rel, data: None)
+    return store
