@@ -46,7 +46,10 @@ def test_a_row_says_stage_cause_and_reason_on_one_line():
     row = view_row(job(S.FAILED.value, S.INFERENCE_RUNNING.value, in_run=False, error="miner x, job y: no forecast after 10 polls;\n"
                        "last: HTTP 500 " + "z" * 300, day1=None))
     assert (row["stage"], row["cause"]) == ("failed", "inference")
-    assert "\n" not in row["reason"] and len(row["reason"]) <= 120 and row["reason"].startswith("miner x")
+    assert "\n" not in row["reason"] and len(row["reason"]) <= 120 and row["reason"].startswith("no forecast after")
+    era5 = view_row(job(S.FAILED.value, S.ERA5_SCORING.value,
+                        error=f"miner {HOTKEY}, run T0=2026-10-20T00Z, job 956be95d-c57a: 2t: ACC is not finite"))
+    assert era5["reason"] == "2t: ACC is not finite"
     assert view_row(job(S.ERA5_PARTIAL.value, leads=4, day1=0.7512345))["era5_leads"] == "4/10"
 
 

@@ -7,12 +7,14 @@ Rules:
 - A failed job's *cause* is the stage it failed in, told by the status its accepted transition to
   ``failed`` left: request (created), inference (in flight, failed by polling: no run behind it),
   verification (in flight, failed by the verifying run), day-1 or ERA5.
-- Numbers are shown to 4 significant digits; hotkeys as their first 6 and last 4 characters.
+- Numbers are shown to 4 significant digits; hotkeys as their first 6 and last 4 characters; a
+  reason on one line, without the miner and run its row already names.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
@@ -33,6 +35,7 @@ CAUSE_OF: dict[str, str] = {
     S.ERA5_SCORING.value: "ERA5", S.ERA5_PARTIAL.value: "ERA5",
 }
 REASON_CHARS = 120
+WHO_PREFIX = re.compile(r"^miner \S+?(, (run|job) [^,:]+)*: ")
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,9 @@ def cause(job: DayJob) -> str | None:
 
 
 def one_line(text: str | None, limit: int = REASON_CHARS) -> str:
-    """A reason on one line, cut to ``limit`` characters."""
-    line = " ".join((text or "").split())
+    """A reason on one line, without the "miner X, run T0, job J: " its row already says, cut to
+    ``limit`` characters."""
+    line = WHO_PREFIX.sub("", " ".join((text or "").split()), count=1)
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
