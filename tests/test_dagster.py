@@ -56,7 +56,7 @@ def test_definitions_load_with_every_asset_check_sensor_and_schedule(tmp_path):
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
         "gfs_seed", "forecast_request", "miner_forecast", "day1_score", "era5_truth", "era5_score", "miner_scores",
-        "chain_weights", "day_view"}
+        "regional_scorecards", "chain_weights", "day_view"}
     assert {c.name for c in graph.asset_check_keys} == {"no_duplicate_jobs", "job_ids_deterministic", "no_copied_forecasts"}
     assert defs.resolve_schedule_def("daily_forecast_schedule").cron_schedule == "0 18 * * *"
     for name in ("miner_registry_sensor", "miner_orchestration_sensor", "forecast_poll_sensor",

@@ -208,3 +208,9 @@ def test_ranked_window_orders_by_mean_and_tests_neighbours():
     assert second.next_significant is True and last.next_hotkey is None
     assert last.mean_score == pytest.approx(0.3 * 14 / 15)
     assert ranked_with_intervals(days, "2026-10-20") == board         # seeded by the run: reproducible
+
+
+def test_a_region_without_a_cell_on_the_grid_is_left_out():
+    card = Scorecard(LAT, LON, np.ones(4), regions=(Region("global"), Region("strip", 70.0, 80.0)))
+    card.add(24, "2t", None, np.ones((4, 4)), np.zeros((4, 4)), np.zeros((4, 4)))
+    assert [r.region for r in card.rows] == ["global"]

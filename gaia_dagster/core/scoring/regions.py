@@ -110,13 +110,14 @@ class Scorecard:
 
     def add(self, lead_hours: int, variable: str, level: int | None, forecast: np.ndarray, truth: np.ndarray,
             climatology: np.ndarray, reference: np.ndarray | None = None) -> None:
-        """Score one field over every region (non-finite forecast values take the climatology's,
-        the ERA5 fill rule)."""
+        """Score one field over every region that holds a cell of the grid (non-finite forecast
+        values take the climatology's, the ERA5 fill rule)."""
         sums = regional_sums(forecast, truth, climatology, reference, self._to_segment, self._of_region,
                              self._row_weight)
         for i, region in enumerate(self.regions):
-            self.rows.append(regional_metric(region.name, lead_hours, variable, level, sums[:, i] / self._total[i],
-                                             self.acc))
+            if self._total[i] > 0:
+                self.rows.append(regional_metric(region.name, lead_hours, variable, level,
+                                                 sums[:, i] / self._total[i], self.acc))
 
 
 def regional_sums(forecast: np.ndarray, truth: np.ndarray, climatology: np.ndarray, reference: np.ndarray | None,
