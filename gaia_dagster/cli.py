@@ -1,4 +1,5 @@
-"""``gaia-dagster``: demo, miner serve, score, weights, db upgrade, metrics, validator whoami, instance init."""
+"""``gaia-dagster``: demo, miner serve, score, weights, leaderboard, db upgrade, metrics, validator whoami,
+instance init."""
 
 from __future__ import annotations
 
@@ -95,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("score", help="score a forecast store as validators do (see: score era5 --help)", add_help=False)
     sub.add_parser("weights", help="the weights Gaia's validators set for given score rows and metagraph "
                                    "(see: weights --help)", add_help=False)
+    sub.add_parser("leaderboard", help="the 15-day leaderboard with rank intervals (see: leaderboard --help)",
+                   add_help=False)
     validator = sub.add_parser("validator", help="this validator's identity")
     validator_sub = validator.add_subparsers(dest="validator_command", required=True)
     whoami = validator_sub.add_parser("whoami", help="print the hotkey miner requests are signed with, and its source")
@@ -121,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         from gaia_dagster.weights_cli import main as weights_main
 
         return weights_main(argv[1:])
+    if argv[:1] == ["leaderboard"]:
+        from gaia_dagster.leaderboard_cli import main as leaderboard_main
+
+        return leaderboard_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         return _demo(args)

@@ -1,15 +1,18 @@
 """A day's scorecards and 15-day ranks end to end (issue 19): two reference miners on loopback are
 verified and scored through the validator's real stages, then ``miner_scores`` and
 ``regional_scorecards`` are materialized by Dagster; the UI's metadata holds a leaderboard with rank
-intervals and a scorecard picture and rows for every scored miner."""
+intervals and a scorecard picture and rows for every scored miner, and ``gaia-dagster leaderboard``
+prints the same ranks."""
 
 from __future__ import annotations
 
 import base64
+import json
 
 from dagster import DagsterInstance, materialize
 
 from gaia_dagster.assets.miner_scores import miner_scores
+from gaia_dagster.cli import main as cli_main
 from gaia_dagster.assets.scorecards import regional_scorecards
 from gaia_dagster.core.contract import ERA5_LEAD_HOURS
 from gaia_dagster.core.scoring.regions import WB2_REGIONS
@@ -22,7 +25,8 @@ from test_faults import T0  # noqa: E402
 from test_freeze import repo, row_of, serve, sources, stack, verify_all  # noqa: E402,F401 - fixtures
 
 
-def test_a_scored_day_has_scorecards_for_every_miner_and_ranks_with_intervals(repo, sources, stack, tmp_path):
+def test_a_scored_day_has_scorecards_for_every_miner_and_ranks_with_intervals(repo, sources, stack, tmp_path,
+                                                                              capsys):
     good = serve(stack, tmp_path / "good", "//scorecard-good")
     persistence = serve(stack, tmp_path / "persistence", "//scorecard-persistence", profile="persistence")
     miners = [good, persistence]
@@ -70,3 +74,11 @@ def test_a_scored_day_has_scorecards_for_every_miner_and_ranks_with_intervals(re
     rows = [r.data for r in cards["scorecard"].value.records]
     assert {r["hotkey"] for r in rows} == {good.hotkey, persistence.hotkey}
     assert {r["region"] for r in rows} == {r.name for r in WB2_REGIONS}
+
+    # the same leaderboard from the CLI
+    capsys.readouterr()
+    assert cli_main(["leaderboard", "--date", T0.strftime("%Y-%m-%d"), "--url", repo.url, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["miners"]
+    in_ui = sorted(records, key=lambda r: r["rank_15d"])
+    assert [(m["hotkey"], m["rank"], m["rank_low"], m["rank_high"]) for m in printed] == \
+        [(r["hotkey"], r["rank_15d"], r["rank_low"], r["rank_high"]) for r in in_ui]
