@@ -8,15 +8,21 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from dagster import AssetExecutionContext, Failure
+from sqlalchemy.exc import SQLAlchemyError
 
 from gaia_dagster.assets.partitions import gfs_init_time, split_key
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
+from gaia_dagster.resources.identity import ValidatorIdentityError
+from gaia_dagster.resources.local_faults import ValidatorSideError
 from gaia_dagster.resources.miner_client import MinerClientError
 from gaia_dagster.resources.validator_db import ValidatorDB
 from gaia_dagster.stages.attempts import ForecastRejected, StageRefused, ValidatorFault
 
 # Outcomes a validator expects every day: they fail the run with their reason, never a traceback.
 EXPECTED_FAILURES = (ForecastRejected, StageRefused, ValidatorFault, MinerClientError)
+# The validator's own side failing outside a stage's attempt (its DB unreachable or dropped mid-
+# transaction, its identity unusable, its disk): no miner is blamed, the job is left as it was.
+VALIDATOR_SIDE = (SQLAlchemyError, ValidatorIdentityError, ValidatorSideError, OSError)
 STAGE_CPU_TAG = "gaia/stage_cpu_s"
 
 
@@ -44,9 +50,23 @@ def stage_call(context: AssetExecutionContext) -> Iterator[None]:
     except EXPECTED_FAILURES as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         context.log.warning(message)
-        raise Failure(description=message, allow_retries=False) from None
+        side = "validator" if isinstance(exc, ValidatorFault) else "nobody" if isinstance(exc, StageRefused) else "miner"
+        raise Failure(description=message, metadata={"fault_of": side}, allow_retries=False) from None
+    except VALIDATOR_SIDE as exc:
+        raise validator_side_failure(context, exc) from exc
     finally:
         _add_stage_cpu(context, time.process_time() - started)
+
+
+def validator_side_failure(context: AssetExecutionContext, exc: BaseException) -> Failure:
+    """Rule (faults are the validator's): the run fails naming the fault as the validator's own;
+    no miner's job is failed for it, and the stage's next attempt, the reaper or a rerun carries it on."""
+    first = (str(exc).splitlines() or [""])[0][:400]
+    message = (f"validator-side fault, not the miner's ({type(exc).__name__}: {first}); partition "
+               f"{context.partition_key}: no miner is failed for it, the job is left as it was and retried")
+    context.log.error(message)
+    return Failure(description=message, metadata={"fault_of": "validator", "error_type": type(exc).__name__},
+                   allow_retries=False)
 
 
 def _add_stage_cpu(context: AssetExecutionContext, seconds: float) -> None:

@@ -20,11 +20,12 @@ from gaia_dagster.core.contract import ALL_VARIABLES, Grid, contract_problems
 from gaia_dagster.core.manifest import STORE_CHANGED, ManifestError, PinnedManifest
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
 from gaia_dagster.resources.cache import private_dir
+from gaia_dagster.resources.local_faults import ValidatorSideError, as_validator_side
 from gaia_dagster.resources.miner_client import MinerClient
 from gaia_dagster.resources.store_fetch import VerifiedStore, fetch_verified_store
 from gaia_dagster.core.states import ResponseStatus
 from gaia_dagster.stages import copies
-from gaia_dagster.stages.attempts import ForecastRejected, StageRefused, is_past, who
+from gaia_dagster.stages.attempts import ForecastRejected, StageRefused, ValidatorFault, is_past, who
 from gaia_dagster.stages.lifecycle import fail_job, forecast_verified
 
 
@@ -48,8 +49,12 @@ def _mirror(client: MinerClient, row: ResponseRecord, root: Path, part: str, tim
             planes: Sequence[tuple[str, tuple[int, ...]]] = ()) -> tuple[xr.Dataset, VerifiedStore, weakref.finalize]:
     """Rule (mirrors are never shared): mirror into a private folder of this fetch and open it; the
     folder is removed by the returned finalizer, called at the latest when the dataset is collected.
-    A store that passed every check yet cannot be opened is the miner's fault, named."""
-    dest, release = private_dir(mirror_dir(root, row, part))
+    A store that passed every check yet cannot be opened is the miner's fault, named; the
+    validator's own disk failing (full, unwritable, unreadable) is a ``ValidatorSideError``."""
+    try:
+        dest, release = private_dir(mirror_dir(root, row, part))
+    except OSError as exc:
+        raise (as_validator_side(exc, "made the store's mirror folder") or exc) from exc
     try:
         store = fetch_verified_store(client, row.miner_base_url, row.miner_hotkey, row.job_id, dest,
                                      time_indices=list(time_indices), run_start=run_start, pinned=pinned, grid=grid,
@@ -57,7 +62,7 @@ def _mirror(client: MinerClient, row: ResponseRecord, root: Path, part: str, tim
         dataset = _open(dest, row)
     except ManifestError as exc:
         release()
-        raise ForecastRejected(f"{who(row)}: {exc}") from exc
+        raise (as_validator_side(exc, "mirrored the store") or ForecastRejected(f"{who(row)}: {exc}")) from exc
     except BaseException:
         release()
         raise
@@ -69,6 +74,9 @@ def _open(dest: Path, row: ResponseRecord) -> xr.Dataset:
     try:
         return xr.open_zarr(dest, consolidated=True)
     except Exception as exc:  # noqa: BLE001 - isolation rule: a miner's store fails only that miner
+        local = as_validator_side(exc, "opened the store's mirror")
+        if local is not None:
+            raise local from exc
         raise ForecastRejected(f"{who(row)}: the store does not open as Zarr: {type(exc).__name__}: "
                                f"{str(exc)[:300]}") from exc
 
@@ -107,7 +115,8 @@ def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: Respons
     frozen (``freeze``) so that every later read is checked against it. Only ``variables`` (those of
     the ERA5 variable list) must be present: a variable outside the list is never scored. The
     fingerprint of its content is recorded, and a forecast that is near-identical to another of the
-    run is refused (``stages.copies``)."""
+    run is refused (``stages.copies``). The validator's own disk failing is a ``ValidatorFault``:
+    the job is left as it was and verified again at the next poll."""
     if row.status == ResponseStatus.FAILED.value:
         raise StageRefused(f"{who(row)}: the job failed earlier and is not verified again: {row.error}")
     if is_past(row.status, ResponseStatus.FORECAST_READY.value):
@@ -129,6 +138,9 @@ def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: Respons
     except ForecastRejected as exc:
         fail_job(repo, row.id, ResponseStatus.INFERENCE_RUNNING.value, str(exc), dagster_run_id)
         raise
+    except ValidatorSideError as exc:
+        raise ValidatorFault(f"{who(row)}: verification failed on the validator's side ({exc}); the job is "
+                             f"not failed and is verified again at the next poll") from exc
     verified = forecast_verified(repo, row.id, store.manifest_hash, dagster_run_id)
     return VerifiedForecast(verified.job, store.manifest_hash, store.files_fetched, store.bytes_fetched, "verified")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from gaia_dagster.core.attribution import validator_side_note, validator_suspected
 from gaia_dagster.core.job_ids import weather_job_id
 from gaia_dagster.core.retry import StageRetry
 from gaia_dagster.core.urls import store_url_problem
@@ -78,13 +79,29 @@ def request_forecast(repo: ValidatorRepository, client: MinerClient, miner: Mine
 
 def _query_failed(repo: ValidatorRepository, row: ResponseRecord, retry: StageRetry, attempt: int,
                   reason: str, now: datetime, dagster_run_id: str | None) -> RequestOutcome:
-    """A failed attempt: schedule the next one, or fail the job after the last (rule: per-stage retry)."""
+    """A failed attempt: schedule the next one, or fail the job after the last (rule: per-stage retry);
+    never while the fault looks like the validator's own (``core.attribution``): then the job is kept
+    and asked again after the last backoff."""
+    tried, through = run_reach(repo, row) if retry.exhausted(attempt) else (0, 0)
+    if retry.exhausted(attempt) and validator_suspected(tried, through):
+        note = validator_side_note(f"initiate-fetch attempt {attempt} ({reason})", tried)
+        next_at = retry.next_attempt_at(now, attempt)
+        repo.update_response(row.id, CREATED, next_attempt_at=next_at, error=f"{note}; asked again at {next_at:%H:%M:%SZ}")
+        return RequestOutcome("retry_scheduled", repo.response_by_id(row.id), note)
     if retry.exhausted(attempt):
         error = f"initiate-fetch failed {attempt} times; last: {reason}"
         return RequestOutcome(FAILED, fail_job(repo, row.id, CREATED, error, dagster_run_id).job, error)
     repo.update_response(row.id, CREATED, next_attempt_at=retry.next_attempt_at(now, attempt),
                          error=f"attempt {attempt}: {reason}")
     return RequestOutcome("retry_scheduled", repo.response_by_id(row.id), reason)
+
+
+def run_reach(repo: ValidatorRepository, row: ResponseRecord) -> tuple[int, int]:
+    """(miners asked, miners that accepted) in this job's run: asked = a query attempt claimed;
+    accepted = the job moved past ``created`` (it is polled from then on, even if it failed later)."""
+    rows = repo.responses(run_id=row.run_id)
+    return (sum(1 for r in rows if r.query_attempts > 0),
+            sum(1 for r in rows if r.status not in (CREATED, FAILED) or r.poll_attempts > 0))
 
 
 def _accept(repo: ValidatorRepository, row: ResponseRecord, answer, dagster_run_id: str | None) -> RequestOutcome:  # noqa: ANN001
