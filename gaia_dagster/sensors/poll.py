@@ -55,9 +55,19 @@ def stage_run_request(row: ResponseRecord, stage: str, attempt: int, job_name: s
 
 
 def query_retries_due(rows: list[ResponseRecord], now) -> list[ResponseRecord]:  # noqa: ANN001
-    """Jobs whose initiate-fetch failed and whose next attempt has come."""
-    return [r for r in rows if r.status == ResponseStatus.CREATED.value and r.query_attempts > 0
+    """Jobs whose initiate-fetch failed, or that were created and never claimed (found by the
+    reaper), and whose next attempt has come."""
+    return [r for r in rows if r.status == ResponseStatus.CREATED.value
             and r.next_attempt_at is not None and r.next_attempt_at <= now]
+
+
+def query_run_request(row: ResponseRecord) -> RunRequest:
+    """The run of a job's next initiate-fetch; an orphan's first is keyed by when the reaper found
+    it (the orchestration sensor's key of attempt 1 is spent, and a run key is never reused)."""
+    request = stage_run_request(row, "query", row.query_attempts + 1, forecast_request_job.name)
+    if row.query_attempts == 0 and row.next_attempt_at is not None:
+        return request.with_replaced_attrs(run_key=f"{request.run_key}|orphan{row.next_attempt_at:%Y%m%dT%H%M%S}")
+    return request
 
 
 @sensor(name="forecast_poll_sensor", minimum_interval_seconds=sensor_interval(30),
@@ -80,7 +90,7 @@ def forecast_poll_sensor(context: SensorEvaluationContext, validator_db: Validat
         if decision.action in (READY, FAILED) and not partition_busy(context, partition_of(row)):
             requests.append(stage_run_request(row, "forecast", row.poll_attempts, forecast_job.name))
     for row in query_retries_due(repo.responses(statuses=[ResponseStatus.CREATED.value]), now):
-        requests.append(stage_run_request(row, "query", row.query_attempts + 1, forecast_request_job.name))
+        requests.append(query_run_request(row))
     day1_rows = repo.responses(statuses=[DAY1.ready, DAY1.working])
     for row in due_retries(day1_rows, DAY1, miner_access.retry("day1"), now):
         if not partition_busy(context, partition_of(row)):

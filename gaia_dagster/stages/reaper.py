@@ -5,7 +5,9 @@ a job in ``forecast_ready`` / ``day1_scoring`` / ``era5_scoring`` with an attemp
 next attempt. When no Dagster run holds the partition and either the run that held it has ended
 (run monitoring fails a run whose worker died) or the lease (10 minutes) has passed, the reaper
 makes the next attempt due, so the stage's own retry (``stages.attempts``, launched by the
-sensors) takes it: the reaper is not a second retry mechanism. A lost query after the last
+sensors) takes it: the reaper is not a second retry mechanism. A job created but never claimed
+(the connection dropped between the two, or the worker died there) gets its first query due. A lost
+query after the last
 attempt fails the job (the plan's query budget); a scoring stage with no attempt left keeps its
 status, with the reason, for a rerun or backfill of the partition. Nothing is duplicated.
 """
@@ -30,7 +32,7 @@ RESUMABLE = {DAY1.ready: DAY1.name, DAY1.working: DAY1.name, ERA5.working: ERA5.
 @dataclass(frozen=True)
 class Reaped:
     response: ResponseRecord
-    action: str  # query_retry | retry_due | stalled | FAILED
+    action: str  # query_orphan | query_retry | retry_due | stalled | FAILED
     stage: str
     detail: str
 
@@ -68,13 +70,27 @@ def _reap(repo: ValidatorRepository, row: ResponseRecord, retries: dict[str, Sta
     who = f"miner {row.miner_hotkey}, job {row.job_id}"
     if row.status == CREATED:
         if row.query_attempts == 0:
-            return None  # never claimed
+            return _carry_orphan(repo, row, now, who)
         if retries["query"].exhausted(row.query_attempts):
             error = f"{who}: initiate-fetch attempt {row.query_attempts} was lost (worker gone) and was the last"
             return Reaped(fail_job(repo, row.id, CREATED, error, dagster_run_id).job, FAILED, "query", error)
         repo.update_response(row.id, CREATED, next_attempt_at=now,
                              error=f"attempt {row.query_attempts} lost (worker gone); retrying")
         return Reaped(repo.response_by_id(row.id), "query_retry", "query", "lease expired")
+    return _resume(repo, row, retries, now, who)
+
+
+def _carry_orphan(repo: ValidatorRepository, row: ResponseRecord, now: datetime, who: str) -> Reaped:
+    """Rule (orphans): a job created but never claimed gets its first initiate-fetch due now; no
+    attempt was spent, so none is counted."""
+    detail = f"{who}: created but never claimed (its request run ended first); its first request is due now"
+    repo.update_response(row.id, CREATED, next_attempt_at=now, error=detail)
+    return Reaped(repo.response_by_id(row.id), "query_orphan", "query", detail)
+
+
+def _resume(repo: ValidatorRepository, row: ResponseRecord, retries: dict[str, StageRetry], now: datetime,
+            who: str) -> Reaped | None:
+    """A scoring stage's lost attempt: the next one due, or the job kept for a rerun after the last."""
     stage = RESUMABLE[row.status]
     attempts = attempts_of(row, stage)
     if retries[stage].exhausted(attempts):
