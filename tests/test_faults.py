@@ -268,6 +268,7 @@ def test_every_fault_has_a_test():
     covered |= {"compression_bomb", "shape_bomb", "huge_manifest", "pickle_codec", "object_dtype",
                 "junk_files"}  # tests/test_hostile_stores.py
     covered |= {"copier_noise", "copier_recompress", "copier_rechunk", "copier_reorder"}  # tests/test_copies.py
+    covered |= {"store_503_after_verify"}  # tests/test_validator_faults.py
     assert covered == set(FAULTS)
 
 

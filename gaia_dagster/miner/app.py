@@ -417,6 +417,8 @@ def create_app(settings: MinerSettings) -> FastAPI:
     async def forecasts(path: str, request: Request) -> Response:
         if state.fault.gone:
             return await faults.hang(state.fault.delay_s)
+        if state.fault.store_withheld():
+            return Response(status_code=503)
         return serve_forecast_file(state, path, request)
 
     return app

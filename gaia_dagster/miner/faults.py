@@ -19,6 +19,8 @@ misbehaves in exactly one way, so a validator can be driven against it over real
   ``huge_manifest`` (700,000 junk entries), ``pickle_codec`` (a pickle filter), ``object_dtype``,
   ``junk_files`` (files listed in the manifest that belong to no array);
 - ``gone_mid_job``: accepts the job, then never answers again;
+- ``store_503_after_verify``: serves its store to the first kerchunk request (the validator's
+  verification), then answers every store file HTTP 503 (``count``: after the first N);
 - poll faults (issue 10: only ``/weather-poll-job-status`` answers badly, so the job is in flight):
   ``poll_nested_json``, ``poll_drip``, ``poll_huge``, ``poll_http500``, ``poll_not_found``, ``poll_bad_utf8``.
 
@@ -60,6 +62,7 @@ FAULTS: dict[str, str] = {
     "bad_signature": "manifest.sig is signed by another key than the miner's hotkey",
     "tampered_chunk": "data chunks of lead 12 h are altered after the manifest was written",
     "gone_mid_job": "the miner accepts the job, then never answers any request again",
+    "store_503_after_verify": "after the first kerchunk answer (verification), every store file answers HTTP 503",
     "swap_after_freeze": "after the first kerchunk answer, a different correctly signed store is served",
     "copier": "the store is another miner's (fault_copy_of) good forecast, re-signed with this miner's hotkey",
     "copier_noise": "the copied forecast (fault_copy_of) with relative noise of 1e-6 on every value",
@@ -136,11 +139,17 @@ class FaultState:
     def served_store_rel(self, rel: str) -> str:
         """``swap_after_freeze``: the first store answer (or the first ``count``: verification and
         day-1, to swap at ERA5 time) names the store, every later one the swap."""
-        if self.fault != "swap_after_freeze":
+        if self.fault not in ("swap_after_freeze", "store_503_after_verify"):
             return rel
         with self._lock:
             self.store_answers += 1
+            if self.fault != "swap_after_freeze":
+                return rel
             return rel if self.store_answers <= (self.count or 1) else swapped_rel(rel)
+
+    def store_withheld(self) -> bool:
+        """``store_503_after_verify``: True once more store answers were given than ``count`` (1)."""
+        return self.fault == "store_503_after_verify" and self.store_answers > (self.count or 1)
 
     def after_answer(self, answer: dict) -> None:
         """``gone_mid_job``: once a job is accepted the miner disappears."""

@@ -21,7 +21,7 @@ from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.sensors.intervals import sensor_interval
 from gaia_dagster.sensors.orchestrate import selected_without_job
 from gaia_dagster.sensors.poll import stage_run_request
-from gaia_dagster.stages.attempts import ERA5, due_retries
+from gaia_dagster.stages.attempts import ERA5, due_retries, held_by_own_retry
 from gaia_dagster.stages.era5_arrivals import LEADS_CACHED, due_leads
 from gaia_dagster.stages.lifecycle import advance_run
 
@@ -39,7 +39,8 @@ def run_requests_for(repo: ValidatorRepository, run: RunRecord, due: tuple[int, 
                      retry: StageRetry, now: datetime) -> list[RunRequest]:
     """The next ERA5 step of one run, given the leads ``due`` now: the truth of the new leads
     first, then per-miner scoring of the leads each job lacks (and the retries that are due), then
-    the leaderboard once every job is scored as far as ERA5 allows."""
+    the leaderboard once every job is scored as far as ERA5 allows (a job waiting on its own retry
+    does not hold it: ``stages.attempts.held_by_own_retry``)."""
     date_key = f"{run.gfs_init_time:%Y-%m-%d}"
     rows = repo.responses(run_id=run.id)
     if not rows:
@@ -48,7 +49,7 @@ def run_requests_for(repo: ValidatorRepository, run: RunRecord, due: tuple[int, 
     behind = [r for r in rows if r.status in ERA5.startable and leads_to_score(due, scored.get(r.id, {}))]
     retries = [r for r in due_retries(rows, ERA5, retry, now) if r.status == ERA5.working]
     resting = set(ERA5.startable)
-    in_flight = [r for r in rows if r.status not in TERMINAL_RESPONSE_STATUSES | resting]
+    in_flight = [r for r in rows if r.status not in TERMINAL_RESPONSE_STATUSES | resting and not held_by_own_retry(r)]
     if not due:
         if not in_flight and any(r.status == ERA5.ready for r in rows):
             advance_run(repo, run.id, RunStatus.AWAITING_ERA5)

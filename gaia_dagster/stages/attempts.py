@@ -6,6 +6,9 @@ job at once. What an attempt ends in:
 
 - scored: the job moves on; the run succeeds.
 - the miner's forecast is invalid (``ForecastRejected``): the job fails with the reason, no retry.
+- the miner's verified store does not answer (HTTP 503, a hang cut at the fetch deadline): the
+  job is retried after the stage's backoff like a validator-side fault, and fails as the miner's
+  after the last attempt; it never holds the other miners' scores or the day's leaderboard.
 - a validator-side fault (source, cache, DB, a bug): the job stays where it is, the fault is
   recorded, and the next attempt is due after the stage's backoff; the sensors launch it. After
   the last attempt nothing is scheduled: the job keeps its status, so a rerun or a backfill of that
@@ -27,6 +30,7 @@ from gaia_dagster.core.answers import MAX_STORED_TEXT, stored_text
 from gaia_dagster.core.retry import StageRetry
 from gaia_dagster.core.states import ResponseStatus
 from gaia_dagster.db.repository import LostTransition, ResponseRecord, ValidatorRepository, now_utc
+from gaia_dagster.resources.miner_client import MinerClientError
 from gaia_dagster.stages.lifecycle import fail_job, start_stage
 
 T = TypeVar("T")
@@ -124,6 +128,24 @@ def record_fault(repo: ValidatorRepository, row: ResponseRecord, spec: StageSpec
     return message
 
 
+def store_unreadable(repo: ValidatorRepository, row: ResponseRecord, spec: StageSpec, attempt: int,
+                     retry: StageRetry, exc: MinerClientError, dagster_run_id: str | None = None,
+                     now: datetime | None = None) -> str:
+    """Rule: a verified store the miner stops serving is retried after the stage's backoff; after the
+    last attempt the job fails as the miner's (it verified, then would not be read). Returns the message."""
+    reason = stored_text(str(exc), MAX_STORED_TEXT // 2)
+    if retry.exhausted(attempt):
+        message = (f"{who(row)}: the miner's verified store could not be read for {spec.name} scoring in "
+                   f"{attempt} attempts; last: {reason}")
+        fail_job(repo, row.id, spec.working, message, dagster_run_id)
+        return message
+    next_at = retry.next_attempt_at(now or now_utc(), attempt)
+    message = (f"{who(row)}: {spec.name} attempt {attempt} of {retry.max_attempts}: the miner's store could not be "
+               f"read ({reason}); next attempt at {next_at:%Y-%m-%dT%H:%M:%SZ}")
+    repo.update_response(row.id, spec.working, next_attempt_at=next_at, error=message)
+    return message
+
+
 def run_attempt(repo: ValidatorRepository, row: ResponseRecord, spec: StageSpec, retry: StageRetry,
                 work: Callable[[ResponseRecord], T], finish: Callable[[ResponseRecord, T], None],
                 already_done: Callable[[ResponseRecord], T], dagster_run_id: str | None = None) -> T:
@@ -138,10 +160,20 @@ def run_attempt(repo: ValidatorRepository, row: ResponseRecord, spec: StageSpec,
     except ForecastRejected as exc:
         fail_job(repo, current.id, spec.working, str(exc), dagster_run_id)  # bounded where stored (stored_text)
         raise
+    except MinerClientError as exc:
+        raise MinerClientError(store_unreadable(repo, current, spec, attempt, retry, exc, dagster_run_id)) from exc
     except Exception as exc:  # noqa: BLE001 - every other fault is the validator's, and retried
         raise ValidatorFault(record_fault(repo, current, spec, attempt, retry, exc)) from exc
     finish(current, result)
     return result
+
+
+def held_by_own_retry(row: ResponseRecord) -> bool:
+    """Rule (one miner never holds the day): a scoring job waiting for its own next attempt, or for
+    a rerun after its last, does not hold the day's leaderboard back; the leaderboard is rebuilt once
+    that job is scored or fails."""
+    return row.status in (DAY1.ready, DAY1.working, ERA5.working) and (
+        row.next_attempt_at is not None or NO_ATTEMPT_LEFT in (row.error or ""))
 
 
 def due_retries(rows: list[ResponseRecord], spec: StageSpec, retry: StageRetry, now: datetime) -> list[ResponseRecord]:
