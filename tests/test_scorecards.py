@@ -16,7 +16,7 @@ from gaia_dagster.core.scoring.metrics import lat_weights
 from gaia_dagster.core.scoring.ranks import (
     circular_block_draws, geer_inflation, paired_test, rank_intervals, ranked_with_intervals,
 )
-from gaia_dagster.core.scoring.regions import Region, Scorecard, column_segments
+from gaia_dagster.core.scoring.regions import Region, Scorecard, box_of
 from gaia_dagster.core.scoring.stream import FieldPlanes, TruthGrid, score_era5_fields
 from gaia_dagster.core.scoring.variables import parse_variables
 
@@ -33,13 +33,12 @@ def test_region_rows_and_columns_include_their_ends_and_wrap_longitude():
     assert tropics.rows(np.array([20.0, 19.0, -20.0, -21.0])).tolist() == [True, True, True, False]
 
 
-def test_column_segments_make_every_region_a_sum_of_whole_segments():
-    regions = (Region("global"), BOX, Region("west", -90, 90, ((170.0, 280.0),)))
-    to_segment, of_region = column_segments(LON, regions)
-    columns = to_segment @ of_region            # (lon, region): 1 where the region holds the column
-    assert columns[:, 0].tolist() == [1, 1, 1, 1]
-    assert columns[:, 1].tolist() == [0, 1, 1, 0]
-    assert columns[:, 2].tolist() == [0, 0, 1, 1]
+def test_a_band_is_whole_rows_and_a_box_its_row_slice_and_columns():
+    assert box_of(Region("tropics", -20.0, 20.0), LAT, LON) is None
+    rows, cols = box_of(BOX, LAT, LON)
+    assert (rows.start, rows.stop) == (0, 3) and cols.tolist() == [1, 2]
+    rows, cols = box_of(Region("wrap", -90.0, 90.0, ((260.0, 360.0), (0.0, 10.0))), LAT, LON)
+    assert cols.tolist() == [0, 3]
 
 
 def test_regional_metrics_match_hand_computed_values():
@@ -214,3 +213,22 @@ def test_a_region_without_a_cell_on_the_grid_is_left_out():
     card = Scorecard(LAT, LON, np.ones(4), regions=(Region("global"), Region("strip", 70.0, 80.0)))
     card.add(24, "2t", None, np.ones((4, 4)), np.zeros((4, 4)), np.zeros((4, 4)))
     assert [r.region for r in card.rows] == ["global"]
+
+
+def test_bands_from_the_era5_pass_row_sums_equal_the_scorecards_own():
+    from gaia_dagster.core.scoring.fused import fused_metrics
+
+    rng = np.random.default_rng(11)
+    lat, lon = np.linspace(90, -90, 19), np.arange(36) * 10.0
+    o = 250 + rng.normal(size=(19, 36))
+    c, f = o + rng.normal(size=o.shape), o + 0.4 * rng.normal(size=o.shape)
+    f[3, 4] = np.nan
+    w = lat_weights(lat)
+    rows = np.empty((5, 19))
+    fused_metrics(f, o, c, w, rows)
+    reused, own = Scorecard(lat, lon, w), Scorecard(lat, lon, w)
+    reused.add(24, "t", 850, f, o, c, row_sums=rows)
+    own.add(24, "t", 850, f, o, c)
+    for a, b in zip(reused.rows, own.rows):
+        assert a.region == b.region
+        assert (a.rmse, a.bias, a.acc, a.skill) == pytest.approx((b.rmse, b.bias, b.acc, b.skill), rel=1e-12)

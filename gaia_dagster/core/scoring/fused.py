@@ -48,10 +48,12 @@ class FusedMetrics:
 
 
 def fused_metrics(forecast: np.ndarray, truth: np.ndarray, climatology: np.ndarray,
-                  lat_weights: np.ndarray) -> FusedMetrics:
+                  lat_weights: np.ndarray, row_sums: np.ndarray | None = None) -> FusedMetrics:
     """RMSE, bias, bias-corrected skill vs climatology and both ACCs of one field in one pass.
 
-    Non-finite forecast values take the climatology's value first (the ERA5 NaN-fill rule)."""
+    Non-finite forecast values take the climatology's value first (the ERA5 NaN-fill rule). A
+    ``row_sums`` array (5, lat) receives each row's plain sums of D, D^2, D O', O', O'^2 as the pass
+    takes them (the regional scorecard's latitude bands reuse them); the metrics never depend on it."""
     f, o, c = np.asarray(forecast), np.asarray(truth), np.asarray(climatology)
     if not (np.isfinite(f.min()) and np.isfinite(f.max())):
         f = np.where(np.isfinite(f), f, c)
@@ -71,6 +73,8 @@ def fused_metrics(forecast: np.ndarray, truth: np.ndarray, climatology: np.ndarr
         np.einsum("ij,ij->i", oa, oa, out=sums[4])
         weighted += sums @ row[blk]
         totals += sums.sum(axis=-1)
+        if row_sums is not None:
+            row_sums[:, blk] = sums
     s1, s2, s3, mean, power = (float(x) for x in weighted)
     u = float(totals[0]) / f.size
     flat = (_flat(o, c, totals[3], totals[4])

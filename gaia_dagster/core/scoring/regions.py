@@ -6,10 +6,10 @@ included, as xarray's label slices include them. A region's weighted mean of x i
 sum(w_lat * x) / sum(w_lat) over its cells, with the score's own latitude weights.
 
 The scorecard reads nothing: it is handed the planes the ERA5 (or day-1) score already holds, on
-the truth grid, and takes in one pass over each block of rows the plain and per-column-segment
-sums of D = F - O, D^2, D O', O', O'^2 (and, with a GFS reference R, (R - O)^2), where O' = O - C.
-Longitudes are cut into segments no region boundary crosses, so every region's sum is a sum of
-whole segments (one matrix product per block).
+the truth grid. From the row sums of D = F - O, D^2, D O', O', O'^2 (O' = O - C; with a GFS
+reference R also (R - O)^2) every metric follows. A latitude band (global, tropics, extra-tropics)
+takes them from the ERA5 pass itself (``fused_metrics`` hands its row sums over), so it costs no
+pass of its own; a box (Europe, North America, ...) sums its own cells, about a tenth of the globe.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gaia_dagster.core.scoring.fused import _ratio
-
-BLOCK_ROWS = 32
 
 
 @dataclass(frozen=True)
@@ -79,16 +77,6 @@ class RegionalMetric:
         return {**self.__dict__, "level": self.level or 0}
 
 
-def column_segments(lon: np.ndarray, regions: tuple[Region, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Rule: longitudes grouped by which regions hold them. Returns the (lon, segment) 0/1 matrix
-    and the (segment, region) 0/1 matrix saying which segments make up each region's columns."""
-    member = np.stack([r.columns(lon) for r in regions], axis=1)          # (lon, region)
-    signatures, segment_of = np.unique(member, axis=0, return_inverse=True)
-    to_segment = np.zeros((len(lon), len(signatures)))
-    to_segment[np.arange(len(lon)), segment_of.ravel()] = 1.0
-    return to_segment, signatures.astype(np.float64)
-
-
 @dataclass
 class Scorecard:
     """Collects the regional rows of every field it is given, on one truth grid; ``acc`` is the
@@ -102,45 +90,58 @@ class Scorecard:
     rows: list[RegionalMetric] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._to_segment, self._of_region = column_segments(self.lon, self.regions)
-        in_rows = np.stack([r.rows(self.lat) for r in self.regions], axis=1).astype(np.float64)   # (lat, region)
-        self._row_weight = np.asarray(self.weights, dtype=np.float64)[:, None] * in_rows          # (lat, region)
-        columns = self._to_segment.sum(axis=0) @ self._of_region                                   # per region
-        self._total = self._row_weight.sum(axis=0) * columns
+        w = np.asarray(self.weights, dtype=np.float64)
+        self._boxes = [box_of(r, self.lat, self.lon) for r in self.regions]
+        self._row_weight = [w * r.rows(self.lat) for r in self.regions]
+        self._total = [float(rw.sum()) * (len(self.lon) if box is None else len(box[1]))
+                       for rw, box in zip(self._row_weight, self._boxes)]
 
     def add(self, lead_hours: int, variable: str, level: int | None, forecast: np.ndarray, truth: np.ndarray,
-            climatology: np.ndarray, reference: np.ndarray | None = None) -> None:
-        """Score one field over every region that holds a cell of the grid (non-finite forecast
-        values take the climatology's, the ERA5 fill rule)."""
-        sums = regional_sums(forecast, truth, climatology, reference, self._to_segment, self._of_region,
-                             self._row_weight)
-        for i, region in enumerate(self.regions):
-            if self._total[i] > 0:
-                self.rows.append(regional_metric(region.name, lead_hours, variable, level,
-                                                 sums[:, i] / self._total[i], self.acc))
+            climatology: np.ndarray, reference: np.ndarray | None = None, row_sums: np.ndarray | None = None) -> None:
+        """Score one field over every region that holds a cell of the grid. A latitude band sums
+        whole rows: ``row_sums`` when the ERA5 pass took them (``fused_metrics``), else its own;
+        a box sums its own cells only. Non-finite forecast values take the climatology's."""
+        if row_sums is None:
+            row_sums = plane_row_sums(forecast, truth, climatology, reference)
+        for region, box, row_weight, total in zip(self.regions, self._boxes, self._row_weight, self._total):
+            if total <= 0:
+                continue
+            if box is None:
+                sums = row_sums @ row_weight
+            else:
+                rows, cols = box
+                sub = [None if a is None else np.asarray(a)[rows][:, cols]
+                       for a in (forecast, truth, climatology, reference)]
+                sums = plane_row_sums(*sub) @ row_weight[rows]
+            self.rows.append(regional_metric(region.name, lead_hours, variable, level, sums / total, self.acc))
 
 
-def regional_sums(forecast: np.ndarray, truth: np.ndarray, climatology: np.ndarray, reference: np.ndarray | None,
-                  to_segment: np.ndarray, of_region: np.ndarray, row_weight: np.ndarray) -> np.ndarray:
-    """Per region, the latitude-weighted sums of D, D^2, D O', O', O'^2 and (with ``reference``)
-    (R - O)^2, in float64: shape (5 or 6, region)."""
-    f, o, c = np.asarray(forecast), np.asarray(truth), np.asarray(climatology)
-    if not (np.isfinite(f.min()) and np.isfinite(f.max())):
+def box_of(region: Region, lat: np.ndarray, lon: np.ndarray) -> tuple[slice, np.ndarray] | None:
+    """A region that is not a whole latitude band, as the slice of its rows (latitudes are
+    monotonic, so they are contiguous) and the indices of its columns; None for a band."""
+    columns = region.columns(lon)
+    if columns.all():
+        return None
+    held = np.flatnonzero(region.rows(lat))
+    rows = slice(int(held[0]), int(held[-1]) + 1) if held.size else slice(0, 0)
+    return rows, np.flatnonzero(columns)
+
+
+def plane_row_sums(forecast: np.ndarray, truth: np.ndarray, climatology: np.ndarray,
+                   reference: np.ndarray | None = None) -> np.ndarray:
+    """Each row's plain sums of D, D^2, D O', O', O'^2 and (with ``reference`` R) (R - O)^2, in
+    float64, shape (5 or 6, rows); non-finite forecast values take the climatology's first."""
+    f, o64 = np.asarray(forecast), np.asarray(truth, dtype=np.float64)
+    c = np.asarray(climatology)
+    if f.size and not (np.isfinite(f.min()) and np.isfinite(f.max())):
         f = np.where(np.isfinite(f), f, c)
-    k = 5 if reference is None else 6
-    out = np.zeros((k, row_weight.shape[1]))
-    for start in range(0, f.shape[0], BLOCK_ROWS):
-        blk = slice(start, min(start + BLOCK_ROWS, f.shape[0]))
-        o64 = o[blk].astype(np.float64)
-        d = f[blk] - o64
-        oa = o64 - c[blk]
-        terms = [d, d * d, d * oa, oa, oa * oa]
-        if reference is not None:
-            g = reference[blk] - o64
-            terms.append(g * g)
-        per_region = (np.stack(terms) @ to_segment) @ of_region        # (k, rows, region)
-        out += np.einsum("krg,rg->kg", per_region, row_weight[blk])
-    return out
+    d = f - o64
+    oa = o64 - c
+    terms = [d, d * d, d * oa, oa, oa * oa]
+    if reference is not None:
+        g = np.asarray(reference) - o64
+        terms.append(g * g)
+    return np.stack([t.sum(axis=-1) for t in terms])
 
 
 def regional_metric(region: str, lead_hours: int, variable: str, level: int | None, means: np.ndarray,

@@ -152,10 +152,10 @@ def spread_across_levels(fields: Iterable[FieldPlanes], variables: Iterable[str]
 
 
 def era5_metric(fld: FieldPlanes, forecast: np.ndarray, w: np.ndarray, profile: ScoringProfile,
-                acc: str = "centred", single_field: bool = True) -> Era5Metric:
+                acc: str = "centred", single_field: bool = True, row_sums: np.ndarray | None = None) -> Era5Metric:
     """Rule 3: one field's row (climatology fill inside the fused pass); the bias of a single-field
-    entry is the unweighted mean error under ``deployed``."""
-    m = fused_metrics(forecast, fld.truth, fld.climatology, w)
+    entry is the unweighted mean error under ``deployed``. ``row_sums``: see ``fused_metrics``."""
+    m = fused_metrics(forecast, fld.truth, fld.climatology, w, row_sums)
     bias = m.mean_error if (profile.surface_bias_unweighted and single_field) else m.bias
     return Era5Metric(fld.variable, fld.level, fld.lead_hours, m.rmse, bias,
                       m.acc_centred if acc == "centred" else m.acc_uncentred, m.skill, m.reference_rmse)
@@ -208,9 +208,11 @@ def score_era5_fields(fields: Iterable[FieldPlanes], grid: TruthGrid, profile: s
         if problem:
             return Era5Result(0.0, {}, metrics, f"{problem} at lead {fld.lead_hours} h")
         single = not of_field[(fld.variable, fld.level)].all_levels
-        metrics.append(era5_metric(fld, forecast, w, profile, acc, single))
+        rows = None if scorecard is None else np.empty((5, len(grid.lat)))
+        metrics.append(era5_metric(fld, forecast, w, profile, acc, single, rows))
         if scorecard is not None:
-            scorecard.add(fld.lead_hours, fld.variable, fld.level, forecast, fld.truth, fld.climatology)
+            scorecard.add(fld.lead_hours, fld.variable, fld.level, forecast, fld.truth, fld.climatology,
+                          row_sums=rows)
     return era5_profile_score(metrics, profile, leads, scored_leads, entries)
 
 
