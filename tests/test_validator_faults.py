@@ -334,3 +334,34 @@ def test_a_store_that_answers_503_once_verified_delays_only_its_own_score(repo, 
     assert final.run_key != board.run_key
     leaderboard(repo, run.id)
     assert repo.run_by_id(run.id).status == "completed"
+
+
+# -- what the operator sees ------------------------------------------------------------------------
+def test_an_unusable_identity_fails_the_request_run_naming_the_validator_and_creates_no_job(tmp_path):
+    from dagster import DagsterEventType, instance_for_test
+
+    from gaia_dagster.assets.partitions import date_miner_key, miner_partitions
+    from gaia_dagster.definitions import build_definitions
+    from gaia_dagster.resources.miner import MinerAccess
+    from gaia_dagster.resources.registry import MinerRegistry
+    from gaia_dagster.resources.validator_db import ValidatorDB
+
+    defs = build_definitions({
+        "validator_db": ValidatorDB(url=f"sqlite:///{tmp_path / 'validator.db'}"),
+        "miner_registry": MinerRegistry(path=str(tmp_path / "miners.json")),
+        "miner_access": MinerAccess(wallet_name="no-such-wallet", wallet_path=str(tmp_path / "wallets")),
+        "sources": EmbeddedSources(resolution=RESOLUTION, cache_dir=str(tmp_path / "cache")),
+    })
+    repo = defs.resources["validator_db"].repo
+    repo.upsert_miner("hk-a", "http://127.0.0.1:9")
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions(miner_partitions.name, ["hk-a"])
+        result = defs.resolve_job_def("forecast_request_job").execute_in_process(
+            instance=instance, partition_key=date_miner_key("2026-10-20", "hk-a"), raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+    user = failure.step_failure_data.user_failure_data
+    assert user.description.startswith("validator-side fault, not the miner's (ValidatorIdentityError")
+    assert "no-such-wallet" in user.description
+    assert user.metadata["fault_of"].value == "validator"
+    assert repo.responses() == []                      # nothing was asked, nobody was failed
