@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import queue
 import re
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -129,11 +131,16 @@ class CdsServer(_Server):
     """The CDS API over an ARCO-ERA5-layout store (``era5_store``), for one ``key``; ``reach`` is the
     temporal extent's end (a callable, so a test can move it)."""
 
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        super().__exit__(*exc)
+        shutil.rmtree(self.files, ignore_errors=True)
+
     def __init__(self, era5_store: Path | str, key: str, reach: Callable[[], datetime], queue_s: float = 0.3):
         self.era5_store, self.key, self.reach, self.queue_s = str(era5_store), key, reach, queue_s
         self.jobs: dict[str, dict] = {}
         self.requests: list[tuple[str, dict]] = []
         self.lock = threading.Lock()
+        self.files = Path(tempfile.mkdtemp(prefix="cds-standin-"))  # results live on disk until dismissed
         self.work: queue.Queue[str] = queue.Queue()
         self.worker = threading.Thread(target=self._run_jobs, daemon=True)
         self.worker.start()
@@ -152,8 +159,9 @@ class CdsServer(_Server):
             job = self.jobs[job_id]
             job["status"] = "running"
             try:
-                job["file"] = self._build(job["process"], job["inputs"])
-                job["status"] = "successful"
+                result = self.files / f"{job_id}.grib"
+                result.write_bytes(self._build(job["process"], job["inputs"]))
+                job["file"], job["status"] = result, "successful"
             except Exception as exc:  # noqa: BLE001 - a failed job reports its reason
                 job["status"], job["error"] = "failed", repr(exc)
 
@@ -249,6 +257,8 @@ class CdsServer(_Server):
 
     def _dismiss(self, h: _Handler, job_id: str) -> None:
         job = self.jobs.pop(job_id, None)
+        if job and job.get("file"):
+            job["file"].unlink(missing_ok=True)
         h.send_json(200 if job else 404, {"jobID": job_id, "status": "dismissed"})
 
     def _results(self, h: _Handler, job_id: str) -> None:
@@ -259,7 +269,7 @@ class CdsServer(_Server):
             h.send_json(400, {"title": "The job has failed", "traceback": job["error"]})
         else:
             h.send_json(200, {"asset": {"value": {"type": "application/x-grib", "href": f"{self.url}/download/{job_id}.grib",
-                                                  "file:size": len(job["file"])}}})
+                                                  "file:size": job["file"].stat().st_size}}})
 
     def _download(self, h: _Handler, job_id: str) -> None:
         job = self.jobs.get(job_id)
