@@ -115,8 +115,9 @@ class ProductionSources(WeatherSources):
     climatology_url: str = "gs://weatherbench2/datasets/era5-hourly-climatology/1990-2019_6h_1440x721.zarr"
     storage_options_json: str = '{"token": "anon"}'
 
-    def _storage_options(self) -> dict:
-        return json.loads(self.storage_options_json or "{}")
+    def _storage_options(self) -> dict | None:
+        """fsspec options of the Zarr stores (JSON); ``{}`` means none (a local path or plain URL)."""
+        return json.loads(self.storage_options_json or "{}") or None
 
     def gfs(self):
         from gaia_dagster.resources.gfs import NoaaGFSSource
