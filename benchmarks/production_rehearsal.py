@@ -8,7 +8,9 @@ only) at loopback stand-ins that speak the real formats (``gaia_dagster/world/st
   analysis, 0.25 degree, with unneeded messages between the wanted ones), read by HTTP Range;
 - the CDS API (``GAIA_ERA5_PROVIDER=cds``, the default here: queued, run, served) or the
   ARCO-ERA5 Zarr (``--era5-provider arco``: 37 levels, hourly axis padded with missing chunks);
-- the WeatherBench2 climatology Zarr (1440 x 721, latitude ascending).
+- the WeatherBench2 climatology Zarr (1440 x 721, latitude ascending);
+
+the two Zarr stores served over loopback HTTP (read through fsspec, as ``gs://`` is through gcsfs).
 
 The fields are the embedded world's at 0.25 degree, so two reference miners (``good`` and
 ``gaia-format``: 720 rows, as Aurora-based Gaia miners send) forecast on Gaia's 721 x 1440 grid
@@ -143,7 +145,7 @@ def rehearse(date: str, provider: str, cache_max_gb: float, timeout_s: float, re
     from gaia_dagster.resources.registry import write_registry
     from gaia_dagster.runtime.daemon import DagsterProcesses
     from gaia_dagster.runtime.launcher import WORKER_PID_TAG
-    from gaia_dagster.world.standin_servers import CdsServer, RangeServer
+    from gaia_dagster.world.standin_servers import CdsServer, RangeServer, store_files
 
     t0 = datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=timezone.utc)
     work = Path(tempfile.mkdtemp(prefix="gaia-rehearsal-"))
@@ -158,13 +160,15 @@ def rehearse(date: str, provider: str, cache_max_gb: float, timeout_s: float, re
         files = write_sources(data, t0, log)
         log(f"stand-in data written in {time.monotonic() - prepared:.0f} s")
         reach = t0 + timedelta(hours=240)
-        with RangeServer(files) as noaa, CdsServer(data / "arco.zarr", CDS_KEY, reach=lambda: reach) as cds, \
+        stores = {**store_files(data / "arco.zarr", "arco.zarr"), **store_files(data / "wb2.zarr", "wb2.zarr")}
+        with RangeServer(files) as noaa, RangeServer(stores) as bucket, \
+                CdsServer(data / "arco.zarr", CDS_KEY, reach=lambda: reach) as cds, \
                 start_fleet(len(PROFILES), work / "miners", resolution=0.25, profiles=PROFILES,
                             name="gaia-rehearsal-miner") as fleet:
             write_registry(work / "miners.json", fleet.registry_entries())
             env = {"GAIA_SOURCES": "production", "GAIA_ERA5_PROVIDER": provider,
-                   "GAIA_GFS_URL": noaa.url, "GAIA_ERA5_URL": str(data / "arco.zarr"),
-                   "GAIA_CLIMATOLOGY_URL": str(data / "wb2.zarr"), "GAIA_STORAGE_OPTIONS": "{}",
+                   "GAIA_GFS_URL": noaa.url, "GAIA_ERA5_URL": f"{bucket.url}/arco.zarr",
+                   "GAIA_CLIMATOLOGY_URL": f"{bucket.url}/wb2.zarr", "GAIA_STORAGE_OPTIONS": "{}",
                    "CDSAPI_URL": cds.base(), "CDSAPI_KEY": CDS_KEY, "CDSAPI_RC": str(work / "no.cdsapirc"),
                    "GAIA_CACHE_MAX_GB": str(cache_max_gb), "GAIA_DB_URL": db_url,
                    "GAIA_REGISTRY": str(work / "miners.json"), "GAIA_HOME": str(work / "gaia"),
@@ -183,7 +187,7 @@ def rehearse(date: str, provider: str, cache_max_gb: float, timeout_s: float, re
             scores = {r.miner_hotkey[:10]: {"status": r.status, "day1": repo.total_score(r.id, "day1"),
                                             "era5": repo.total_score(r.id, "era5")}
                       for r in (repo.responses(run_id=run.id) if run else [])}
-            noaa_requests, cds_jobs = len(noaa.log), len(cds.requests)
+            noaa_requests, store_requests, cds_jobs = len(noaa.log), len(bucket.log), len(cds.requests)
         cached = cache_bytes(cache)
         return {
             "completed": bool(run and run.status == "completed"), "era5_provider": provider, "resolution": 0.25,
@@ -193,7 +197,7 @@ def rehearse(date: str, provider: str, cache_max_gb: float, timeout_s: float, re
             "cache_mb": round(cached / 1e6), "cache_cap_mb": round(cache_max_gb * 1e3),
             "forecast_mirrors_mb": round(_bytes_under(cache / "forecasts") / 1e6),
             "disk_left_mb": round(shutil.disk_usage(work).free / 2**20),
-            "noaa_requests": noaa_requests, "cds_jobs": cds_jobs, "scores": scores,
+            "noaa_requests": noaa_requests, "zarr_requests": store_requests, "cds_jobs": cds_jobs, "scores": scores,
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)

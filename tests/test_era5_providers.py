@@ -27,7 +27,7 @@ from gaia_dagster.world.atmosphere import SyntheticAtmosphere  # noqa: E402
 from gaia_dagster.world.standin_formats import (  # noqa: E402
     gfs_grib_file, write_arco_store, write_wb2_climatology,
 )
-from gaia_dagster.world.standin_servers import CdsServer, RangeServer  # noqa: E402
+from gaia_dagster.world.standin_servers import CdsServer, RangeServer, store_files  # noqa: E402
 
 T0 = datetime(2026, 10, 20, tzinfo=timezone.utc)
 VALID = [T0 + timedelta(hours=h) for h in (24, 48)]
@@ -56,7 +56,10 @@ def cds(arco, monkeypatch):
 
 
 def test_both_providers_give_the_same_array_for_the_same_time(world, arco, cds, tmp_path):
-    from_arco = ArcoERA5Source(url=str(arco), cache_dir=tmp_path / "a").truth(VALID[0])
+    pytest.importorskip("aiohttp")  # fsspec's HTTP filesystem
+    with RangeServer(store_files(arco, "arco.zarr")) as bucket:  # the ARCO store over loopback HTTP
+        from_arco = ArcoERA5Source(url=f"{bucket.url}/arco.zarr", cache_dir=tmp_path / "a").truth(VALID[0])
+        assert any(path.endswith("/.zmetadata") for _, path, _ in bucket.log)
     from_cds = CdsERA5Source(cache_dir=tmp_path / "c", sleep_max=0.5).truth(VALID[0])
     truth = world.era5(VALID[0])
     assert list(from_cds.data_vars) == list(ALL_VARIABLES) == list(from_arco.data_vars)
@@ -110,8 +113,11 @@ def test_wb2_climatology_reads_only_the_needed_slices(world, tmp_path):
     keys = [climatology_key(t) for t in VALID]
     store = tmp_path / "clim.zarr"
     write_wb2_climatology(store, keys, lambda doy, hour: world.climatology(T0))
-    source = WeatherBench2Climatology(url=str(store), cache_dir=tmp_path / "cache")
-    got = source.climatology(VALID[0])
+    pytest.importorskip("aiohttp")
+    with RangeServer(store_files(store, "wb2.zarr")) as bucket:
+        got = WeatherBench2Climatology(url=f"{bucket.url}/wb2.zarr", cache_dir=tmp_path / "cache").climatology(VALID[0])
+        chunk_reads = {path for _, path, _ in bucket.log if "/2m_temperature/" in path}
+    assert chunk_reads == {f"/wb2.zarr/2m_temperature/0.{keys[0][0] - 1}.0.0"}  # one slice read
     want = world.climatology(VALID[0])
     for name in ALL_VARIABLES:
         np.testing.assert_array_equal(got[name].values, want[name].values)

@@ -1,7 +1,8 @@
 """Loopback stand-ins for the production data services, speaking their real protocols.
 
 - ``RangeServer``: a bucket over HTTP (NOAA's open-data bucket: GET with ``Range: bytes=a-b``,
-  HEAD, 404 for a missing key), serving bytes or files; every request is logged.
+  HEAD, 404 for a missing key), serving bytes or files (a Zarr store too: ``store_files``); every
+  request is logged.
 - ``CdsServer``: the Copernicus CDS API as ``cdsapi`` (its ``ecmwf-datastores-client``) speaks it:
   the ``PRIVATE-TOKEN`` key on every call, ``catalogue/v1/messages`` and ``collections/{id}`` (the
   temporal extent is the reach), ``retrieve/v1/processes/{id}/execution`` queues a job
@@ -125,6 +126,12 @@ class RangeServer(_Server):
             do_HEAD = do_GET  # noqa: N815
 
         super().__init__(Handler)
+
+
+def store_files(store: Path, mount: str) -> dict[str, Path]:
+    """A written Zarr store's files under the URL path ``/{mount}/...`` (for a ``RangeServer``: fsspec's
+    HTTP filesystem reads it as it reads a bucket, a missing chunk being a 404)."""
+    return {f"/{mount}/{p.relative_to(store).as_posix()}": p for p in Path(store).rglob("*") if p.is_file()}
 
 
 class CdsServer(_Server):
