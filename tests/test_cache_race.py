@@ -191,13 +191,14 @@ def test_per_variable_entries_rebuild_only_what_is_incomplete(tmp_path):
 
 def test_a_gfs_grib_without_marker_or_truncated_is_fetched_again(tmp_path):
     pytest.importorskip("cfgrib")
-    from test_production_sources import INIT, _gfs_file, _RangeServer  # the loopback GFS bucket
+    from test_production_sources import INIT, _gfs_file  # the GFS file
 
     from gaia_dagster.resources.gfs import NoaaGFSSource
+    from gaia_dagster.world.standin_servers import RangeServer  # the loopback bucket
 
     body, idx = _gfs_file("anl")
     prefix = "/gfs.20240101/00/atmos/gfs.t00z.pgrb2.0p25.f000"
-    with _RangeServer({prefix: body, prefix + ".idx": idx.encode()}) as server:
+    with RangeServer({prefix: body, prefix + ".idx": idx.encode()}) as server:
         source = NoaaGFSSource(base_url=server.url, cache_dir=tmp_path, timeout=10)
         first = source.analysis(INIT, ["msl", "2t"])
         grib = source.grib_path(INIT, 0, ["msl", "2t"])

@@ -1,17 +1,14 @@
 """Production sources (NOAA GFS by byte range, ARCO-ERA5, WeatherBench2 climatology) without internet.
 
-GFS: real GRIB2 messages written with eccodes, a wgrib2-style ``.idx``, served on loopback by a
-small Range-honouring HTTP server. ERA5 and climatology: local Zarr stores laid out like the
-public ones.
+GFS: real GRIB2 messages written with eccodes, a wgrib2-style ``.idx``, served by the
+Range-honouring loopback bucket (``world/standin_servers.RangeServer``). ERA5 and climatology: local
+Zarr stores laid out like the public ones.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
-import threading
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -33,6 +30,7 @@ pytest.importorskip("cfgrib")
 from gaia_dagster.resources.climatology import WeatherBench2Climatology  # noqa: E402
 from gaia_dagster.resources.era5 import ArcoERA5Source  # noqa: E402
 from gaia_dagster.resources.gfs import NoaaGFSSource  # noqa: E402
+from gaia_dagster.world.standin_servers import RangeServer  # noqa: E402
 
 INIT = datetime(2024, 1, 1, 0, tzinfo=timezone.utc)
 LAT = np.linspace(90.0, -90.0, 19)
@@ -101,55 +99,6 @@ def _gfs_file(forecast: str) -> tuple[bytes, str]:
     return body, "\n".join(lines) + "\n"
 
 
-class _RangeServer:
-    """A threaded loopback HTTP server honouring single ``Range: bytes=a-b`` requests; logs them."""
-
-    def __init__(self, files: dict[str, bytes]):
-        self.files = files
-        self.log: list[tuple[str, str | None]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # noqa: ANN002 - silence
-                pass
-
-            def do_GET(self):  # noqa: N802
-                body = server.files.get(self.path)
-                rng = self.headers.get("Range")
-                server.log.append((self.path, rng))
-                if body is None:
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                status, part = 200, body
-                if rng:
-                    m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng)
-                    start = int(m.group(1))
-                    end = int(m.group(2)) if m.group(2) else len(body) - 1
-                    status, part = 206, body[start:end + 1]
-                self.send_response(status)
-                if status == 206:
-                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(body)}")
-                self.send_header("Content-Length", str(len(part)))
-                self.end_headers()
-                self.wfile.write(part)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):  # noqa: ANN002
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture(scope="module")
 def gfs_server():
     """The bucket layout for the 2024-01-01 00 UTC cycle: f000 (analysis) and f012."""
@@ -158,7 +107,7 @@ def gfs_server():
     prefix = "/gfs.20240101/00/atmos/gfs.t00z.pgrb2.0p25"
     files = {f"{prefix}.f012": f012, f"{prefix}.f012.idx": idx012.encode(),
              f"{prefix}.f000": f000, f"{prefix}.f000.idx": idx000.encode()}
-    with _RangeServer(files) as server:
+    with RangeServer(files) as server:
         yield server, idx012
 
 
@@ -188,8 +137,8 @@ def test_gfs_forecast_fetches_only_needed_ranges_and_meets_the_contract(gfs_serv
     # HTTP: the .idx, then one request per merged run of needed messages, nothing unneeded.
     entries = parse_idx(idx_text)
     expected = merge_ranges(span for _, span in select_messages(entries, wanted_messages(None)))
-    data_requests = [rng for path, rng in server.log if path.endswith(".f012")]
-    assert [path for path, _ in server.log if path.endswith(".idx")] == [
+    data_requests = [rng for _, path, rng in server.log if path.endswith(".f012")]
+    assert [path for _, path, _ in server.log if path.endswith(".idx")] == [
         "/gfs.20240101/00/atmos/gfs.t00z.pgrb2.0p25.f012.idx"]
     assert data_requests == [f"bytes={a}-" if b is None else f"bytes={a}-{b}" for a, b in expected]
     n_needed = len(wanted_messages(None))
@@ -227,7 +176,7 @@ def test_gfs_analysis_reads_f000_for_a_subset(gfs_server, tmp_path):
     server.log.clear()
     ds = NoaaGFSSource(base_url=server.url, cache_dir=tmp_path).analysis(INIT, ["msl", "u"])
     assert list(ds.data_vars) == ["msl", "u"]
-    assert {path for path, _ in server.log} == {"/gfs.20240101/00/atmos/gfs.t00z.pgrb2.0p25.f000",
+    assert {path for _, path, _ in server.log} == {"/gfs.20240101/00/atmos/gfs.t00z.pgrb2.0p25.f000",
                                                 "/gfs.20240101/00/atmos/gfs.t00z.pgrb2.0p25.f000.idx"}
     np.testing.assert_allclose(ds["u"].sel(pressure_level=250).values, _field(12.5), rtol=1e-5)
 
