@@ -93,7 +93,7 @@ class Scorecard:
         w = np.asarray(self.weights, dtype=np.float64)
         self._boxes = [box_of(r, self.lat, self.lon) for r in self.regions]
         self._row_weight = [w * r.rows(self.lat) for r in self.regions]
-        self._total = [float(rw.sum()) * (len(self.lon) if box is None else len(box[1]))
+        self._total = [float(rw.sum()) * (len(self.lon) if box is None else sum(s.stop - s.start for s in box[1]))
                        for rw, box in zip(self._row_weight, self._boxes)]
 
     def add(self, lead_hours: int, variable: str, level: int | None, forecast: np.ndarray, truth: np.ndarray,
@@ -109,22 +109,27 @@ class Scorecard:
             if box is None:
                 sums = row_sums @ row_weight
             else:
-                rows, cols = box
-                sub = [None if a is None else np.asarray(a)[rows][:, cols]
-                       for a in (forecast, truth, climatology, reference)]
-                sums = plane_row_sums(*sub) @ row_weight[rows]
+                rows, spans = box
+                sums = sum(plane_row_sums(*(None if a is None else np.asarray(a)[rows, span]
+                                            for a in (forecast, truth, climatology, reference)))
+                           for span in spans) @ row_weight[rows]
             self.rows.append(regional_metric(region.name, lead_hours, variable, level, sums / total, self.acc))
 
 
-def box_of(region: Region, lat: np.ndarray, lon: np.ndarray) -> tuple[slice, np.ndarray] | None:
+def box_of(region: Region, lat: np.ndarray, lon: np.ndarray) -> tuple[slice, list[slice]] | None:
     """A region that is not a whole latitude band, as the slice of its rows (latitudes are
-    monotonic, so they are contiguous) and the indices of its columns; None for a band."""
+    monotonic, so they are contiguous) and the slices of its runs of columns (views, no copy);
+    None for a band."""
     columns = region.columns(lon)
     if columns.all():
         return None
-    held = np.flatnonzero(region.rows(lat))
-    rows = slice(int(held[0]), int(held[-1]) + 1) if held.size else slice(0, 0)
-    return rows, np.flatnonzero(columns)
+    return _runs(region.rows(lat))[0] if region.rows(lat).any() else slice(0, 0), _runs(columns)
+
+
+def _runs(held: np.ndarray) -> list[slice]:
+    """The maximal runs of True in a boolean vector, as slices."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], held.astype(np.int8), [0]])))
+    return [slice(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
 
 
 def plane_row_sums(forecast: np.ndarray, truth: np.ndarray, climatology: np.ndarray,
@@ -137,11 +142,16 @@ def plane_row_sums(forecast: np.ndarray, truth: np.ndarray, climatology: np.ndar
         f = np.where(np.isfinite(f), f, c)
     d = f - o64
     oa = o64 - c
-    terms = [d, d * d, d * oa, oa, oa * oa]
+    sums = [d.sum(axis=-1), _dot(d, d), _dot(d, oa), oa.sum(axis=-1), _dot(oa, oa)]
     if reference is not None:
         g = np.asarray(reference) - o64
-        terms.append(g * g)
-    return np.stack([t.sum(axis=-1) for t in terms])
+        sums.append(_dot(g, g))
+    return np.stack(sums)
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row sums of a * b without the product's temporary."""
+    return np.einsum("ij,ij->i", a, b)
 
 
 def regional_metric(region: str, lead_hours: int, variable: str, level: int | None, means: np.ndarray,
