@@ -162,3 +162,25 @@ def test_nan_fields_are_left_out_and_all_nan_forecasts_are_no_copies():
     nan = np.full_like(a, np.nan)
     pairs = copy_pairs({"a": a, "b": b, "n1": nan, "n2": nan.copy()})
     assert [(p.a, p.b, p.fields_compared) for p in pairs] == [("a", "b", 3)]
+
+
+def test_the_check_looks_at_the_runs_still_scored_up_to_the_newest(tmp_path):
+    """Runs whose T0 is more than 16 days before the newest fingerprinted run's are not compared."""
+    from datetime import timedelta
+
+    from gaia_dagster.checks.copies import CHECKED_DAYS
+    from gaia_dagster.db.copies import fingerprinted_runs, record_fingerprint
+    from gaia_dagster.stages.request import open_job
+
+    repo = ValidatorRepository(f"sqlite:///{tmp_path / 'v.db'}")
+    repo.create_schema()
+    samples = np.ones((2, 4), dtype=np.float32)
+    runs = []
+    for days in (0, 10, 40):
+        for hotkey in ("5Fa", "5Fb"):
+            row, _ = open_job(repo, MinerRecord(hotkey, f"http://{hotkey}.example", None, True, 0),
+                              T0 + timedelta(days=days), "validator")
+            record_fingerprint(repo, row.id, row.run_id, hotkey, "s" * 64, samples)
+        runs.append(row.run_id)
+    assert fingerprinted_runs(repo) == runs
+    assert fingerprinted_runs(repo, window=CHECKED_DAYS) == runs[2:]

@@ -4,11 +4,13 @@ lives here."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 from sqlalchemy import func, select
 
-from gaia_dagster.db.models import ForecastFingerprint
-from gaia_dagster.db.repository import ValidatorRepository, now_utc
+from gaia_dagster.db.models import ForecastFingerprint, ForecastRun
+from gaia_dagster.db.repository import ValidatorRepository, now_utc, utc
 
 
 def record_fingerprint(repo: ValidatorRepository, response_id: int, run_id: int, miner_hotkey: str, seed: str,
@@ -34,8 +36,13 @@ def run_fingerprints(repo: ValidatorRepository, run_id: int) -> dict[str, np.nda
     return {hotkey: np.frombuffer(samples, dtype="<f4").reshape(k, n) for hotkey, k, n, samples in rows}
 
 
-def fingerprinted_runs(repo: ValidatorRepository) -> list[int]:
-    """The runs holding at least two fingerprints (the only ones that can hold a copy pair)."""
+def fingerprinted_runs(repo: ValidatorRepository, window: timedelta | None = None) -> list[int]:
+    """The runs holding at least two fingerprints, the only ones that can hold a copy pair; with
+    ``window``, only those whose T0 is within it of the newest such run's."""
+    query = (select(ForecastFingerprint.run_id, ForecastRun.gfs_init_time)
+             .join(ForecastRun, ForecastRun.id == ForecastFingerprint.run_id)
+             .group_by(ForecastFingerprint.run_id, ForecastRun.gfs_init_time).having(func.count() > 1))
     with repo.session() as s:
-        return list(s.scalars(select(ForecastFingerprint.run_id).group_by(ForecastFingerprint.run_id)
-                              .having(func.count() > 1).order_by(ForecastFingerprint.run_id)))
+        runs = [(run_id, utc(t0)) for run_id, t0 in s.execute(query)]
+    newest = max((t0 for _, t0 in runs), default=None)
+    return sorted(run_id for run_id, t0 in runs if window is None or t0 >= newest - window)
