@@ -336,6 +336,24 @@ def test_a_store_that_answers_503_once_verified_delays_only_its_own_score(repo, 
     assert repo.run_by_id(run.id).status == "completed"
 
 
+def test_a_miner_that_says_completed_but_never_serves_its_store_fails_within_the_poll_budget(repo, fleet, sources):
+    [good, mute] = fleet(2, prefix="mute", per_miner={1: {"fault": "store_503_after_verify", "fault_count": 0}})
+    request_all(repo, [good, mute])
+    rows = {r.miner_hotkey: r for r in until_ready(repo, 2)}
+    verify_forecast(repo, client(), repo.response_by_id(rows[good.hotkey].id), sources.cache_root(), Grid(RESOLUTION))
+    row = rows[mute.hotkey]
+    budget = StageRetry("poll", repo.response_by_id(row.id).poll_attempts + 2, (0.0,))
+    for then in ("ready", "failed"):          # verified again at the next poll, until the budget is spent
+        with pytest.raises(MinerClientError, match="503"):
+            verify_forecast(repo, client(), repo.response_by_id(row.id), sources.cache_root(), Grid(RESOLUTION))
+        [decision] = poll_in_flight(repo, client(), budget)
+        assert decision.action == then, decision
+    failed = repo.response_by_id(row.id)
+    assert failed.status == "failed" and mute.hotkey in failed.error
+    assert "could not be read for verification" in failed.error and "503" in failed.error
+    assert repo.response_by_id(rows[good.hotkey].id).status == "forecast_ready"
+
+
 # -- what the operator sees ------------------------------------------------------------------------
 def test_an_unusable_identity_fails_the_request_run_naming_the_validator_and_creates_no_job(tmp_path):
     from dagster import DagsterEventType, instance_for_test

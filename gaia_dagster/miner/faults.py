@@ -148,8 +148,9 @@ class FaultState:
             return rel if self.store_answers <= (self.count or 1) else swapped_rel(rel)
 
     def store_withheld(self) -> bool:
-        """``store_503_after_verify``: True once more store answers were given than ``count`` (1)."""
-        return self.fault == "store_503_after_verify" and self.store_answers > (self.count or 1)
+        """``store_503_after_verify``: True once more store answers were given than ``count`` (1; 0:
+        the store is never served, verification included)."""
+        return self.fault == "store_503_after_verify" and self.store_answers > (1 if self.count is None else self.count)
 
     def after_answer(self, answer: dict) -> None:
         """``gone_mid_job``: once a job is accepted the miner disappears."""

@@ -21,12 +21,13 @@ from gaia_dagster.core.manifest import STORE_CHANGED, ManifestError, PinnedManif
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
 from gaia_dagster.resources.cache import private_dir
 from gaia_dagster.resources.local_faults import ValidatorSideError, as_validator_side
-from gaia_dagster.resources.miner_client import MinerClient
+from gaia_dagster.resources.miner_client import MinerClient, MinerClientError
 from gaia_dagster.resources.store_fetch import VerifiedStore, fetch_verified_store
 from gaia_dagster.core.states import ResponseStatus
 from gaia_dagster.stages import copies
 from gaia_dagster.stages.attempts import ForecastRejected, StageRefused, ValidatorFault, is_past, who
 from gaia_dagster.stages.lifecycle import fail_job, forecast_verified
+from gaia_dagster.stages.poll import UNVERIFIED
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,9 @@ def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: Respons
         copies.refuse_copy(repo, row)
     except ForecastRejected as exc:
         fail_job(repo, row.id, ResponseStatus.INFERENCE_RUNNING.value, str(exc), dagster_run_id)
+        raise
+    except MinerClientError as exc:   # retried at the next poll, within the poll budget (stages.poll)
+        repo.update_response(row.id, ResponseStatus.INFERENCE_RUNNING.value, error=f"{who(row)}: {UNVERIFIED}: {exc}")
         raise
     except ValidatorSideError as exc:
         raise ValidatorFault(f"{who(row)}: verification failed on the validator's side ({exc}); the job is "

@@ -4,7 +4,10 @@ Poll statuses (GAIA_SPEC 2, ``core/states.py``): done = completed; keep polling 
 received, running, running_inference, processing_output; failed = failed, error, fetch_error.
 Anything else (``not_found``, an unknown status) and no usable answer (HTTP 500, timeout, an answer
 over the limits...) is a failed poll attempt: it uses a poll and its reason is recorded on the job;
-after the last poll the job fails with the last reason.
+after the last poll the job fails with the last reason. A completed job whose store could not be
+read for verification (``UNVERIFIED`` on the job) is verified again at the next poll, after the
+backoff, and fails when the poll budget is spent: a miner that says completed and never serves its
+store cannot hold the day.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from gaia_dagster.stages.lifecycle import fail_job
 RUNNING = ResponseStatus.INFERENCE_RUNNING.value
 FAILED = ResponseStatus.FAILED.value          # the decision: the job failed
 READY, WAITING, ATTEMPT_FAILED = "ready", "waiting", "attempt_failed"
+UNVERIFIED = "its store could not be read for verification"
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,21 @@ def poll_in_flight(repo: ValidatorRepository, client: MinerClient, retry: StageR
     return [_decide(repo, r, a, retry, now, dagster_run_id) for r, a in zip(due, answers)]
 
 
+def _ready(repo: ValidatorRepository, row: ResponseRecord, attempt: int, retry: StageRetry, now: datetime,
+           detail: str, dagster_run_id: str | None) -> PollDecision:
+    """The miner reports completed: verify now; after a verification that could not read the store,
+    again after the backoff, and fail the job once the poll budget is spent (rule: bounded retries)."""
+    unverified = UNVERIFIED in (row.error or "")
+    if unverified and retry.exhausted(attempt):
+        error = f"miner {row.miner_hotkey}, job {row.job_id}: completed, but {UNVERIFIED} in {attempt} polls; last: {row.error}"
+        return PollDecision(fail_job(repo, row.id, RUNNING, error, dagster_run_id, poll_attempts=attempt).job,
+                            FAILED, error)
+    repo.update_response(row.id, RUNNING, poll_attempts=attempt,
+                         next_attempt_at=retry.next_attempt_at(now, attempt) if unverified else None,
+                         error=row.error if unverified else None)
+    return PollDecision(repo.response_by_id(row.id), READY, detail)
+
+
 def _decide(repo: ValidatorRepository, row: ResponseRecord, answer, retry: StageRetry,  # noqa: ANN001
             now: datetime, dagster_run_id: str | None) -> PollDecision:
     """Record one poll attempt and decide what follows."""
@@ -79,8 +98,7 @@ def _decide(repo: ValidatorRepository, row: ResponseRecord, answer, retry: Stage
         if kind == ATTEMPT_FAILED:
             detail = attempt_reason(who, answer)
     if kind == READY:
-        repo.update_response(row.id, RUNNING, poll_attempts=attempt, next_attempt_at=None, error=None)
-        return PollDecision(repo.response_by_id(row.id), READY, detail)
+        return _ready(repo, row, attempt, retry, now, detail, dagster_run_id)
     if kind == FAILED:
         error = f"{who}: inference failed on the miner: {answer.message or answer.status}"
         return PollDecision(fail_job(repo, row.id, RUNNING, error, dagster_run_id).job, FAILED, error)
