@@ -134,6 +134,10 @@ def test_the_asset_check_shows_each_pair_with_its_evidence(fleet, two_orders):
     pairs = result.metadata["pairs"].value
     n = len(copiers) + 1
     assert result.metadata["copy_pairs"].value == len(pairs) == n * (n - 1) // 2  # every two of them
+    for fault, copier in copiers.items():
+        pair = next(p for p in pairs if {p["miner_a"], p["miner_b"]} == {original.hotkey, copier.hotkey})
+        print(f"{fault}: distance {pair['distance']:.2e} (threshold {pair['threshold']:g}, "
+              f"honest spread {pair['honest_spread']:.3f})")
     noisy = next(p for p in pairs if {p["miner_a"], p["miner_b"]} == {original.hotkey, copiers["copier_noise"].hotkey})
     assert 0 < noisy["distance"] < noisy["threshold"] == COPY_THRESHOLD and noisy["honest_spread"] > 10 * COPY_THRESHOLD
     assert noisy["verdict_a"] == noisy["verdict_b"] == "refused" and "undecidable" in noisy["who_copied"]

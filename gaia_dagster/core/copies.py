@@ -144,15 +144,34 @@ def pair_distances(prints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def copy_pairs(prints: Mapping[str, np.ndarray], threshold: float = COPY_THRESHOLD) -> list[CopyPair]:
     """Every pair of miners closer than ``threshold`` (rule 3), sorted by hotkey: a function of the
-    set of fingerprints alone. Fingerprints of another shape (another plan) are not compared."""
+    set of fingerprints alone. All pairs are screened by ``pair_distances``; those near the
+    threshold are measured again directly. Fingerprints of another shape are not compared."""
     hotkeys = sorted(prints)
     shapes = {prints[h].shape for h in hotkeys}
     if len(hotkeys) < 2 or len(shapes) != 1:
         return []
-    distance, fields = pair_distances(np.stack([prints[h] for h in hotkeys]))
-    i, j = np.nonzero(np.triu(distance < threshold, k=1))
-    return [CopyPair(hotkeys[a], hotkeys[b], float(distance[a, b]), threshold, int(fields[a, b]))
-            for a, b in zip(i, j)]
+    stacked = np.stack([prints[h] for h in hotkeys])
+    distance, _ = pair_distances(stacked)
+    scales = field_scales(stacked)
+    pairs = []
+    for a, b in zip(*np.nonzero(np.triu(distance < 2 * threshold, k=1))):
+        exact, fields = direct_distance(stacked[a], stacked[b], scales)
+        if exact < threshold:
+            pairs.append(CopyPair(hotkeys[a], hotkeys[b], exact, threshold, fields))
+    return pairs
+
+
+def direct_distance(a: np.ndarray, b: np.ndarray, scales: np.ndarray) -> tuple[float, int]:
+    """Rule 2 for one pair, from the differences themselves (exactly 0 for identical forecasts):
+    the distance and the number of fields compared (inf, 0 when they share none)."""
+    diff = (a.astype(np.float64) - b.astype(np.float64)) / scales[:, None]
+    finite = np.isfinite(diff)
+    usable = finite.sum(axis=1) >= MIN_SHARED * a.shape[1]
+    if not usable.any():
+        return float("inf"), 0
+    per_field = np.where(finite, diff, 0.0)[usable] ** 2
+    mse = per_field.sum(axis=1) / finite[usable].sum(axis=1)
+    return float(np.sqrt(mse.mean())), int(usable.sum())
 
 
 def honest_spread(prints: Mapping[str, np.ndarray], pairs: Sequence[CopyPair]) -> float | None:
