@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"15-day leaderboard of {args.date}: rank [90% interval], mean overall score, p-value against the next")
     for m in ranked:
         mark = "" if m["next_significant"] is None else (" (significant)" if m["next_significant"] else "")
-        print(f"  {m['rank']:>3} [{m['rank_low']}-{m['rank_high']}]  uid {m['uid'] if m['uid'] is not None else '-':>4}"
-              f"  {m['hotkey']}  {m['mean_score']:.4f}  p {_cell(m['next_p_value'])}{mark}")
+        interval = "[too few days]" if m["rank_low"] is None else f"[{m['rank_low']}-{m['rank_high']}]"
+        uid = m["uid"] if m["uid"] is not None else "-"
+        print(f"  {m['rank']:>3} {interval}  uid {uid:>4}  {m['hotkey']}  {m['mean_score']:.4f}"
+              f"  p {_cell(m['next_p_value'])}{mark}")
     return 0

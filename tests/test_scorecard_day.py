@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import timedelta
 
 from dagster import DagsterInstance, materialize
 
@@ -50,6 +51,13 @@ def test_a_scored_day_has_scorecards_for_every_miner_and_ranks_with_intervals(re
     assert set(world) == set(scores)
     for key, s in scores.items():    # the global region is the field the score saw
         assert abs(world[key]["rmse"] - s.rmse) <= 1e-9 * max(1.0, s.rmse)
+
+    for back, (a, b) in enumerate([(0.7, 0.2), (0.6, 0.3)], start=1):   # two earlier days: a 3-day window
+        earlier, _ = repo.get_or_create_run(T0 - timedelta(days=back))
+        for hotkey, score in ((good.hotkey, a), (persistence.hotkey, b)):
+            response, _ = repo.create_response(earlier.id, hotkey, "v", f"earlier-{back}-{hotkey}", "http://x")
+            repo.record_scores(response.id, "overall", [{"lead_hours": 0, "variable": "*", "level": 0,
+                                                         "score": score}])
 
     with DagsterInstance.ephemeral() as instance:
         result = materialize([miner_scores, regional_scorecards], partition_key=T0.strftime("%Y-%m-%d"),

@@ -232,3 +232,9 @@ def test_bands_from_the_era5_pass_row_sums_equal_the_scorecards_own():
     for a, b in zip(reused.rows, own.rows):
         assert a.region == b.region
         assert (a.rmse, a.bias, a.acc, a.skill) == pytest.approx((b.rmse, b.bias, b.acc, b.skill), rel=1e-12)
+
+
+def test_fewer_than_three_days_give_a_rank_but_no_interval_or_test():
+    board = ranked_with_intervals([{"a": 0.9, "b": 0.1}, {"a": 0.8, "b": 0.2}], "run")
+    assert [(m.hotkey, m.rank) for m in board] == [("a", 1), ("b", 2)]
+    assert all(m.rank_low is None and m.rank_high is None and m.next_p_value is None for m in board)

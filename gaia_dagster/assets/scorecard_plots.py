@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 from dagster import MetadataValue, TableColumn
 
 from gaia_dagster.assets.plots import _figure, png_markdown, records_table, table_cell
+from gaia_dagster.core.scoring.regions import WB2_REGIONS
 
 # WeatherBench2's headline fields, in its scorecards' order; a scorecard shows those it holds.
 HEADLINE_FIELDS = (("z", 500), ("t", 850), ("q", 700), ("u", 850), ("v", 850), ("2t", 0), ("10u", 0),
@@ -75,7 +76,8 @@ def scorecard_chart(rows: Sequence[Mapping[str, Any]], label: str) -> MetadataVa
     import numpy as np
 
     fields = shown_fields(rows)
-    regions = list(dict.fromkeys(r["region"] for r in rows))
+    order = {r.name: i for i, r in enumerate(WB2_REGIONS)}
+    regions = sorted({r["region"] for r in rows}, key=lambda name: (order.get(name, len(order)), name))
     leads = sorted({int(r["lead_hours"]) for r in rows})
     if not fields or not leads:
         return MetadataValue.md(f"_no regional scores for {label}_")
@@ -97,8 +99,8 @@ def scorecard_chart(rows: Sequence[Mapping[str, Any]], label: str) -> MetadataVa
 
 
 def rank_interval_chart(rows: Sequence[Mapping[str, Any]], top: int = 30) -> MetadataValue:
-    """Each miner's 15-day rank (dot) and 90% interval (bar), best first, labelled by UID; a red
-    dot where the difference to the next miner down is significant."""
+    """Each miner's 15-day rank (dot) and 90% interval (bar, once the window holds enough days),
+    best first, labelled by UID; a red dot where the difference to the next miner down is significant."""
     ranked = sorted((r for r in rows if r.get("rank_15d") is not None), key=lambda r: (r["rank_15d"], r["hotkey"]))
     if not ranked:
         return MetadataValue.md("_no miners with a 15-day rank_")
@@ -106,7 +108,8 @@ def rank_interval_chart(rows: Sequence[Mapping[str, Any]], top: int = 30) -> Met
     figure = _figure()
     axes = figure.add_subplot()
     for x, r in enumerate(shown):
-        axes.plot([x, x], [r["rank_low"], r["rank_high"]], color="tab:blue", linewidth=4, alpha=0.5)
+        if r.get("rank_low") is not None:
+            axes.plot([x, x], [r["rank_low"], r["rank_high"]], color="tab:blue", linewidth=4, alpha=0.5)
         axes.plot(x, r["rank_15d"], "o", color="tab:red" if r.get("beats_next") else "tab:blue")
     labels = [str(r["uid"]) if r.get("uid") is not None else str(r["hotkey"])[:6] for r in shown]
     axes.set_xticks(range(len(shown)), labels, fontsize=8, rotation=90 if len(shown) > 15 else 0)

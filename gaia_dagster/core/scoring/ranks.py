@@ -25,6 +25,7 @@ from scipy import stats
 INTERVAL = 0.9
 SIGNIFICANCE = 0.05
 DRAWS = 2000
+MIN_DAYS = 3          # fewer days say nothing about uncertainty: no interval and no test
 
 
 def days_matrix(days: Sequence[Mapping[str, float]], miners: Sequence[str]) -> np.ndarray:
@@ -128,14 +129,15 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> PairedTest:
 @dataclass(frozen=True)
 class RankedMiner:
     """A miner on the 15-day leaderboard: mean overall score over the window, its rank, the 90%
-    rank interval, and the test against the miner ranked just below it (None for the last)."""
+    rank interval, and the test against the miner ranked just below it (None for the last, and
+    interval and test None while the window holds fewer than ``MIN_DAYS`` days)."""
 
     hotkey: str
     days: int
     mean_score: float
     rank: int
-    rank_low: int
-    rank_high: int
+    rank_low: int | None
+    rank_high: int | None
     next_hotkey: str | None
     next_p_value: float | None
     next_significant: bool | None
@@ -152,7 +154,7 @@ def seed_of(key: str) -> int:
 def ranked_with_intervals(days: Sequence[Mapping[str, float]], seed_key: str = "",
                           draws: int = DRAWS) -> list[RankedMiner]:
     """The window's miners ranked by mean overall score (ties by hotkey), each with its bootstrap
-    rank interval and the paired test against the next one down."""
+    rank interval and the paired test against the next one down (both from ``MIN_DAYS`` days on)."""
     miners = sorted({m for day in days for m in day})
     scores = days_matrix(days, miners)
     means = scores.mean(axis=1) if len(days) else np.zeros(len(miners))
@@ -160,10 +162,12 @@ def ranked_with_intervals(days: Sequence[Mapping[str, float]], seed_key: str = "
     intervals = rank_intervals(scores, draws=draws, seed=seed_of(seed_key))
     order = sorted(range(len(miners)), key=lambda i: (-means[i], miners[i]))
     out = []
+    known = len(days) >= MIN_DAYS
     for pos, i in enumerate(order):
         below = order[pos + 1] if pos + 1 < len(order) else None
-        test = paired_test(scores[i], scores[below]) if below is not None else None
-        out.append(RankedMiner(miners[i], len(days), float(means[i]), int(ranks[i]), int(intervals[i, 0]),
-                               int(intervals[i, 1]), miners[below] if below is not None else None,
+        test = paired_test(scores[i], scores[below]) if below is not None and known else None
+        out.append(RankedMiner(miners[i], len(days), float(means[i]), int(ranks[i]),
+                               int(intervals[i, 0]) if known else None, int(intervals[i, 1]) if known else None,
+                               miners[below] if below is not None else None,
                                test.p_value if test else None, test.significant() if test else None))
     return out
