@@ -28,6 +28,6 @@ def regional_scorecards(context: AssetExecutionContext, validator_db: ValidatorD
     return MaterializeResult(metadata={
         "miners_with_scorecards": len(by_miner),
         "regions": MetadataValue.json([r.name for r in WB2_REGIONS]),
-        "scorecard": scorecard_table(by_miner, uids),
         **pictures,
+        "scorecard": scorecard_table(by_miner, uids),
     })
