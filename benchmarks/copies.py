@@ -20,7 +20,8 @@ import numpy as np
 
 from gaia_dagster.core.contract import Grid
 from gaia_dagster.core.copies import (
-    COPY_THRESHOLD, FIELDS, POINTS, FieldRef, copy_pairs, fingerprint_plan, honest_spread, sample_plane,
+    COPY_THRESHOLD, FIELDS, POINTS, FieldRef, copy_pairs, fingerprint_plan, honest_spread, pairs_with,
+    sample_plane,
 )
 from gaia_dagster.world.atmosphere import SyntheticAtmosphere
 from gaia_dagster.world.forecasts import forecast_step
@@ -87,6 +88,10 @@ def main() -> None:
           f"sampling 8 fields of a 0.25 degree plane: {sample_s * 1e3:.2f} ms")
     print(f"{args.miners} miners, {n_pairs} pairs: comparison {best * 1e3:.1f} ms (best of {args.repeat}), "
           f"{best / n_pairs * 1e6:.2f} us per pair")
+    started = time.perf_counter()
+    pairs_with("honest-000", prints)
+    print(f"one miner against the {args.miners - 1} others (the check each stage makes): "
+          f"{(time.perf_counter() - started) * 1e3:.1f} ms")
     for noise in NOISES:
         mine = [c for c in copied if c.endswith(f"-{noise:g}")]
         hits = [c for c in mine if c in found and copied[c] in (found[c].a, found[c].b)]

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from gaia_dagster.core.contract import Grid
-from gaia_dagster.core.copies import COPY_THRESHOLD, copy_pairs, pair_distances
+from gaia_dagster.core.copies import COPY_THRESHOLD, copy_pairs, pair_distances, pairs_with
 from gaia_dagster.db.repository import MinerRecord, ValidatorRepository
 from gaia_dagster.miner.faults import COPIER_FAULTS
 from gaia_dagster.resources.validator_db import ValidatorDB
@@ -153,6 +153,7 @@ def test_distance_is_exact_for_tiny_differences_and_symmetric():
     pairs = copy_pairs(prints)
     assert [(p.a, p.b) for p in pairs] == [("noisy", "orig")]
     assert pairs == copy_pairs(dict(reversed(list(prints.items()))))
+    assert pairs_with("orig", prints) == pairs_with("noisy", prints) == pairs and pairs_with("h0", prints) == []
     distance, _ = pair_distances(np.stack([base, noisy]))
     direct = np.sqrt(np.mean(((base.astype(float) - noisy) / np.std(base, axis=1, keepdims=True)) ** 2))
     assert distance[0, 1] == pytest.approx(direct, rel=1e-3) and distance[0, 1] == distance[1, 0]

@@ -161,6 +161,22 @@ def copy_pairs(prints: Mapping[str, np.ndarray], threshold: float = COPY_THRESHO
     return pairs
 
 
+def pairs_with(hotkey: str, prints: Mapping[str, np.ndarray], threshold: float = COPY_THRESHOLD) -> list[CopyPair]:
+    """The copy pairs one miner is in, measured directly against every other fingerprint of the run
+    (the same scales and distance as ``copy_pairs``, in n comparisons instead of n^2)."""
+    hotkeys = sorted(prints)
+    if hotkey not in prints or len({prints[h].shape for h in hotkeys}) != 1:
+        return []
+    stacked = np.stack([prints[h] for h in hotkeys])
+    scales, mine = field_scales(stacked), prints[hotkey]
+    pairs = []
+    for other, values in zip(hotkeys, stacked):
+        distance, fields = direct_distance(mine, values, scales) if other != hotkey else (np.inf, 0)
+        if distance < threshold:
+            pairs.append(CopyPair(min(hotkey, other), max(hotkey, other), distance, threshold, fields))
+    return pairs
+
+
 def direct_distance(a: np.ndarray, b: np.ndarray, scales: np.ndarray) -> tuple[float, int]:
     """Rule 2 for one pair, from the differences themselves (exactly 0 for identical forecasts):
     the distance and the number of fields compared (inf, 0 when they share none)."""

@@ -14,7 +14,8 @@ import xarray as xr
 
 from gaia_dagster.core.contract import LEVEL_VARIABLES, N_STEPS, PRESSURE_LEVELS, Grid
 from gaia_dagster.core.copies import (
-    CopyPair, FieldRef, FingerprintPlan, copy_pairs, copy_reason, fingerprint_plan, run_seed, sample_plane,
+    CopyPair, FieldRef, FingerprintPlan, copy_pairs, copy_reason, fingerprint_plan, pairs_with, run_seed,
+    sample_plane,
 )
 from gaia_dagster.db.copies import record_fingerprint, run_fingerprints
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
@@ -70,6 +71,6 @@ def run_copy_pairs(repo: ValidatorRepository, run_id: int) -> list[CopyPair]:
 def refuse_copy(repo: ValidatorRepository, row: ResponseRecord) -> None:
     """Copy rule: a miner in a copy pair of its run is refused (``ForecastRejected``), naming the
     other miner, the distance and the threshold; the same for both miners of the pair."""
-    reason = copy_reason(row.miner_hotkey, run_copy_pairs(repo, row.run_id))
+    reason = copy_reason(row.miner_hotkey, pairs_with(row.miner_hotkey, run_fingerprints(repo, row.run_id)))
     if reason:
         raise ForecastRejected(f"{who(row)}: {reason}")
