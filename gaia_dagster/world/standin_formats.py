@@ -23,16 +23,13 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import xarray as xr
 
+from gaia_dagster.core.cds_request import CDS_VARIABLES
 from gaia_dagster.core.contract import LEVEL_VARIABLES, PRESSURE_LEVELS, SURFACE_VARIABLES
 from gaia_dagster.core.gfs_index import GRAVITY
 
 ARCO_LEVELS: tuple[int, ...] = (1, 2, 3, 5, 7, 10, 20, 30, 50, 70, 100, 125, 150, 175, 200, 225, 250, 300, 350, 400,
                                 450, 500, 550, 600, 650, 700, 750, 775, 800, 825, 850, 875, 900, 925, 950, 975, 1000)
-LONG_NAMES: dict[str, str] = {
-    "2t": "2m_temperature", "10u": "10m_u_component_of_wind", "10v": "10m_v_component_of_wind",
-    "msl": "mean_sea_level_pressure", "t": "temperature", "u": "u_component_of_wind",
-    "v": "v_component_of_wind", "q": "specific_humidity", "z": "geopotential",
-}
+LONG_NAMES: dict[str, str] = CDS_VARIABLES  # the long names ARCO-ERA5, WeatherBench2 and the CDS share
 ERA5_PARAM_IDS: dict[str, int] = {"2t": 167, "10u": 165, "10v": 166, "msl": 151,
                                   "t": 130, "u": 131, "v": 132, "q": 133, "z": 129}
 # GFS: contract name -> (idx VAR, GRIB2 param: shortName or (discipline, category, number)).
