@@ -12,8 +12,8 @@ only) at loopback stand-ins that speak the real formats (``gaia_dagster/world/st
 
 the two Zarr stores served over loopback HTTP (read through fsspec, as ``gs://`` is through gcsfs).
 
-The fields are the embedded world's at 0.25 degree, so two reference miners (``good`` and
-``gaia-format``: 720 rows, as Aurora-based Gaia miners send) forecast on Gaia's 721 x 1440 grid
+The fields are the embedded world's at 0.25 degree, so two reference miners (``gaia-format``: 720
+rows, as Aurora-based Gaia miners send, and ``persistence``) forecast on Gaia's 721 x 1440 grid
 and score as they would against the real sources. Day-1 and ERA5 are scored the way Gaia scores
 them (deployed profile), the data cache is capped by ``GAIA_CACHE_MAX_GB``.
 
@@ -43,7 +43,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from day_under_daemon import _bytes_under, _wait_runs_ended  # noqa: E402
 
 CDS_KEY = "00000000-rehearsal-key-0000-000000000000"
-PROFILES = ["good", "gaia-format"]
+# Two different forecasts: the same forecast twice would be refused as a copy pair (core/copies.py).
+PROFILES = ["gaia-format", "persistence"]
 
 
 # -- the stand-ins' data ----------------------------------------------------------------------------
@@ -185,7 +186,7 @@ def rehearse(date: str, provider: str, cache_max_gb: float, timeout_s: float, re
                 run_peak = max((peaks.by_pid.get(pid, 0) for pid in workers), default=0)
             run = repo.run_for_init_time(t0)
             scores = {r.miner_hotkey[:10]: {"status": r.status, "day1": repo.total_score(r.id, "day1"),
-                                            "era5": repo.total_score(r.id, "era5")}
+                                            "era5": repo.total_score(r.id, "era5"), "error": r.error}
                       for r in (repo.responses(run_id=run.id) if run else [])}
             noaa_requests, store_requests, cds_jobs = len(noaa.log), len(bucket.log), len(cds.requests)
         cached = cache_bytes(cache)
