@@ -5,10 +5,11 @@ weights slot gives its UID; the day's totals (asked, answered, verified, scored,
 a chart of where the miners are. Rules in ``core/day_view.py``.
 """
 
-from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, TableColumn, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, TableColumn, asset
 
-from gaia_dagster.assets.partitions import daily_partitions, gfs_init_time
+from gaia_dagster.assets.partitions import daily_partitions
 from gaia_dagster.assets.plots import _figure, png_markdown, records_table
+from gaia_dagster.assets.stage_runs import run_for_partition
 from gaia_dagster.core.day_view import FAILED_STAGE, day_totals, view_row
 from gaia_dagster.db.day_view import day_jobs
 from gaia_dagster.db.weights import weight_records
@@ -54,10 +55,7 @@ def stage_chart(rows: list[dict]) -> MetadataValue:
                    "weight, the day's totals (asked, answered, verified, scored, failed by cause) and a chart. "
                    "Refreshed by day_view_sensor while the day runs.")
 def day_view(context: AssetExecutionContext, validator_db: ValidatorDB) -> MaterializeResult:
-    repo = validator_db.repo
-    run = repo.run_for_init_time(gfs_init_time(context.partition_key))
-    if run is None:
-        raise Failure(f"run {context.partition_key}: no run exists for this date yet", allow_retries=False)
+    repo, run = run_for_partition(validator_db, context.partition_key)
     latest = weight_records(repo, limit=1)
     jobs = day_jobs(repo, run.id, latest[0].vector if latest else None)
     rows = [view_row(j) for j in jobs]

@@ -3,9 +3,10 @@
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from gaia_dagster.assets.partitions import daily_partitions, gfs_init_time, to_date
+from gaia_dagster.assets.partitions import daily_partitions, to_date
 from gaia_dagster.assets.plots import leaderboard_chart, leaderboard_table, selection_table
 from gaia_dagster.assets.scorecard_plots import RANK_COLUMNS, rank_interval_chart
+from gaia_dagster.assets.stage_runs import run_for_partition
 from gaia_dagster.core.states import ResponseStatus
 from gaia_dagster.resources.validator_db import ValidatorDB
 from gaia_dagster.stages.ranks import window_ranks
@@ -18,10 +19,7 @@ from dagster import AssetDep
        description="Overall = 0.95 * ERA5 + 0.05 * [Day1 >= 0.1] per miner (GAIA_SPEC 5), the day's "
                    "leaderboard and the weights it implies.")
 def miner_scores(context: AssetExecutionContext, validator_db: ValidatorDB) -> MaterializeResult:
-    repo = validator_db.repo
-    run = repo.run_for_init_time(gfs_init_time(context.partition_key))
-    if run is None:
-        raise ValueError(f"run {context.partition_key}: no run exists for this date")
+    repo, run = run_for_partition(validator_db, context.partition_key)
     board = leaderboard(repo, run.id, context.run_id)
     uids = {m.hotkey: m.uid for m in repo.miners()}
     ranks = {r.hotkey: r for r in window_ranks(repo, run)}

@@ -2,9 +2,10 @@
 
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from gaia_dagster.assets.partitions import daily_partitions, gfs_init_time, to_date
+from gaia_dagster.assets.partitions import daily_partitions, to_date
 from gaia_dagster.assets.plots import miner_label
 from gaia_dagster.assets.scorecard_plots import scorecard_chart, scorecard_table
+from gaia_dagster.assets.stage_runs import run_for_partition
 from gaia_dagster.core.scoring.regions import WB2_REGIONS
 from gaia_dagster.db.scorecards import run_regional_scores
 from gaia_dagster.resources.validator_db import ValidatorDB
@@ -17,10 +18,7 @@ from gaia_dagster.resources.validator_db import ValidatorDB
                    "per miner (blue better, red worse than climatology) and the headline fields as a table. "
                    "They inform people; no score or weight reads them.")
 def regional_scorecards(context: AssetExecutionContext, validator_db: ValidatorDB) -> MaterializeResult:
-    repo = validator_db.repo
-    run = repo.run_for_init_time(gfs_init_time(context.partition_key))
-    if run is None:
-        raise ValueError(f"run {context.partition_key}: no run exists for this date")
+    repo, run = run_for_partition(validator_db, context.partition_key)
     by_miner = run_regional_scores(repo, run.id)
     uids = {m.hotkey: m.uid for m in repo.miners()}
     pictures = {f"scorecard_{uids.get(h) if uids.get(h) is not None else h[:8]}":

@@ -11,7 +11,7 @@ from dagster import AssetExecutionContext, Failure
 from sqlalchemy.exc import SQLAlchemyError
 
 from gaia_dagster.assets.partitions import gfs_init_time, split_key
-from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
+from gaia_dagster.db.repository import ResponseRecord, RunRecord, ValidatorRepository
 from gaia_dagster.resources.identity import ValidatorIdentityError
 from gaia_dagster.resources.local_faults import ValidatorSideError
 from gaia_dagster.resources.miner_client import MinerClientError
@@ -24,6 +24,16 @@ EXPECTED_FAILURES = (ForecastRejected, StageRefused, ValidatorFault, MinerClient
 # transaction, its identity unusable, its disk): no miner is blamed, the job is left as it was.
 VALIDATOR_SIDE = (SQLAlchemyError, ValidatorIdentityError, ValidatorSideError, OSError)
 STAGE_CPU_TAG = "gaia/stage_cpu_s"
+
+
+def run_for_partition(validator_db: ValidatorDB, date_key: str) -> tuple[ValidatorRepository, RunRecord]:
+    """The validator DB's run behind a daily partition (it must exist: ``gfs_seed`` creates it)."""
+    repo = validator_db.repo
+    run = repo.run_for_init_time(gfs_init_time(date_key))
+    if run is None:
+        raise Failure(f"run {date_key}: no run exists for this date yet; materialize gfs_seed first",
+                      allow_retries=False)
+    return repo, run
 
 
 def response_for_partition(validator_db: ValidatorDB, partition_key) -> tuple[ValidatorRepository, ResponseRecord]:  # noqa: ANN001
