@@ -184,6 +184,12 @@ def rehearse(date: str, provider: str, cache_max_gb: float, timeout_s: float, re
                 runs = instance.get_runs()
                 workers = {int(r.tags[WORKER_PID_TAG]) for r in runs if r.tags.get(WORKER_PID_TAG, "").isdigit()}
                 run_peak = max((peaks.by_pid.get(pid, 0) for pid in workers), default=0)
+                by_stage: dict[str, int] = {}
+                for r in runs:  # which stage's run holds the peak
+                    pid = r.tags.get(WORKER_PID_TAG, "")
+                    stage = r.tags.get("gaia/stage", r.job_name)
+                    if pid.isdigit():
+                        by_stage[stage] = max(by_stage.get(stage, 0), round(peaks.by_pid.get(int(pid), 0) / 2**20))
             run = repo.run_for_init_time(t0)
             scores = {r.miner_hotkey[:10]: {"status": r.status, "day1": repo.total_score(r.id, "day1"),
                                             "era5": repo.total_score(r.id, "era5"), "error": r.error}
@@ -193,7 +199,8 @@ def rehearse(date: str, provider: str, cache_max_gb: float, timeout_s: float, re
         return {
             "completed": bool(run and run.status == "completed"), "era5_provider": provider, "resolution": 0.25,
             "miners": len(PROFILES), "scored": sum(s["status"] == "era5_scored" for s in scores.values()),
-            **marks, "peak_rss_mb": round(run_peak / 2**20), "peak_tree_rss_mb": round(peaks.tree_peak / 2**20),
+            **marks, "peak_rss_mb": round(run_peak / 2**20), "peak_rss_mb_by_stage": by_stage,
+            "peak_tree_rss_mb": round(peaks.tree_peak / 2**20),
             "runs_launched": len(runs), "runs_sampled": len(workers & set(peaks.by_pid)),
             "cache_mb": round(cached / 1e6), "cache_cap_mb": round(cache_max_gb * 1e3),
             "forecast_mirrors_mb": round(_bytes_under(cache / "forecasts") / 1e6),
