@@ -355,6 +355,24 @@ def zstd_content_size(data: bytes) -> int | None:
     return value + 256 if size == 2 else value
 
 
+def check_chunk(spec: ArraySpec, data: bytes) -> None:
+    """A chunk that cannot expand beyond its declared size, checked as cheaply as that can be known:
+    uncompressed, its length; blosc, its header (blosc never writes past the ``nbytes`` its header
+    declares, and that must be the chunk's size); zstd, by decoding it into a buffer of exactly its
+    size (``decode_chunk``), since a zstd chunk may hold frames after the one its header describes."""
+    codec_id = spec.codec[0] if spec.codec else None
+    if codec_id is None:
+        if len(data) != spec.chunk_nbytes:
+            raise StoreRefused(f"chunk holds {len(data)} bytes, its shape needs {spec.chunk_nbytes}")
+    elif codec_id == "blosc":
+        declared = int.from_bytes(data[4:8], "little") if len(data) >= 16 else -1
+        if declared != spec.chunk_nbytes or int.from_bytes(data[12:16], "little") != len(data):
+            raise StoreRefused(f"blosc chunk declares {declared} bytes (its shape needs {spec.chunk_nbytes}) "
+                               f"or a compressed size other than its {len(data)} bytes")
+    else:
+        decode_chunk(spec, data)
+
+
 def decode_chunk(spec: ArraySpec, data: bytes) -> np.ndarray:
     """Decode one chunk into a buffer of exactly its declared size (``chunk_nbytes``): a chunk that
     would expand beyond it (a compression bomb) or fall short is refused without allocating more."""

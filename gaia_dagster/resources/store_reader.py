@@ -7,8 +7,9 @@
   chunks, every listed file a metadata file or a chunk of a declared array;
 - bytes: each chunk at most its decoded size plus the codec's overhead (``compressed_cap``), and
   the whole read within a byte budget (the caps of the files it needs);
-- decompressed size: every chunk decodes to exactly its declared size, into a buffer of that size
-  (``decode_chunk``), so a compression bomb is refused without allocating beyond it;
+- decompressed size: no chunk can expand beyond its declared size (``check_chunk``: a blosc
+  header must declare exactly it, a zstd chunk is decoded into a buffer of that size), so a
+  compression bomb is refused without allocating beyond it;
 - time: the whole read within ``deadline_s``.
 
 A miner's store must in addition follow the contract's layout (``check_arrays``); a store on disk
@@ -30,7 +31,7 @@ from gaia_dagster.core.contract import Grid
 from gaia_dagster.core.manifest import MANIFEST_FILE, SIGNATURE_FILE
 from gaia_dagster.core.store_limits import (
     MAX_METADATA_BYTES, ROOT_METADATA, ArraySpec, StoreRefused, check_arrays, check_bounds, check_manifest_size,
-    classify_files, compressed_cap, decode_chunk, describe_store, max_store_files,
+    check_chunk, classify_files, compressed_cap, describe_store, max_store_files,
 )
 
 STORE_DEADLINE_S = 600.0
@@ -161,14 +162,14 @@ class BoundedStore:
             self.files.budget = sum(len(d) for d in self.root.values()) + sum(self.cap(rel) for rel in rels)
 
     def read(self, rel: str) -> bytes:
-        """One file within its cap and the read's budget and deadline, verified; a chunk must
-        decode to exactly its declared size (``decode_chunk``)."""
+        """One file within its cap and the read's budget and deadline, verified; a chunk must be
+        unable to expand beyond its declared size (``check_chunk``)."""
         data = self.files.get(rel, self.cap(rel))
         self.verify(rel, data)
         spec = self.kinds[rel]
         if spec is not None:
             try:
-                decode_chunk(spec, data)
+                check_chunk(spec, data)
             except StoreRefused as exc:
                 raise StoreRefused(f"chunk {rel}: {exc}") from None
         return data
