@@ -19,7 +19,7 @@ from gaia_dagster.core.chain_weights import WeightRules, chain_weights
 from gaia_dagster.core.scoring.aggregate import LOOKBACK_DAYS, miner_weights, overall_score
 from gaia_dagster.core.states import ERA5_SCORED_STATUSES, WeightStatus
 from gaia_dagster.core.weights_cadence import simulated_block
-from gaia_dagster.core.weights_deployed import WINDOW, Node, deployed_weights
+from gaia_dagster.core.weights_deployed import VERSION_KEY, WINDOW, Node, deployed_weights
 from gaia_dagster.core.weights_input import weight_inputs
 from gaia_dagster.core.weights_run_row import RunMinerScore, run_score_row
 from gaia_dagster.db.repository import RunRecord, ValidatorRepository
@@ -137,13 +137,18 @@ def deployed_slot(repo: ValidatorRepository, registry: MinerRegistry, chain: Sub
 def sound_slot(repo: ValidatorRepository, registry: MinerRegistry, chain: SubnetChain, rules: WeightRules,
                now: datetime) -> SlotWeights:
     """The ``sound`` profile: the latest leaderboard's 15-day weights in the chain's form."""
-    block = chain.metagraph()[0] if chain.configured else simulated_block(now)
+    if chain.configured and registry.uses_chain():   # one metagraph read gives the block and the UIDs
+        block, neurons = chain.metagraph()
+        uid_of = {n.hotkey: n.uid for n in neurons}
+    else:
+        block = chain.metagraph()[0] if chain.configured else simulated_block(now)
+        uid_of = current_uids(registry, chain)
     runs = [r for r in repo.all_runs() if r.gfs_init_time <= now]
     latest = next((r for r in sorted(runs, key=lambda r: r.gfs_init_time, reverse=True)
                    if _has_leaderboard(repo, r)), None)
     if latest is None:
         return SlotWeights("sound", block, rules, [], [], None, "no leaderboard yet: no run has overall scores")
-    plan = chain_weights(day_weights(repo, latest), current_uids(registry, chain), rules)
+    plan = chain_weights(day_weights(repo, latest), uid_of, rules)
     vector = [0.0] * 256
     total = sum(plan.values) or 1
     for uid, value in zip(plan.uids, plan.values):
@@ -164,8 +169,6 @@ def slot_weights(repo: ValidatorRepository, registry: MinerRegistry, chain: Subn
     """This slot's weights under ``profile``, with the subnet's rules (the chain's when configured,
     else its defaults) and, for ``deployed`` unless ``GAIA_WEIGHTS_VERSION_KEY`` says otherwise,
     Gaia's version key."""
-    from gaia_dagster.core.weights_deployed import VERSION_KEY
-
     rules = chain.weight_rules() if chain.configured else WeightRules(netuid=chain.subnet())
     if profile == "deployed":
         key = int(chain.version_key) if str(chain.version_key).strip() else VERSION_KEY
