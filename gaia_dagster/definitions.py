@@ -56,6 +56,7 @@ def default_resources() -> dict[str, object]:
         "miner_access": MinerAccess(**bound_env(
             retry_scale="GAIA_RETRY_SCALE", read_timeout_s="GAIA_MINER_TIMEOUT_S",
             answer_deadline_s="GAIA_ANSWER_DEADLINE_S",
+            slow_store_grace_s="GAIA_SLOW_STORE_GRACE_S", slow_store_bytes_per_s="GAIA_SLOW_STORE_BPS",
             wallet_name="GAIA_WALLET_NAME", wallet_hotkey="GAIA_WALLET_HOTKEY", wallet_path="GAIA_WALLET_PATH",
             validator_hotkey_uri="GAIA_VALIDATOR_URI")),
         # GAIA_SOURCES=embedded|production picks the sources' resource (resources/deployments.py).

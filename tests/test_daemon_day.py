@@ -73,10 +73,11 @@ class Day:
         return all(r.status in ENDED for r in self.instance.get_runs())
 
 
-def max_runs_at_once(instance: DagsterInstance) -> int:
-    """The most runs that were executing at the same moment, from their start and end times."""
+def max_runs_at_once(instance: DagsterInstance, **tags: str) -> int:
+    """The most runs (with ``tags``, when given) that were executing at the same moment, from their
+    start and end times."""
     edges = []
-    for record in instance.get_run_records():
+    for record in instance.get_run_records(RunsFilter(tags=tags) if tags else None):
         if record.start_time and record.end_time:
             edges += [(record.start_time, 1), (record.end_time, -1)]
     running = peak = 0

@@ -269,6 +269,7 @@ def test_every_fault_has_a_test():
                 "junk_files"}  # tests/test_hostile_stores.py
     covered |= {"copier_noise", "copier_recompress", "copier_rechunk", "copier_reorder"}  # tests/test_copies.py
     covered |= {"store_503_after_verify"}  # tests/test_validator_faults.py
+    covered |= {"slow_store"}  # tests/test_slow_lane.py, tests/test_fair_slots.py
     assert covered == set(FAULTS)
 
 

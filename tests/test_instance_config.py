@@ -7,6 +7,8 @@ from pathlib import Path
 
 from dagster import DagsterInstance, asset, materialize
 
+from gaia_dagster.sensors.poll import LANE_TAG, SLOW_LANE
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -25,8 +27,11 @@ def _one_retry_mechanism_and_monitored_runs(instance: DagsterInstance) -> None:
     assert not instance.run_retries_enabled                      # the validator's own attempts only
     assert instance.run_monitoring_enabled and instance.run_launcher.supports_check_run_worker_health
     assert type(instance.run_launcher).__name__ == "ForkingRunLauncher"
-    [limit] = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
-    assert limit["key"] == "dagster/partition" and limit["limit"] == 1   # one run per partition at a time
+    queue = instance.get_concurrency_config().run_queue_config
+    [partition, lane] = queue.tag_concurrency_limits
+    assert partition["key"] == "dagster/partition" and partition["limit"] == 1   # one run per partition at a time
+    # slow-lane runs (sensors.poll.LANE_TAG) take at most a quarter of the slots
+    assert (lane["key"], lane["value"]) == (LANE_TAG, SLOW_LANE) and 4 * lane["limit"] <= queue.max_concurrent_runs
 
 
 def test_embedded_instance_runs_on_sqlite_with_forked_monitored_runs(tmp_path):

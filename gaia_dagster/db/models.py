@@ -81,6 +81,7 @@ class MinerResponse(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     forecast_ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    slow_store_at: Mapped[datetime | None] = mapped_column(UTCDateTime)   # reads in the slow lane since
 
 
 class MinerScore(Base):

@@ -108,6 +108,7 @@ class ResponseRecord:
     next_attempt_at: datetime | None
     error: str | None
     updated_at: datetime | None = None
+    slow_store_at: datetime | None = None   # its store read below the fast lane's floor: slow lane since
 
 
 @dataclass(frozen=True)
@@ -590,6 +591,7 @@ def _response_record(row: MinerResponse, gfs_init_time: datetime) -> ResponseRec
         verification_hash_computed=row.verification_hash_computed, query_attempts=row.query_attempts,
         poll_attempts=row.poll_attempts, day1_attempts=row.day1_attempts, era5_attempts=row.era5_attempts,
         next_attempt_at=utc(row.next_attempt_at), error=row.error, updated_at=utc(row.updated_at),
+        slow_store_at=utc(row.slow_store_at),
     )
 
 

@@ -419,6 +419,9 @@ def create_app(settings: MinerSettings) -> FastAPI:
             return await faults.hang(state.fault.delay_s)
         if state.fault.store_withheld():
             return Response(status_code=503)
+        delay = state.fault.store_delay_s()
+        if delay:
+            await asyncio.sleep(delay)
         return serve_forecast_file(state, path, request)
 
     return app

@@ -21,6 +21,8 @@ misbehaves in exactly one way, so a validator can be driven against it over real
 - ``gone_mid_job``: accepts the job, then never answers again;
 - ``store_503_after_verify``: serves its store to the first kerchunk request (the validator's
   verification), then answers every store file HTTP 503 (``count``: after the first N);
+- ``slow_store``: an honest forecast on a slow link: every store file (``count``: the first N) is
+  answered after ``fault_delay_s`` (legal: the whole store reads inside the fetch deadline);
 - poll faults (issue 10: only ``/weather-poll-job-status`` answers badly, so the job is in flight):
   ``poll_nested_json``, ``poll_drip``, ``poll_huge``, ``poll_http500``, ``poll_not_found``, ``poll_bad_utf8``.
 
@@ -63,6 +65,7 @@ FAULTS: dict[str, str] = {
     "tampered_chunk": "data chunks of lead 12 h are altered after the manifest was written",
     "gone_mid_job": "the miner accepts the job, then never answers any request again",
     "store_503_after_verify": "after the first kerchunk answer (verification), every store file answers HTTP 503",
+    "slow_store": "every store file is answered only after fault_delay_s (slow but legal: within the fetch deadline)",
     "swap_after_freeze": "after the first kerchunk answer, a different correctly signed store is served",
     "copier": "the store is another miner's (fault_copy_of) good forecast, re-signed with this miner's hotkey",
     "copier_noise": "the copied forecast (fault_copy_of) with relative noise of 1e-6 on every value",
@@ -151,6 +154,15 @@ class FaultState:
         """``store_503_after_verify``: True once more store answers were given than ``count`` (1; 0:
         the store is never served, verification included)."""
         return self.fault == "store_503_after_verify" and self.store_answers > (1 if self.count is None else self.count)
+
+    def store_delay_s(self) -> float:
+        """``slow_store``: how long this store file's answer waits: ``delay_s`` for each of the first
+        ``count`` files (every file when None), 0 after them and for every other fault."""
+        if self.fault != "slow_store":
+            return 0.0
+        with self._lock:
+            self.store_answers += 1
+            return self.delay_s if self.count is None or self.store_answers <= self.count else 0.0
 
     def after_answer(self, answer: dict) -> None:
         """``gone_mid_job``: once a job is accepted the miner disappears."""

@@ -10,6 +10,7 @@ from gaia_dagster.core.retry import StageRetry, retry_policies
 from gaia_dagster.resources.fiber_session import FiberSession
 from gaia_dagster.resources.identity import ValidatorIdentity, resolve_identity
 from gaia_dagster.resources.miner_client import MinerClient
+from gaia_dagster.resources.store_reader import RateFloor
 from gaia_dagster.resources.settings import DEFAULT_VALIDATOR_URI, DecimalText, decimal_setting
 
 
@@ -50,6 +51,11 @@ class MinerAccess(ConfigurableResource):
     initiate-fetch, kerchunk, with its Fiber handshake) may take, however the miner drips or stalls.
     A poll tick of N jobs lasts at most about ceil(N / ``poll_concurrency``) x ``answer_deadline_s``:
     256 miners, 64 at once, 5 s -> 20 s, under Dagster's 60 s sensor limit whatever the miners do.
+
+    ``slow_store_grace_s`` and ``slow_store_bytes_per_s`` (``GAIA_SLOW_STORE_GRACE_S``,
+    ``GAIA_SLOW_STORE_BPS``): the fast lane's floor of a store read (``store_reader.RateFloor``). A
+    read that falls below it stops; the job is read again in the slow lane, whose runs the instance's
+    ``gaia/lane`` tag limit bounds, so slow stores never take every run slot.
     """
 
     validator_hotkey_uri: str = DEFAULT_VALIDATOR_URI
@@ -61,6 +67,8 @@ class MinerAccess(ConfigurableResource):
     answer_deadline_s: DecimalText = "5"
     poll_concurrency: int = 64
     retry_scale: DecimalText = "1.0"
+    slow_store_grace_s: DecimalText = "10"
+    slow_store_bytes_per_s: DecimalText = "1000000"
     self_signed_miner_urls: list[str] = []
 
     def identity(self) -> ValidatorIdentity:
@@ -77,7 +85,13 @@ class MinerAccess(ConfigurableResource):
                            read_timeout=decimal_setting(self.read_timeout_s, "read_timeout_s", "GAIA_MINER_TIMEOUT_S"),
                            answer_deadline=decimal_setting(self.answer_deadline_s, "answer_deadline_s",
                                                            "GAIA_ANSWER_DEADLINE_S"),
-                           fiber=fiber_session(self.identity().keypair, tuple(self.self_signed_miner_urls)))
+                           fiber=fiber_session(self.identity().keypair, tuple(self.self_signed_miner_urls)),
+                           store_floor=self.store_floor())
+
+    def store_floor(self) -> RateFloor:
+        """The fast lane's floor of a store read (``GAIA_SLOW_STORE_GRACE_S``, ``GAIA_SLOW_STORE_BPS``)."""
+        return RateFloor(decimal_setting(self.slow_store_grace_s, "slow_store_grace_s", "GAIA_SLOW_STORE_GRACE_S"),
+                         decimal_setting(self.slow_store_bytes_per_s, "slow_store_bytes_per_s", "GAIA_SLOW_STORE_BPS"))
 
     def retry(self, stage: str) -> StageRetry:
         return retry_policies(decimal_setting(self.retry_scale, "retry_scale", "GAIA_RETRY_SCALE"))[stage]

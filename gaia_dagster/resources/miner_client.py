@@ -30,6 +30,7 @@ from gaia_dagster.resources.fiber_session import FiberHandshakeError, FiberSessi
 
 if TYPE_CHECKING:
     from gaia_dagster.resources.store_fetch import VerifiedStore
+    from gaia_dagster.resources.store_reader import RateFloor
 
 FREEZE_WINDOW = timedelta(hours=2)
 
@@ -45,6 +46,11 @@ MAX_FIELD_CHARS = 4096
 
 class MinerClientError(Exception):
     """A miner could not be reached or answered something unusable."""
+
+
+class SlowStore(MinerClientError):
+    """A store read fell below the fast lane's floor (``store_reader.RateFloor``): not the miner's
+    fault, and no attempt spent; the job is read again in the slow lane."""
 
 
 @dataclass(frozen=True)
@@ -181,8 +187,10 @@ class MinerClient:
     def __init__(self, connect_timeout: float = 5.0, read_timeout: float = 30.0,
                  max_response_bytes: int = 64 * 1024 * 1024, fetch_workers: int = MAX_IN_FLIGHT_PER_MINER,
                  freeze_window: timedelta = FREEZE_WINDOW, total_timeout: float = 300.0, fiber: "FiberSession | None" = None,
-                 max_answer_bytes: int = MAX_ANSWER_BYTES, answer_deadline: float = ANSWER_DEADLINE_S):
+                 max_answer_bytes: int = MAX_ANSWER_BYTES, answer_deadline: float = ANSWER_DEADLINE_S,
+                 store_floor: "RateFloor | None" = None):
         self.max_answer_bytes = max_answer_bytes
+        self.store_floor = store_floor   # the fast lane's floor of a store read (None: no fast lane)
         self.answer_deadline = min(float(answer_deadline), float(total_timeout))
         self.fiber = fiber
         self.timeout = httpx.Timeout(read_timeout, connect=connect_timeout)

@@ -49,6 +49,8 @@ NUMERIC_SETTINGS: tuple[NumericSetting, ...] = (
     NumericSetting("GAIA_RETRY_SCALE", float, 0, 1000, low_open=True),
     NumericSetting("GAIA_MINER_TIMEOUT_S", float, 0, 3600, low_open=True),
     NumericSetting("GAIA_ANSWER_DEADLINE_S", float, 0, 3600, low_open=True),
+    NumericSetting("GAIA_SLOW_STORE_GRACE_S", float, 0, 3600, low_open=True),
+    NumericSetting("GAIA_SLOW_STORE_BPS", float, 0, 1e12, low_open=True),
     NumericSetting("GAIA_ERA5_DELAY_H", int, 0, 24 * 30, low_open=True),
     NumericSetting("GAIA_RESOLUTION", float, 0, 30, low_open=True),
     NumericSetting("GAIA_SENSOR_INTERVAL_S", float, 1, 86400),

@@ -63,11 +63,12 @@ class _StoreReader(BoundedFiles):
     def get(self, rel: str, cap: int) -> bytes:
         """GET one store file, refusing more than ``cap`` bytes or an answer past the deadline."""
         url = f"{self.store_url}/{rel}"
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise self.late()
-        timeout = httpx.Timeout(min(self.client.timeout.read or left, left),
-                                connect=min(self.client.timeout.connect or left, left))
+        self.check_time()
+        now = time.monotonic()
+        left, slow_left = self.deadline - now, self.slow_at() - now
+        wait = min(left, slow_left)
+        timeout = httpx.Timeout(min(self.client.timeout.read or wait, wait),
+                                connect=min(self.client.timeout.connect or wait, wait))
         try:
             with self.http.stream("GET", url, timeout=timeout,
                                   headers={"Authorization": f"Bearer {self.token}", **IDENTITY}) as response:
@@ -75,6 +76,10 @@ class _StoreReader(BoundedFiles):
                     raise MinerClientError(f"{self.who}: GET {url}: HTTP {response.status_code}")
                 _refuse_compressed(response, f"{self.who}: GET {url}")
                 return self._read(response, rel, cap)
+        except httpx.TimeoutException as exc:
+            if slow_left < left and slow_left <= (self.client.timeout.read or slow_left):
+                raise self.slow() from exc   # the fast lane's floor timed the wait out, not the miner's deadline
+            raise _transport_error(f"{self.who}: GET {url}", exc) from exc
         except httpx.HTTPError as exc:
             raise _transport_error(f"{self.who}: GET {url}", exc) from exc
 

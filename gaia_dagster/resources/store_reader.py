@@ -10,7 +10,8 @@
 - decompressed size: no chunk can expand beyond its declared size (``check_chunk``: a blosc
   header must declare exactly it, a zstd chunk is decoded into a buffer of that size), so a
   compression bomb is refused without allocating beyond it;
-- time: the whole read within ``deadline_s``.
+- time: the whole read within ``deadline_s``; in the fast lane (``RateFloor``) also no slower than
+  the floor, or the read stops as ``SlowStore`` and the job is read again in the slow lane.
 
 A miner's store must in addition follow the contract's layout (``check_arrays``); a store on disk
 may be any layout within the limits. Nothing here imports Dagster.
@@ -18,6 +19,7 @@ may be any layout within the limits. Nothing here imports Dagster.
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import threading
@@ -33,6 +35,7 @@ from gaia_dagster.core.store_limits import (
     MAX_METADATA_BYTES, ROOT_METADATA, ArraySpec, StoreRefused, check_arrays, check_bounds, check_manifest_size,
     check_chunk, classify_files, compressed_cap, describe_store, max_store_files,
 )
+from gaia_dagster.resources.miner_client import SlowStore
 
 STORE_DEADLINE_S = 600.0
 """Default wall time one read of one store may take (metadata and chunks)."""
@@ -41,12 +44,22 @@ MAX_DEPTH = 8
 
 
 @dataclass(frozen=True)
+class RateFloor:
+    """The fast lane's floor (issue 18, run slots shared fairly): a read may take ``grace_s`` plus one
+    second per ``bytes_per_s`` bytes it has read so far; a read that falls behind is slow."""
+
+    grace_s: float
+    bytes_per_s: float
+
+
+@dataclass(frozen=True)
 class FetchLimits:
-    """Bounds of one read of one store: a wall-time deadline and a byte budget (None: the sum of the
-    per-file caps for the files the read needs)."""
+    """Bounds of one read of one store: a wall-time deadline, a byte budget (None: the sum of the
+    per-file caps for the files the read needs) and, in the fast lane, a ``RateFloor``."""
 
     deadline_s: float = STORE_DEADLINE_S
     max_bytes: int | None = None
+    floor: RateFloor | None = None
 
 
 class BoundedFiles:
@@ -55,7 +68,8 @@ class BoundedFiles:
 
     def __init__(self, limits: FetchLimits, who: str):
         self.limits, self.who = limits, who
-        self.deadline = time.monotonic() + limits.deadline_s
+        self.started = time.monotonic()
+        self.deadline = self.started + limits.deadline_s
         self.budget = limits.max_bytes
         self.spent = 0
         self._lock = threading.Lock()
@@ -67,12 +81,32 @@ class BoundedFiles:
             if self.budget is not None and self.spent > self.budget:
                 raise StoreRefused(f"the store read exceeds its budget of {self.budget} bytes")
 
+    def slow_at(self) -> float:
+        """Rule (fast lane): when the read becomes slow unless more bytes arrive: its grace plus the
+        time the bytes read so far allow at the floor's rate (never, without a floor)."""
+        floor = self.limits.floor
+        if floor is None:
+            return math.inf
+        return self.started + floor.grace_s + self.spent / floor.bytes_per_s
+
     def check_time(self) -> None:
-        if time.monotonic() > self.deadline:
+        """The read's deadline (``late``), then the fast lane's floor (``slow``)."""
+        now = time.monotonic()
+        if now > self.deadline:
             raise self.late()
+        if now > self.slow_at():
+            raise self.slow()
 
     def late(self) -> Exception:
         return StoreRefused(f"the store read did not finish within its {self.limits.deadline_s:g} s deadline")
+
+    def slow(self) -> SlowStore:
+        """The fast lane's verdict: the store reads below the floor (not a fault: it is read again,
+        in the slow lane, without the floor)."""
+        floor = self.limits.floor
+        return SlowStore(f"{self.who}: the store read too slowly for the fast lane ({self.spent} bytes in "
+                         f"{time.monotonic() - self.started:.1f} s, under {floor.bytes_per_s:g} bytes/s after a "
+                         f"{floor.grace_s:g} s grace); it is read again in the slow lane")
 
     def get(self, rel: str, cap: int) -> bytes:
         raise NotImplementedError

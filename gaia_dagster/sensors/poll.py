@@ -31,11 +31,16 @@ def partition_of(row: ResponseRecord) -> str:
     return str(date_miner_key(f"{row.gfs_init_time:%Y-%m-%d}", row.miner_hotkey))
 
 
-def partition_busy(context: SensorEvaluationContext, partition_key: str) -> bool:
-    """True when a run for this partition is queued or running (do not launch a second)."""
-    runs = context.instance.get_runs(filters=RunsFilter(tags={"dagster/partition": partition_key},
-                                                        statuses=ACTIVE_RUN_STATUSES), limit=1)
-    return bool(runs)
+LANE_TAG, SLOW_LANE = "gaia/lane", "slow"
+"""Runs of a job whose store reads below the fast lane's floor carry ``gaia/lane: slow``; the
+instance limits how many run at once (``dagster.yaml``), so slow stores never take every slot."""
+
+
+def busy_partitions(context: SensorEvaluationContext) -> set[str]:
+    """Every partition a run is queued for or running (one query a tick): its job is neither polled
+    nor launched again until that run ends (a slow-lane run may wait long in the queue)."""
+    runs = context.instance.get_runs(filters=RunsFilter(statuses=ACTIVE_RUN_STATUSES))
+    return {r.tags["dagster/partition"] for r in runs if "dagster/partition" in r.tags}
 
 
 def stage_run_request(row: ResponseRecord, stage: str, attempt: int, job_name: str,
@@ -50,7 +55,7 @@ def stage_run_request(row: ResponseRecord, stage: str, attempt: int, job_name: s
         job_name=job_name,
         asset_selection=[AssetKey(a) for a in assets] if assets else None,
         tags={"gaia/stage": stage, "gaia/miner": row.miner_hotkey, "gaia/job_id": row.job_id,
-              "gaia/attempt": str(attempt)},
+              "gaia/attempt": str(attempt), **({LANE_TAG: SLOW_LANE} if row.slow_store_at is not None else {})},
     )
 
 
@@ -79,23 +84,29 @@ def forecast_poll_sensor(context: SensorEvaluationContext, validator_db: Validat
                          miner_access: MinerAccess) -> SensorResult | SkipReason:
     repo = validator_db.repo
     now = now_utc()
+    busy = busy_partitions(context)
     decisions = poll_in_flight(repo, miner_access.client(), miner_access.retry("poll"), None, now,
-                               miner_access.poll_concurrency)
+                               miner_access.poll_concurrency, held=lambda row: partition_of(row) in busy)
     requests = []
+
+    def launch(row: ResponseRecord, request: RunRequest) -> None:
+        """One run per partition at a time (the instance's tag limit says so too)."""
+        if partition_of(row) not in busy:
+            busy.add(partition_of(row))
+            requests.append(request)
+
     for decision in decisions:
         context.log.info(stored_text(f"{decision.response.miner_hotkey}: {decision.action} {decision.detail}"))
         row = decision.response
         # ready: verify and score; failed (the miner gave up, or no forecast after the last poll):
         # the same run, which fails with the job's reason, so the miner's partition shows failed
-        if decision.action in (READY, FAILED) and not partition_busy(context, partition_of(row)):
-            requests.append(stage_run_request(row, "forecast", row.poll_attempts, forecast_job.name))
+        if decision.action in (READY, FAILED):
+            launch(row, stage_run_request(row, "forecast", row.poll_attempts, forecast_job.name))
     for row in query_retries_due(repo.responses(statuses=[ResponseStatus.CREATED.value]), now):
         requests.append(query_run_request(row))
     day1_rows = repo.responses(statuses=[DAY1.ready, DAY1.working])
     for row in due_retries(day1_rows, DAY1, miner_access.retry("day1"), now):
-        if not partition_busy(context, partition_of(row)):
-            requests.append(stage_run_request(row, "day1", attempts_of(row, "day1") + 1, forecast_job.name,
-                                              ["day1_score"]))
+        launch(row, stage_run_request(row, "day1", attempts_of(row, "day1") + 1, forecast_job.name, ["day1_score"]))
     if not requests and not decisions:
         return SkipReason("no job in flight")
     return SensorResult(run_requests=requests)

@@ -6,6 +6,8 @@ job at once. What an attempt ends in:
 
 - scored: the job moves on; the run succeeds.
 - the miner's forecast is invalid (``ForecastRejected``): the job fails with the reason, no retry.
+- the store reads below the fast lane's floor (``SlowStore``): the attempt is given back and the
+  job is read again at once in the slow lane (``to_slow_lane``), whose runs the instance limits.
 - the miner's verified store does not answer (HTTP 503, a hang cut at the fetch deadline): the
   job is retried after the stage's backoff like a validator-side fault, and fails as the miner's
   after the last attempt; it never holds the other miners' scores or the day's leaderboard.
@@ -30,7 +32,7 @@ from gaia_dagster.core.answers import MAX_STORED_TEXT, stored_text
 from gaia_dagster.core.retry import StageRetry
 from gaia_dagster.core.states import ResponseStatus
 from gaia_dagster.db.repository import LostTransition, ResponseRecord, ValidatorRepository, now_utc
-from gaia_dagster.resources.miner_client import MinerClientError
+from gaia_dagster.resources.miner_client import MinerClientError, SlowStore
 from gaia_dagster.stages.lifecycle import fail_job, start_stage
 
 T = TypeVar("T")
@@ -146,6 +148,18 @@ def store_unreadable(repo: ValidatorRepository, row: ResponseRecord, spec: Stage
     return message
 
 
+def to_slow_lane(repo: ValidatorRepository, row: ResponseRecord, spec: StageSpec, attempt: int,
+                 exc: SlowStore, now: datetime | None = None) -> str:
+    """Rule (run slots shared fairly): a store read below the fast lane's floor is no one's fault.
+    The attempt is given back, the job is marked slow (``slow_store_at``: every later read of it is
+    in the slow lane, whose runs the instance limits) and its next attempt is due at once."""
+    now = now or now_utc()
+    message = f"{who(row)}: {spec.name} attempt {attempt} moved to the slow lane: {stored_text(str(exc), MAX_STORED_TEXT // 2)}"
+    repo.update_response(row.id, spec.working, slow_store_at=now, next_attempt_at=now, error=message,
+                         **{f"{spec.name}_attempts": attempt - 1})
+    return message
+
+
 def run_attempt(repo: ValidatorRepository, row: ResponseRecord, spec: StageSpec, retry: StageRetry,
                 work: Callable[[ResponseRecord], T], finish: Callable[[ResponseRecord, T], None],
                 already_done: Callable[[ResponseRecord], T], dagster_run_id: str | None = None) -> T:
@@ -160,6 +174,8 @@ def run_attempt(repo: ValidatorRepository, row: ResponseRecord, spec: StageSpec,
     except ForecastRejected as exc:
         fail_job(repo, current.id, spec.working, str(exc), dagster_run_id)  # bounded where stored (stored_text)
         raise
+    except SlowStore as exc:
+        raise SlowStore(to_slow_lane(repo, current, spec, attempt, exc)) from exc
     except MinerClientError as exc:
         raise MinerClientError(store_unreadable(repo, current, spec, attempt, retry, exc, dagster_run_id)) from exc
     except Exception as exc:  # noqa: BLE001 - every other fault is the validator's, and retried

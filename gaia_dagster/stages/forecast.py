@@ -18,11 +18,12 @@ import xarray as xr
 
 from gaia_dagster.core.contract import ALL_VARIABLES, Grid, contract_problems
 from gaia_dagster.core.manifest import STORE_CHANGED, ManifestError, PinnedManifest
-from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
+from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository, now_utc
 from gaia_dagster.resources.cache import private_dir
 from gaia_dagster.resources.local_faults import ValidatorSideError, as_validator_side
-from gaia_dagster.resources.miner_client import MinerClient, MinerClientError
+from gaia_dagster.resources.miner_client import MinerClient, MinerClientError, SlowStore
 from gaia_dagster.resources.store_fetch import VerifiedStore, fetch_verified_store
+from gaia_dagster.resources.store_reader import FetchLimits
 from gaia_dagster.core.states import ResponseStatus
 from gaia_dagster.stages import copies
 from gaia_dagster.stages.attempts import ForecastRejected, StageRefused, ValidatorFault, is_past, who
@@ -45,6 +46,13 @@ def mirror_dir(root: Path, row: ResponseRecord, part: str) -> Path:
     return root / "forecasts" / f"{row.gfs_init_time:%Y%m%d%H}" / row.miner_hotkey / part
 
 
+def lane_limits(client: MinerClient, row: ResponseRecord) -> FetchLimits:
+    """Rule (run slots shared fairly, issue 18): a job's store is read in the fast lane, under the
+    client's floor, until one read falls below it; from then on (``slow_store_at``) every read of
+    the job is in the slow lane, bounded by the deadline alone."""
+    return FetchLimits(floor=None if row.slow_store_at is not None else client.store_floor)
+
+
 def _mirror(client: MinerClient, row: ResponseRecord, root: Path, part: str, time_indices: Sequence[int],
             run_start: datetime | None, pinned: PinnedManifest | None = None, grid: Grid | None = None,
             planes: Sequence[tuple[str, tuple[int, ...]]] = ()) -> tuple[xr.Dataset, VerifiedStore, weakref.finalize]:
@@ -59,7 +67,7 @@ def _mirror(client: MinerClient, row: ResponseRecord, root: Path, part: str, tim
     try:
         store = fetch_verified_store(client, row.miner_base_url, row.miner_hotkey, row.job_id, dest,
                                      time_indices=list(time_indices), run_start=run_start, pinned=pinned, grid=grid,
-                                     planes=planes)
+                                     limits=lane_limits(client, row), planes=planes)
         dataset = _open(dest, row)
     except ManifestError as exc:
         release()
@@ -138,6 +146,10 @@ def verify_forecast(repo: ValidatorRepository, client: MinerClient, row: Respons
         copies.refuse_copy(repo, row)
     except ForecastRejected as exc:
         fail_job(repo, row.id, ResponseStatus.INFERENCE_RUNNING.value, str(exc), dagster_run_id)
+        raise
+    except SlowStore as exc:   # verified again at the next poll, in the slow lane
+        repo.update_response(row.id, ResponseStatus.INFERENCE_RUNNING.value, slow_store_at=now_utc(),
+                             error=f"{who(row)}: {UNVERIFIED} in the fast lane: {exc}")
         raise
     except MinerClientError as exc:   # retried at the next poll, within the poll budget (stages.poll)
         repo.update_response(row.id, ResponseStatus.INFERENCE_RUNNING.value, error=f"{who(row)}: {UNVERIFIED}: {exc}")

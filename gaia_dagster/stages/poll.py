@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Callable
 
 from gaia_dagster.core.retry import StageRetry
 from gaia_dagster.core.states import (
@@ -63,10 +64,13 @@ def attempt_reason(who: str, answer) -> str:  # noqa: ANN001 - a PollResult
 
 def poll_in_flight(repo: ValidatorRepository, client: MinerClient, retry: StageRetry,
                    dagster_run_id: str | None = None, now: datetime | None = None,
-                   concurrency: int = 32) -> list[PollDecision]:
-    """Poll every due job concurrently and record each attempt; returns one decision per job."""
+                   concurrency: int = 32,
+                   held: Callable[[ResponseRecord], bool] = lambda row: False) -> list[PollDecision]:
+    """Poll every due job concurrently and record each attempt; returns one decision per job. A job
+    ``held`` by a run (its verification queued or running) is not polled: waiting for a run slot
+    never spends the miner's polls."""
     now = now or now_utc()
-    due = due_for_poll(repo.in_flight_responses(), now)
+    due = [r for r in due_for_poll(repo.in_flight_responses(), now) if not held(r)]
     answers = client.poll_many([(r.miner_base_url, r.miner_hotkey, r.job_id) for r in due], concurrency)
     return [_decide(repo, r, a, retry, now, dagster_run_id) for r, a in zip(due, answers)]
 
