@@ -459,15 +459,20 @@ class ValidatorRepository:
             return 0
         now = now_utc()
         values = [{**_score_values(response_id, score_type, now, row), "profile": profile} for row in rows]
-        batch = max(1, SQL_PARAMETER_BUDGET // len(values[0]))
         with self.session() as s, s.begin():
-            for start in range(0, len(values), batch):
-                stmt = self._insert(MinerScore).values(values[start:start + batch])
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["response_id", "score_type", "lead_hours", "variable", "level"],
-                    set_={c: getattr(stmt.excluded, c) for c in (*_SCORE_METRICS, "profile", "created_at")})
-                s.execute(stmt)
+            self.upsert_many(s, MinerScore, values, ("response_id", "score_type", "lead_hours", "variable", "level"),
+                             (*_SCORE_METRICS, "profile", "created_at"))
         return len(values)
+
+    def upsert_many(self, session: Session, model, values: Sequence[dict[str, Any]], key: Sequence[str],  # noqa: ANN001
+                    columns: Sequence[str]) -> None:
+        """``INSERT ... ON CONFLICT (key) DO UPDATE columns`` of every row in ``values``: one statement
+        compiled once and executed for all rows (the driver batches them), so a scorecard of tens of
+        thousands of rows costs no SQL compilation per row."""
+        stmt = self._insert(model.__table__)
+        stmt = stmt.on_conflict_do_update(index_elements=list(key),
+                                          set_={c: getattr(stmt.excluded, c) for c in columns})
+        session.connection().execute(stmt, list(values))
 
     def scores(self, response_id: int, score_type: str | None = None) -> list[MinerScore]:
         q = select(MinerScore).where(MinerScore.response_id == response_id).order_by(MinerScore.id)
@@ -556,7 +561,6 @@ class ValidatorRepository:
         return out
 
 
-SQL_PARAMETER_BUDGET = 900  # below SQLite's historical limit of 999 bound parameters per statement
 _SCORE_METRICS = ("score", "rmse", "bias", "acc", "skill", "clone_distance", "clone_penalty")
 
 

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from sqlalchemy import select
 
 from gaia_dagster.db.models import MinerResponse, RegionalScore
-from gaia_dagster.db.repository import SQL_PARAMETER_BUDGET, ValidatorRepository, _finite_or_none, now_utc
+from gaia_dagster.db.repository import ValidatorRepository, _finite_or_none, now_utc
 
 REGIONAL_METRICS = ("rmse", "bias", "acc", "skill", "reference_rmse", "skill_gfs", "gfs_rmse")
 _KEY = ("response_id", "score_type", "region", "lead_hours", "variable", "level")
@@ -34,14 +34,8 @@ def record_regional_scores(repo: ValidatorRepository, response_id: int, score_ty
         return 0
     now = now_utc()
     values = [_values(response_id, score_type, row, now) for row in rows]
-    batch = max(1, SQL_PARAMETER_BUDGET // len(values[0]))
     with repo.session() as s, s.begin():
-        for start in range(0, len(values), batch):
-            stmt = repo._insert(RegionalScore).values(values[start:start + batch])
-            stmt = stmt.on_conflict_do_update(
-                index_elements=list(_KEY),
-                set_={c: getattr(stmt.excluded, c) for c in (*REGIONAL_METRICS, "created_at")})
-            s.execute(stmt)
+        repo.upsert_many(s, RegionalScore, values, _KEY, (*REGIONAL_METRICS, "created_at"))
     return len(values)
 
 
