@@ -1,7 +1,7 @@
 """``gaia-dagster score era5|day1``: score a forecast store exactly as the validator does.
 
 Inputs are Zarr (v2 or v3) or netCDF stores in the forecast data contract; the forecast, untrusted,
-is a Zarr store read first through the pipeline's bounded reader (``open_forecast``). Fields are read one
+is a Zarr store read through the pipeline's bounded reader (``open_forecast``). Fields are read one
 (lead, variable, level) at a time, two at once (decompression releases the GIL), and each is
 scored in one fused pass, so memory stays at a few fields whatever the store size. Only numpy,
 xarray and the scoring core are imported: no Dagster.
@@ -13,10 +13,12 @@ import argparse
 import json
 import math
 import sys
+import threading
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
+from functools import cached_property
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
 import xarray as xr
@@ -34,21 +36,26 @@ from gaia_dagster.core.scoring.stream import (
     FieldKey, FieldPlanes, TruthGrid, era5_keys, read_ahead, score_day1_fields, score_era5_fields,
 )
 from gaia_dagster.core.store_limits import ArraySpec, StoreRefused, decode_chunk, describe_store
-from gaia_dagster.resources.store_reader import check_local_store
+from gaia_dagster.resources.store_reader import BoundedStore, open_local_store
 
-def open_forecast(path: str, variables: Iterable[str] | None = None) -> xr.Dataset:
-    """The forecast, read first through the pipeline's bounded reader with the same limits as a
-    miner's store (``resources.store_reader.check_local_store``: bytes, files and chunks, decoded
-    size, time), then opened lazily. It must be a Zarr store with consolidated metadata; a store
-    beyond the limits raises ``StoreRefused`` before anything decodes it."""
-    check_local_store(path, variables)
-    return xr.open_zarr(path, consolidated=True)
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
+
+
+def open_forecast(path: str, variables: Iterable[str] | None = None) -> "FieldReader":
+    """The forecast, read through the pipeline's bounded reader with the same limits as a miner's
+    store (``resources.store_reader.open_local_store``: bytes, files and chunks, decoded size,
+    time): its metadata and coordinates before xarray opens it, then each chunk of ``variables``
+    only when a plane scored needs it (``FieldReader``), so only the fields scored are read, each
+    once. It must be a Zarr store with consolidated metadata; a store or a chunk beyond the limits
+    raises ``StoreRefused`` before anything decodes it."""
+    store = open_local_store(path, variables)
+    return FieldReader(xr.open_zarr(path, consolidated=True), path, store)
 
 
 def open_store(path: str) -> xr.Dataset:
     """A reference store (truth, reference, climatology: the operator's data): Zarr (v2 or v3,
     consolidated or not) or a netCDF file, lazily."""
-    if path.endswith((".nc", ".nc4", ".netcdf")):
+    if path.endswith(NETCDF_SUFFIXES):
         return xr.open_dataset(path)
     return xr.open_zarr(path, consolidated=None)
 
@@ -126,15 +133,20 @@ def _on_grid(da: xr.DataArray, like: xr.DataArray) -> np.ndarray:
 
 class FieldReader:
     """Reads (lat, lon) planes by coordinate value. For a variable that needs no decoding (no
-    scale/offset, no fill value but NaN): a plane that is one chunk of a local Zarr directory with consolidated metadata is
-    read from its chunk file and decoded directly (``core.store_limits``: the codec releases the GIL,
-    so the read-ahead threads decode in parallel); otherwise straight from the Zarr array; otherwise
-    through xarray."""
+    scale/offset, no fill value but NaN): a plane that is one chunk of a local Zarr directory with
+    consolidated metadata is read from its chunk file and decoded directly (``core.store_limits``:
+    the codec releases the GIL, so the read-ahead threads decode in parallel); otherwise straight
+    from the Zarr array; otherwise through xarray. With ``store`` (an untrusted forecast) every
+    chunk is read through the bounded reader: a whole-plane chunk is decoded from the bytes it
+    returned (``BoundedStore.decode``), and the chunks zarr or xarray will read for any other
+    plane are read through it first (``BoundedStore.read``), each once."""
 
-    def __init__(self, ds: xr.Dataset, path: str):
-        self.ds = ds
-        self.group = _zarr_group(path)
-        self.root, self.chunked = Path(path), _plane_chunks(path)
+    def __init__(self, ds: xr.Dataset, path: str, store: BoundedStore | None = None):
+        self.ds, self.path, self.store = ds, path, store
+        self.root = Path(path)
+        self.chunked = _plane_chunks(path) if store is None else _c_order_arrays(store.root)
+        self.checked: set[str] = set()
+        self.lock = threading.Lock()
         self.index: dict[str, dict] = {}
         for dim in ("time", "pressure_level", "dayofyear", "hour"):
             if dim in ds.coords:
@@ -144,13 +156,38 @@ class FieldReader:
     def plane(self, variable: str, **at) -> np.ndarray:  # noqa: ANN003
         da = self.ds[variable]
         where = tuple(self.index[d][at[d]] if d in at else slice(None) for d in da.dims)
-        raw = self.group is not None and not _decoded(da.encoding)
+        raw = not _decoded(da.encoding)
         spec = self.chunked.get(variable)
-        whole_plane = raw and spec_fits(spec, da.dims) and all(isinstance(i, int) for i in where[:-2])
-        chunk = self.root / spec.chunk_key((*where[:-2], 0, 0)) if whole_plane else None
-        if chunk is not None and chunk.is_file():
-            return decode_chunk(spec, chunk.read_bytes()).view(spec.dtype).reshape(spec.chunks[-2:])
-        return np.asarray(self.group[variable][where] if raw else da[where].values)
+        if raw and spec_fits(spec, da.dims) and all(isinstance(i, int) for i in where[:-2]):
+            decoded = self._whole_plane_chunk(spec, spec.chunk_key((*where[:-2], 0, 0)))
+            if decoded is not None:
+                return decoded.view(spec.dtype).reshape(spec.chunks[-2:])
+        if self.store is not None:
+            self._check_chunks(self.store.chunks_holding(variable, where))
+        group = self.group if raw else None
+        return np.asarray(group[variable][where] if group is not None else da[where].values)
+
+    def _whole_plane_chunk(self, spec: ArraySpec, rel: str) -> np.ndarray | None:
+        """The chunk's decoded bytes, None when it is not stored (zarr then gives the fill value)."""
+        if self.store is not None:
+            return self.store.decode(rel) if rel in self.store.kinds else None
+        chunk = self.root / rel
+        return decode_chunk(spec, chunk.read_bytes()) if chunk.is_file() else None
+
+    def _check_chunks(self, rels: list[str]) -> None:
+        """Read-through rule: a chunk zarr or xarray is about to read is first read through the
+        bounded reader (once, however many planes it holds, so the byte budget counts it once; under
+        the lock, so that no thread reads a chunk another is still checking)."""
+        with self.lock:
+            for rel in rels:
+                if rel not in self.checked:
+                    self.store.read(rel)
+                    self.checked.add(rel)
+
+    @cached_property
+    def group(self):  # noqa: ANN201
+        """The Zarr group (opened when a plane first needs it), None for netCDF or when zarr cannot open it."""
+        return _zarr_group(self.path)
 
 
 def _decoded(encoding: dict) -> bool:
@@ -170,7 +207,11 @@ def _plane_chunks(path: str) -> dict[str, ArraySpec]:
     """The arrays of a local Zarr directory with consolidated metadata whose chunks are stored in C
     order (empty for anything else)."""
     root = Path(path)
-    metadata = {n: (root / n).read_bytes() for n in (".zmetadata", "zarr.json") if (root / n).is_file()}
+    return _c_order_arrays({n: (root / n).read_bytes() for n in (".zmetadata", "zarr.json") if (root / n).is_file()})
+
+
+def _c_order_arrays(metadata: Mapping[str, bytes]) -> dict[str, ArraySpec]:
+    """The arrays a store's root metadata declares whose chunks are stored in C order."""
     try:
         arrays = describe_store(metadata) if metadata else {}
     except StoreRefused:
@@ -182,7 +223,7 @@ def _plane_chunks(path: str) -> dict[str, ArraySpec]:
 
 
 def _zarr_group(path: str):  # noqa: ANN202
-    if path.endswith((".nc", ".nc4", ".netcdf")):
+    if path.endswith(NETCDF_SUFFIXES):
         return None
     try:
         import zarr
@@ -244,7 +285,7 @@ def score_era5_stores(forecast: FieldReader, truth: FieldReader, clim: FieldRead
     }
 
 
-def score_day1_stores(forecast: xr.Dataset, truth: xr.Dataset, reference: xr.Dataset, clim: xr.Dataset,
+def score_day1_stores(forecast: FieldReader, truth: xr.Dataset, reference: xr.Dataset, clim: xr.Dataset,
                       t0: datetime, weights: str = "cos", profile: str | None = None,
                       variables: str | None = None, scorecard: bool = False) -> dict:
     """The day-1 score of a forecast store at 12 h against a GFS analysis, with a GFS reference,
@@ -254,14 +295,17 @@ def score_day1_stores(forecast: xr.Dataset, truth: xr.Dataset, reference: xr.Dat
     entries = parse_variables(variables, DEFAULT_DAY1_VARIABLES, single_fields_only=True)
     lead = DAY1_LEAD_HOURS[0]
     valid = t0 + timedelta(hours=lead)
+    f_lat, f_lon = np.asarray(forecast.ds["lat"].values), np.asarray(forecast.ds["lon"].values)
     fields, missing = [], []
     for variable, level in ((e.variable, e.levels[0]) for e in entries):
         try:
             o = _plane(truth, variable, level, valid)
-            f = _plane(forecast, variable, level, valid)
-            fields.append(FieldPlanes(lead, variable, level, np.asarray(f.values), f["lat"].values, f["lon"].values,
-                                      np.asarray(o.values), _on_grid(_climatology_plane(clim, variable, level, valid), o),
+            f = forecast.plane(variable, time=_naive64(valid), **({} if level is None else {"pressure_level": level}))
+            fields.append(FieldPlanes(lead, variable, level, f, f_lat, f_lon, np.asarray(o.values),
+                                      _on_grid(_climatology_plane(clim, variable, level, valid), o),
                                       _on_grid(_plane(reference, variable, level, valid), o)))
+        except StoreRefused:
+            raise
         except (KeyError, ValueError):
             missing.append(f"{variable if level is None else f'{variable}{level}'}@{lead}h")
     grid = TruthGrid(np.asarray(truth["lat"].values), np.asarray(truth["lon"].values))
@@ -324,6 +368,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def score_stores(args: argparse.Namespace, entries: tuple[VariableEntry, ...]) -> dict:
+    """The command's score of the forecast (bounded, ``open_forecast``) against the reference
+    stores; a forecast store or chunk beyond the limits raises ``StoreRefused``, whenever it is read."""
+    forecast = open_forecast(args.forecast, {e.variable for e in entries})
+    truth, clim = open_store(args.truth), open_store(args.climatology)
+    t0 = init_time_of(forecast.ds, args.init_time)
+    if args.kind == "era5":
+        return score_era5_stores(forecast, FieldReader(truth, args.truth), FieldReader(clim, args.climatology), t0,
+                                 args.weights, args.acc, args.profile, args.variables, args.scorecard)
+    return score_day1_stores(forecast, truth, open_store(args.reference), clim, t0, args.weights, args.profile,
+                             args.variables, args.scorecard)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -333,23 +390,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        forecast = open_forecast(args.forecast, {e.variable for e in entries})
+        out = score_stores(args, entries)
     except StoreRefused as exc:
         print(f"gaia-dagster score: the forecast {args.forecast} is refused: {exc}", file=sys.stderr)
         return 2
-    truth, clim = open_store(args.truth), open_store(args.climatology)
-    t0 = init_time_of(forecast, args.init_time)
-    if args.kind == "era5":
-        out = score_era5_stores(FieldReader(forecast, args.forecast), FieldReader(truth, args.truth),
-                                FieldReader(clim, args.climatology), t0, args.weights, args.acc, args.profile,
-                                args.variables, args.scorecard)
-    else:
-        out = score_day1_stores(forecast, truth, open_store(args.reference), clim, t0, args.weights, args.profile,
-                                args.variables, args.scorecard)
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"{args.kind} score {out['score']:.6f} (T0 {t0:%Y-%m-%dT%HZ}, {len(out['metrics'])} fields, "
+        print(f"{args.kind} score {out['score']:.6f} (T0 {out['init_time'][:13]}Z, {len(out['metrics'])} fields, "
               f"profile {out['profile']})")
         if out.get("failure"):
             print(f"  failed: {out['failure']}")

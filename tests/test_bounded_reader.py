@@ -25,7 +25,8 @@ import xarray as xr
 from gaia_dagster.core.contract import DAY1_LEAD_HOURS, Grid
 from gaia_dagster.core.store_limits import StoreRefused
 from gaia_dagster.miner.faults import BOMB_FRAMES, _zero_frame
-from gaia_dagster.resources.store_reader import FetchLimits, LocalStoreFiles, check_local_store
+from gaia_dagster.resources.store_reader import FetchLimits, LocalStoreFiles, open_local_store
+from gaia_dagster.score import open_forecast
 from gaia_dagster.world.atmosphere import SyntheticAtmosphere
 from gaia_dagster.world.stores import write_climatology, write_forecast, write_truth
 
@@ -98,34 +99,52 @@ def test_the_cli_scores_the_same_store_without_the_bomb(day1_inputs):
 
 def test_the_pipeline_reader_refuses_the_same_bomb_with_the_same_reason(day1_inputs):
     """The pipeline's reader (``BoundedStore``, here over the files on disk) gives the same refusal."""
+    store = open_local_store(str(day1_inputs / "bomb.zarr"))
     with pytest.raises(StoreRefused, match="chunk 2t/1.0.0: .*destination buffer too small"):
-        check_local_store(str(day1_inputs / "bomb.zarr"))
+        store.read("2t/1.0.0")
+    with pytest.raises(StoreRefused, match="chunk 2t/1.0.0: .*destination buffer too small"):
+        store.decode("2t/1.0.0")
+
+
+def test_the_cli_reads_each_plane_it_scores_through_the_bounded_reader_once(day1_inputs):
+    """Only the metadata and coordinates are read when the forecast is opened; a plane's chunk is
+    read (within the budget) and decoded when that plane is read, the other planes never."""
+    path = day1_inputs / "bomb.zarr"   # its bomb is the 12 h chunk, never read here
+    forecast = open_forecast(str(path), {"2t"})
+    opened = forecast.store.files.spent
+    chunks = {path / "2t" / "0.0.0", path / "2t" / "1.0.0"}
+    assert opened == sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and f not in chunks)
+    at_6h = np.datetime64((T0 + timedelta(hours=6)).replace(tzinfo=None), "ns")
+    plane = forecast.plane("2t", time=at_6h)
+    assert forecast.store.files.spent - opened == (path / "2t" / "0.0.0").stat().st_size
+    assert np.array_equal(plane, xr.open_zarr(path)["2t"].sel(time=at_6h).values)
+    assert forecast.store.files.spent <= forecast.store.files.budget
 
 
 def test_a_store_beyond_the_limits_is_refused_before_it_is_read(tmp_path):
     store = plane_store(tmp_path / "s.zarr", bomb=False)
     (store / "junk.bin").write_bytes(b"x")
     with pytest.raises(StoreRefused, match="neither metadata nor a chunk"):
-        check_local_store(str(store))
+        open_local_store(str(store))
     (store / "junk.bin").unlink()
     os.mkfifo(store / "2t" / "0.0.1")  # a FIFO would block a reader for ever; it is never opened
     with pytest.raises(StoreRefused, match="neither metadata nor a chunk"):
-        check_local_store(str(store))
+        open_local_store(str(store))
     (store / "2t" / "0.0.1").unlink()
     os.mkfifo(store / "2t" / "0.0.0.fifo")
     (store / "2t" / "0.0.0").unlink()
     (store / "2t" / "0.0.0.fifo").rename(store / "2t" / "0.0.0")
     with pytest.raises(StoreRefused, match="2t/0.0.0 is not a regular file"):
-        check_local_store(str(store))
+        open_local_store(str(store)).decode("2t/0.0.0")
     with pytest.raises(StoreRefused, match="within its 0 s deadline"):
-        check_local_store(str(plane_store(tmp_path / "t.zarr", bomb=False)), limits=FetchLimits(deadline_s=0))
+        open_local_store(str(plane_store(tmp_path / "t.zarr", bomb=False)), limits=FetchLimits(deadline_s=0))
     with pytest.raises(StoreRefused, match="exceeds its budget of 100 bytes"):
-        check_local_store(str(tmp_path / "t.zarr"), limits=FetchLimits(max_bytes=100))
+        open_local_store(str(tmp_path / "t.zarr"), limits=FetchLimits(max_bytes=100))
     meta = json.loads((tmp_path / "t.zarr" / ".zmetadata").read_text())
     meta["metadata"]["lat/.zarray"].update(shape=[2 ** 28], chunks=[2 ** 28])
     (tmp_path / "t.zarr" / ".zmetadata").write_text(json.dumps(meta))
     with pytest.raises(StoreRefused, match="array lat has chunks .268435456,. of 2147483648 bytes"):
-        check_local_store(str(tmp_path / "t.zarr"))
+        open_local_store(str(tmp_path / "t.zarr"))
 
 
 def test_the_file_listing_is_bounded(tmp_path):

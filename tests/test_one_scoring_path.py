@@ -13,7 +13,7 @@ import xarray as xr
 from gaia_dagster.core.contract import DAY1_LEAD_HOURS, FORECAST_LEAD_HOURS, Grid, contract_problems
 from gaia_dagster.core.scoring.variables import parse_variables, required_variables
 from gaia_dagster.resources.sources import EmbeddedSources, WeatherSources
-from gaia_dagster.score import FieldReader, open_store, score_day1_stores, score_era5_stores
+from gaia_dagster.score import FieldReader, open_forecast, open_store, score_day1_stores, score_era5_stores
 from gaia_dagster.stages.scoring import score_day1_dataset, score_era5_dataset, seed_gfs
 from gaia_dagster.world.atmosphere import SyntheticAtmosphere
 from gaia_dagster.world.stores import write_climatology, write_forecast, write_truth
@@ -53,7 +53,7 @@ def test_era5_cli_and_stage_agree(stores, tmp_path, store, profile, variables):
     """The same rows and scores from ``--variables`` and ``GAIA_ERA5_VARIABLES`` (era5_variables);
     the 720-row store scores under both profiles at 3 degrees too (deployed: Gaia's edge salvage
     fills the missing pole row before the coverage guard)."""
-    cli = score_era5_stores(FieldReader(open_store(str(stores / store)), str(stores / store)),
+    cli = score_era5_stores(open_forecast(str(stores / store)),
                             FieldReader(open_store(str(stores / "era5.zarr")), str(stores / "era5.zarr")),
                             FieldReader(open_store(str(stores / "clim.zarr")), str(stores / "clim.zarr")), T0,
                             profile=profile, variables=variables)
@@ -91,7 +91,7 @@ def test_day1_cli_and_stage_agree(stores, tmp_path, store, profile):
     src = sources(tmp_path, profile)
     gfs = seed_gfs(src, T0)   # the CLI is given the very GFS analysis and f012 the stage reads
     stage = score_day1_dataset(xr.open_zarr(stores / store), src, T0, "miner x")
-    cli = score_day1_stores(open_store(str(stores / store)), open_store(str(gfs["analysis_012"])),
+    cli = score_day1_stores(open_forecast(str(stores / store)), open_store(str(gfs["analysis_012"])),
                             open_store(str(gfs["forecast_f012"])), open_store(str(stores / "clim.zarr")), T0,
                             profile=profile)
     assert cli["score"] == stage.score and stage.profile == profile

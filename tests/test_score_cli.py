@@ -78,6 +78,20 @@ def test_era5_command_says_what_is_missing_and_reads_t0_from_the_store(stores, c
     assert out["score"] == 0 and "2t@24h" in out["missing"] and out["init_time"] == T0.isoformat()
 
 
+def test_era5_command_refuses_a_forecast_chunk_beyond_its_cap_when_it_reaches_it(stores, tmp_path, capsys):
+    """A chunk is read through the bounded reader when its plane is scored, in a read-ahead thread:
+    a 48 h chunk larger than its cap still refuses the forecast (exit 2, the chunk named)."""
+    import shutil
+
+    forecast = shutil.copytree(stores / "forecast.zarr", tmp_path / "forecast.zarr")
+    chunk = forecast / "2t" / f"{LEADS.index(48)}.0.0"
+    chunk.write_bytes(chunk.read_bytes() + bytes(10 ** 6))
+    assert cli_main(["score", "era5", "--forecast", str(forecast), "--truth", str(stores / "era5.zarr"),
+                     "--climatology", str(stores / "clim.zarr"), "--variables", "2t,msl", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert f"the forecast {forecast} is refused: {chunk.relative_to(forecast)} is" in err and "more than the" in err
+
+
 def test_day1_command_clamps_a_clone(stores, capsys):
     args = ["--truth", str(stores / "analysis.zarr"), "--reference", str(stores / "reference.zarr"),
             "--climatology", str(stores / "clim.zarr"), "--init-time", "2026-10-20T00:00:00Z"]

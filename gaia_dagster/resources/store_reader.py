@@ -14,7 +14,10 @@
   the floor, or the read stops as ``SlowStore`` and the job is read again in the slow lane.
 
 A miner's store must in addition follow the contract's layout (``check_arrays``); a store on disk
-may be any layout within the limits. Nothing here imports Dagster.
+may be any layout within the limits. The pipeline reads the chunks it needs up front into a mirror
+(``read``); ``gaia-dagster score`` opens the store (``open_local_store``) and reads each chunk it
+scores when it scores it, once, decoded from the bytes the bounded read returned (``decode``).
+Nothing here imports Dagster.
 """
 
 from __future__ import annotations
@@ -26,14 +29,17 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
 
 from gaia_dagster.core.contract import Grid
 from gaia_dagster.core.manifest import MANIFEST_FILE, SIGNATURE_FILE
 from gaia_dagster.core.store_limits import (
     MAX_METADATA_BYTES, ROOT_METADATA, ArraySpec, StoreRefused, check_arrays, check_bounds, check_manifest_size,
-    check_chunk, classify_files, compressed_cap, describe_store, max_store_files,
+    check_chunk, classify_files, compressed_cap, decode_chunk, describe_store, max_store_files,
 )
 from gaia_dagster.resources.miner_client import SlowStore
 
@@ -198,15 +204,37 @@ class BoundedStore:
     def read(self, rel: str) -> bytes:
         """One file within its cap and the read's budget and deadline, verified; a chunk must be
         unable to expand beyond its declared size (``check_chunk``)."""
+        data = self._get(rel)
+        if self.kinds[rel] is not None:
+            self._chunk_rule(rel, check_chunk, data)
+        return data
+
+    def decode(self, rel: str) -> np.ndarray:
+        """One chunk read as ``read`` reads it (cap, budget, deadline, verified) and decoded into a
+        buffer of exactly its declared size (``decode_chunk``, the rule ``check_chunk`` applies,
+        so the chunk is decoded once): its bytes, as uint8."""
+        return self._chunk_rule(rel, decode_chunk, self._get(rel))
+
+    def chunks_holding(self, name: str, where: tuple) -> list[str]:
+        """The stored chunks of array ``name`` that hold the selection ``where`` (an index or
+        ``slice(None)`` per dimension); an array the metadata does not declare is refused."""
+        spec = self.arrays.get(name)
+        if spec is None or len(where) != len(spec.shape):
+            raise StoreRefused(f"array {name[:60]!r} is not declared with {len(where)} dimensions")
+        ranges = [range(n) if isinstance(i, slice) else (i // c,)
+                  for i, n, c in zip(where, spec.grid_counts, spec.chunks)]
+        return [rel for rel in map(spec.chunk_key, product(*ranges)) if rel in self.kinds]
+
+    def _get(self, rel: str) -> bytes:
         data = self.files.get(rel, self.cap(rel))
         self.verify(rel, data)
-        spec = self.kinds[rel]
-        if spec is not None:
-            try:
-                check_chunk(spec, data)
-            except StoreRefused as exc:
-                raise StoreRefused(f"chunk {rel}: {exc}") from None
         return data
+
+    def _chunk_rule(self, rel: str, rule: Callable[[ArraySpec, bytes], Any], data: bytes) -> Any:
+        try:
+            return rule(self.kinds[rel], data)
+        except StoreRefused as exc:
+            raise StoreRefused(f"chunk {rel}: {exc}") from None
 
     def read_all(self, rels: list[str], workers: int, sink: Callable[[str, bytes], None]) -> int:
         """``read`` every one of ``rels`` (``workers`` at once), handing each to ``sink``; the bytes read."""
@@ -225,17 +253,25 @@ def is_safe_relpath(rel: str) -> bool:
     return bool(rel) and not path.is_absolute() and ".." not in path.parts and "\\" not in rel
 
 
-def check_local_store(path: str, variables: Iterable[str] | None = None, limits: FetchLimits | None = None,
-                      workers: int = 4) -> BoundedStore:
-    """Read a store on disk through ``BoundedStore`` before anything else opens it: its metadata,
-    then every chunk of its coordinates, of the arrays outside the contract and of ``variables``
-    (all data variables when None), each within the limits. Refused: ``StoreRefused``."""
+def open_local_store(path: str, variables: Iterable[str] | None = None, limits: FetchLimits | None = None,
+                     workers: int = 4) -> BoundedStore:
+    """A store on disk opened through ``BoundedStore`` before anything else opens it: its metadata,
+    then every chunk of its coordinates and of its other arrays that are not (lat, lon) fields,
+    read now, each within the limits; the read's byte budget also covers every chunk of the
+    fields ``variables`` (all when None), which are read later only as they are needed (``decode``,
+    ``read``), within the same budget and deadline. Refused: ``StoreRefused``."""
     files = LocalStoreFiles(Path(path), limits)
     store = BoundedStore(files, files.listing(), contract=False)
     wanted = None if variables is None else set(variables)
-    chunks = sorted(rel for rel, spec in store.kinds.items() if spec is not None
-                    and (wanted is None or spec.name in wanted or len(spec.dims) <= 1 or "lat" not in spec.dims))
-    rels = store.metadata_files() + chunks
-    store.plan(rels)
+    small, fields = [], []
+    for rel, spec in sorted(store.kinds.items()):
+        if spec is None:
+            continue
+        if len(spec.dims) <= 1 or "lat" not in spec.dims:
+            small.append(rel)
+        elif wanted is None or spec.name in wanted:
+            fields.append(rel)
+    rels = store.metadata_files() + small
+    store.plan(rels + fields)
     store.read_all(rels, workers, lambda rel, data: None)
     return store
