@@ -22,8 +22,7 @@ import xarray as xr
 
 from gaia_dagster.core.contract import ALL_VARIABLES, LEVEL_VARIABLES, PRESSURE_LEVELS
 from gaia_dagster.core.gfs_index import contract_dataset
-from gaia_dagster.resources.era5 import cached_variables
-from gaia_dagster.resources.sources import cached, ensure_cached
+from gaia_dagster.resources.sources import cached, ensure_cached, held_variables
 
 PROCESSES = 6
 PRODUCE_SECONDS = 0.2  # a source read takes a while: every racer sees the entry missing first
@@ -63,7 +62,8 @@ def _race_worker(kind: str, path: str, variables: list[str], barrier, results) -
             ensure_cached(Path(path), slow_dataset)
             ds = cached(Path(path), slow_dataset)
         else:
-            ds = cached_variables(Path(path), variables, slow_dataset, {"source": "test"})
+            with held_variables(Path(path), variables, slow_dataset) as parts:
+                ds = xr.merge([parts[v][[v]].load() for v in variables])
         results.put(("ok", sorted(map(str, ds.data_vars)), {v: float(ds[v].sum()) for v in ds.data_vars}))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the test
         results.put(("error", repr(exc)[:300], {}))
@@ -73,7 +73,7 @@ def _race_worker(kind: str, path: str, variables: list[str], barrier, results) -
 def forkserver():
     """Processes forked from one server that has imported the cache code once (fast, no threads)."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__, "gaia_dagster.resources.sources", "gaia_dagster.resources.era5"])
+    ctx.set_forkserver_preload([__name__, "gaia_dagster.resources.sources"])
     return ctx
 
 
@@ -178,15 +178,41 @@ def test_a_damaged_entry_is_rebuilt_on_read(tmp_path, damage):
 
 def test_per_variable_entries_rebuild_only_what_is_incomplete(tmp_path):
     produce = Producer()
-    first = cached_variables(tmp_path, ["2t", "msl", "z"], produce, {})
+    with held_variables(tmp_path, ["2t", "msl", "z"], produce) as parts:
+        first = xr.merge([parts[v][[v]].load() for v in ("2t", "msl", "z")])
     assert produce.calls == [["2t", "msl", "z"]]
     (tmp_path / "msl.zarr.complete").unlink()  # a writer died before its marker landed
     chunk = _chunk_files(tmp_path / "z.zarr", "z")[0]
     chunk.write_bytes(chunk.read_bytes()[:10])
-    again = cached_variables(tmp_path, ["2t", "msl", "z", "q"], produce, {})
-    assert produce.calls[1] == ["msl", "z", "q"]
+    with held_variables(tmp_path, ["2t", "msl", "z", "q"], produce) as parts:
+        assert produce.calls[1] == ["msl", "z", "q"]
+        again = xr.merge([parts[v][[v]].load() for v in ("2t", "msl", "z", "q")])
     xr.testing.assert_allclose(again[["2t", "msl", "z"]], first)
-    assert list(again.data_vars) == ["2t", "msl", "z", "q"]
+    xr.testing.assert_allclose(again["q"], expected_dataset(["q"])["q"])
+
+
+def test_held_entries_are_read_a_plane_at_a_time_and_never_evicted_under_their_reader(tmp_path):
+    """A held entry is one chunk a plane and reads only the planes asked for; it keeps its shared
+    lock until the block ends (the evictor skips it), and is checked again when next held."""
+    from gaia_dagster.resources.cache_bound import CachedEntry, evict
+
+    produce = Producer()
+    entry = tmp_path / "t.zarr"
+    want = expected_dataset(["t"])["t"].sel(pressure_level=500).values
+    with held_variables(tmp_path, ["t"], produce) as parts:
+        planes = _chunk_files(entry, "t")
+        assert len(planes) == len(PRESSURE_LEVELS)  # one chunk a plane
+        for chunk in planes:
+            if chunk.name != f"{PRESSURE_LEVELS.index(500)}.0.0":
+                chunk.unlink()                       # only the 500 hPa plane is left to read
+        np.testing.assert_array_equal(parts["t"]["t"].sel(pressure_level=500).values, want)
+        assert not evict(CachedEntry(entry, 1, 0.0))  # held: the evictor leaves it
+        assert entry.exists()
+    assert produce.calls == [["t"]]
+    with held_variables(tmp_path, ["t"], produce) as parts:  # the damage is seen: fetched again
+        xr.testing.assert_allclose(parts["t"]["t"].load(), expected_dataset(["t"])["t"])
+    assert produce.calls == [["t"], ["t"]]
+    assert evict(CachedEntry(entry, 1, 0.0)) and not entry.exists()  # let go: evictable
 
 
 def test_a_gfs_grib_without_marker_or_truncated_is_fetched_again(tmp_path):

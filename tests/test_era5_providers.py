@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+import xarray as xr
 
 pytest.importorskip("cfgrib")
 pytest.importorskip("cdsapi")
@@ -58,7 +59,7 @@ def cds(arco, monkeypatch):
 def test_both_providers_give_the_same_array_for_the_same_time(world, arco, cds, tmp_path):
     pytest.importorskip("aiohttp")  # fsspec's HTTP filesystem
     with RangeServer(store_files(arco, "arco.zarr")) as bucket:  # the ARCO store over loopback HTTP
-        from_arco = ArcoERA5Source(url=f"{bucket.url}/arco.zarr", cache_dir=tmp_path / "a").truth(VALID[0])
+        from_arco = ArcoERA5Source(url=f"{bucket.url}/arco.zarr").truth(VALID[0])
         assert any(path.endswith("/.zmetadata") for _, path, _ in bucket.log)
     from_cds = CdsERA5Source(cache_dir=tmp_path / "c", sleep_max=0.5).truth(VALID[0])
     truth = world.era5(VALID[0])
@@ -77,14 +78,39 @@ def test_both_providers_give_the_same_array_for_the_same_time(world, arco, cds, 
     assert cds.requests[1][1]["pressure_level"] == [str(p) for p in PRESSURE_LEVELS]
 
 
-def test_cds_asks_only_for_the_variables_needed_and_caches_them(cds, tmp_path):
+def test_cds_asks_only_for_the_variables_needed(cds, tmp_path):
     source = CdsERA5Source(cache_dir=tmp_path, sleep_max=0.5)
     source.truth(VALID[1], ["2t", "z"])
     assert [(n, r["variable"]) for n, r in cds.requests] == [
         ("reanalysis-era5-single-levels", ["2m_temperature"]), ("reanalysis-era5-pressure-levels", ["geopotential"])]
     cds.requests.clear()
     source.truth(VALID[1], ["z"])
-    assert cds.requests == []  # the cache answers
+    assert [(n, r["variable"]) for n, r in cds.requests] == [("reanalysis-era5-pressure-levels", ["geopotential"])]
+
+
+def test_each_era5_valid_time_is_asked_of_the_cds_once_and_cached_once(world, cds, tmp_path):
+    """The pipeline's cache is the only one: ``era5_truth`` seeds one entry per (valid time,
+    variable), and every ERA5 scoring after it reads those entries, with no CDS job of its own."""
+    from gaia_dagster.resources.cache_bound import cache_entries
+    from gaia_dagster.resources.sources import ProductionSources
+    from gaia_dagster.stages.scoring import score_era5_dataset, seed_era5
+    from gaia_dagster.world.stores import write_forecast
+
+    leads = tuple(int((v - T0).total_seconds() // 3600) for v in VALID)
+    clim = tmp_path / "wb2.zarr"
+    write_wb2_climatology(clim, [climatology_key(t) for t in VALID], lambda doy, hour: world.climatology(T0))
+    forecast = write_forecast(tmp_path / "forecast.zarr", world, "good", T0)
+    sources = ProductionSources(era5_provider="cds", climatology_url=str(clim), storage_options_json="{}",
+                                cache_dir=str(tmp_path / "cache"))
+    seed_era5(sources, T0, leads)
+    assert len(cds.requests) == 2 * len(leads)  # single and pressure levels, once per valid time
+    seed_era5(sources, T0, leads)
+    scores = [score_era5_dataset(xr.open_zarr(forecast), sources, T0, leads, "miner x") for _ in range(2)]
+    assert len(cds.requests) == 2 * len(leads)  # scoring read the cache, twice
+    assert scores[0].score == scores[1].score and scores[0].rows == scores[1].rows and 0 < scores[0].score
+    entries = sorted(e.path.relative_to(tmp_path / "cache").as_posix() for e in cache_entries(tmp_path / "cache"))
+    assert entries == sorted(f"{kind}/{v:%Y%m%d%H}/{name}.zarr" for kind in ("climatology", "era5")
+                             for v in VALID for name in ALL_VARIABLES)  # one copy of each
 
 
 def test_cds_reach_is_the_catalogue_extent_and_later_times_are_not_asked_for(cds, tmp_path):
@@ -115,7 +141,7 @@ def test_wb2_climatology_reads_only_the_needed_slices(world, tmp_path):
     write_wb2_climatology(store, keys, lambda doy, hour: world.climatology(T0))
     pytest.importorskip("aiohttp")
     with RangeServer(store_files(store, "wb2.zarr")) as bucket:
-        got = WeatherBench2Climatology(url=f"{bucket.url}/wb2.zarr", cache_dir=tmp_path / "cache").climatology(VALID[0])
+        got = WeatherBench2Climatology(url=f"{bucket.url}/wb2.zarr").climatology(VALID[0])
         chunk_reads = {path for _, path, _ in bucket.log if "/2m_temperature/" in path}
     assert chunk_reads == {f"/wb2.zarr/2m_temperature/0.{keys[0][0] - 1}.0.0"}  # one slice read
     want = world.climatology(VALID[0])

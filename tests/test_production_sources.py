@@ -219,19 +219,19 @@ def _arco_store(path) -> None:
 
 def test_era5_available_until_reads_the_store_attributes(tmp_path):
     _arco_store(tmp_path / "arco.zarr")
-    source = ArcoERA5Source(url=str(tmp_path / "arco.zarr"), cache_dir=tmp_path / "cache")
+    source = ArcoERA5Source(url=str(tmp_path / "arco.zarr"))
     assert source.available_until() == datetime(2024, 1, 2, 23, tzinfo=timezone.utc)
-    final_only = ArcoERA5Source(url=str(tmp_path / "arco.zarr"), cache_dir=tmp_path / "c2", include_era5t=False)
+    final_only = ArcoERA5Source(url=str(tmp_path / "arco.zarr"), include_era5t=False)
     assert final_only.available_until() == datetime(2024, 1, 1, 23, tzinfo=timezone.utc)
     with pytest.raises(LookupError):  # in the padded time axis but beyond the published reach
         source.truth(datetime(2024, 1, 3, 0, tzinfo=timezone.utc))
 
 
-def test_era5_truth_meets_the_contract_and_is_cached(tmp_path):
+def test_era5_truth_meets_the_contract_and_reads_only_the_variables_asked_for(tmp_path):
     store = tmp_path / "arco.zarr"
     _arco_store(store)
     valid = datetime(2024, 1, 2, 12, tzinfo=timezone.utc)  # the 7th step (hours index 6)
-    source = ArcoERA5Source(url=str(store), cache_dir=tmp_path / "cache")
+    source = ArcoERA5Source(url=str(store))
     ds = source.truth(valid)
     assert list(ds.data_vars) == list(ALL_VARIABLES)
     assert ds["t"].dims == ("pressure_level", "lat", "lon") and ds["msl"].dims == ("lat", "lon")
@@ -243,9 +243,9 @@ def test_era5_truth_meets_the_contract_and_is_cached(tmp_path):
     np.testing.assert_allclose(ds["2t"].values[:, 0], 256 + LAT)
     np.testing.assert_allclose(ds["msl"].values, 1e5 + 6)
 
-    shutil.rmtree(store)  # the source is gone: the cache answers alone
-    again = ArcoERA5Source(url=str(store), cache_dir=tmp_path / "cache").truth(valid, ["z", "2t"])
-    xr.testing.assert_equal(again, ds[["z", "2t"]])
+    shutil.rmtree(store / "temperature")  # a variable not asked for is never read
+    subset = ArcoERA5Source(url=str(store)).truth(valid, ["z", "2t"])
+    xr.testing.assert_equal(subset, ds[["z", "2t"]])
 
 
 # ---------------------------------------------------------------- WeatherBench2 climatology
@@ -270,7 +270,7 @@ def test_climatology_slices_day_of_year_and_hour(tmp_path):
     store = tmp_path / "clim.zarr"
     ds.to_zarr(store, mode="w", zarr_format=2, consolidated=True)
 
-    source = WeatherBench2Climatology(url=str(store), cache_dir=tmp_path / "cache")
+    source = WeatherBench2Climatology(url=str(store))
     valid = datetime(2024, 3, 1, 18, tzinfo=timezone.utc)  # leap year: day 61, hour 18
     out = source.climatology(valid)
     assert list(out.data_vars) == list(ALL_VARIABLES)
@@ -279,9 +279,9 @@ def test_climatology_slices_day_of_year_and_hour(tmp_path):
     np.testing.assert_allclose(out["2t"].values[:, 0], 613 + lat[::-1] / 1000, rtol=1e-6)
     np.testing.assert_allclose(out["z"].sel(pressure_level=850).values, 613 + 850e4, rtol=1e-6)
 
-    shutil.rmtree(store)
-    cached = WeatherBench2Climatology(url=str(store), cache_dir=tmp_path / "cache").climatology(valid, ["2t"])
-    xr.testing.assert_equal(cached, out[["2t"]])
+    shutil.rmtree(store / "temperature")  # a variable not asked for is never read
+    subset = WeatherBench2Climatology(url=str(store)).climatology(valid, ["2t"])
+    xr.testing.assert_equal(subset, out[["2t"]])
     with pytest.raises(ValueError):
         source.climatology(datetime(2024, 3, 1, 3, tzinfo=timezone.utc))
 

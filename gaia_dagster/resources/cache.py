@@ -1,7 +1,7 @@
 """On-disk cache entries that stay correct when several processes fill and read them at once.
 
-The one rule every cache of this package follows (GFS GRIB files, ERA5 truth, climatology, the
-ARCO-ERA5 and WeatherBench2 per-variable entries):
+The one rule every cache of this package follows (GFS GRIB files and datasets, the per-variable
+ERA5 and climatology entries):
 
 1. Build aside: a writer builds an entry under a temporary name unique to it
    (``.{name}.{host}.{pid}.{random}.tmp`` beside the entry), never under a shared name.
@@ -19,7 +19,11 @@ ARCO-ERA5 and WeatherBench2 per-variable entries):
 5. Read under a shared lock: a reader holds a shared ``flock`` on the entry's lock while it reads,
    so a writer or the evictor (``cache_bound.py``: least recently used first, the cache kept under
    ``GAIA_CACHE_MAX_GB``) never removes an entry under a reader. Each read touches the marker: its
-   modification time is the entry's last use.
+   modification time is the entry's last use. A reader that reads an entry bit by bit (one plane
+   at a time, ``held_entries``) holds that lock from the check to its last read.
+
+Dataset entries are Zarr, one (lat, lon) plane a chunk, so a reader of one (variable, level)
+decodes that plane only.
 
 Locks are advisory and Linux-only (a local or flock-honouring filesystem). Lock files stay in
 place: removing one could let two writers each hold "the" lock.
@@ -291,34 +295,84 @@ def cached_entry(path: Path, build: Build, load: Load[T]) -> T:
     return cached_entries({path: path}, lambda _: {path: build}, load)[path]
 
 
+HOLD_ATTEMPTS = 3
+
+
+def _closed(value: object) -> object:
+    """What ``load`` opened, closed (a check that keeps nothing open)."""
+    close = getattr(value, "close", None)
+    if close is not None:
+        close()
+    return value
+
+
+@contextmanager
+def held_entries(paths: Mapping[K, Path], produce: Callable[[list[K]], Mapping[K, Build]],
+                 load: Load[T]) -> Iterator[dict[K, T]]:
+    """Rule (fill once, verify on read, never evicted under a reader) for entries read lazily, bit
+    by bit, for as long as the block lasts: their locks are taken shared (in sorted order, as
+    writers take theirs) and each entry is checked as ``read_entry`` checks it (marker, sizes,
+    every file's digest) and opened by ``load``; they stay held, so neither a writer nor the evictor
+    removes them, until the block ends (what ``load`` opened is closed then). Entries found
+    missing or incomplete are let go, filled as ``cached_entries`` fills them, and all are held
+    again; an entry evicted between its fill and its hold is filled again, up to HOLD_ATTEMPTS."""
+    for _ in range(HOLD_ATTEMPTS):
+        with ExitStack() as stack:
+            for path in sorted(set(paths.values())):
+                stack.callback(os.close, acquire(lock_path(path), shared=True))
+            found = {key: _attempt(path, load, locked=True) for key, path in paths.items()}
+            for value in found.values():
+                if value is not _MISSING and hasattr(value, "close"):
+                    stack.callback(value.close)
+            missing = [key for key, value in found.items() if value is _MISSING]
+            if not missing:
+                yield found  # type: ignore[misc]
+                return
+        cached_entries({key: paths[key] for key in missing}, produce, lambda p, m: _closed(load(p, m)))
+    raise IncompleteEntry(f"cache entries {sorted(map(str, paths.values()))} could not be held complete "
+                          f"in {HOLD_ATTEMPTS} attempts (evicted as soon as filled: is the cache cap too small?)")
+
+
 # -- Zarr datasets as entries -------------------------------------------------------------------
+def plane_chunks(dataset: xr.Dataset) -> dict[str, dict]:
+    """Rule (a plane a chunk): each variable is chunked one (lat, lon) plane at a time (its last two
+    dimensions whole, 1 along the others)."""
+    return {str(name): {"chunks": (1,) * max(var.ndim - 2, 0) + var.shape[-2:]}
+            for name, var in dataset.data_vars.items() if var.ndim}
+
+
 def zarr_entry(make: Callable[[], xr.Dataset]) -> Build:
-    """Build step of a dataset entry: ``make()`` written as consolidated Zarr v2 (encodings dropped);
-    the marker records its variables."""
+    """Build step of a dataset entry: ``make()`` written as consolidated Zarr v2 (encodings dropped),
+    a plane a chunk; the marker records its variables."""
     def build(tmp: Path) -> Mapping:
-        dataset = make()
-        dataset.drop_encoding().to_zarr(tmp, mode="w-", zarr_format=2, consolidated=True)
+        dataset = make().drop_encoding()
+        dataset.to_zarr(tmp, mode="w-", zarr_format=2, consolidated=True, encoding=plane_chunks(dataset))
         return {"variables": sorted(map(str, dataset.data_vars))}
     return build
 
 
-def _open_zarr(path: Path, marker: Mapping, load: bool) -> xr.Dataset:
-    with xr.open_dataset(path, engine="zarr", chunks=None, consolidated=True) as ds:
-        missing = [v for v in marker.get("variables", []) if v not in ds.data_vars]
-        if missing:
-            raise KeyError(f"{path} lacks the variables {missing} its marker lists")
-        return ds.load() if load else ds
+def open_zarr(path: Path, marker: Mapping) -> xr.Dataset:
+    """Verify on read of a dataset entry read lazily (``held_entries``): it opens and holds every
+    variable of its marker; nothing is cached in memory, each selection reads its own chunks (the
+    files' digests were checked first: they are the bytes their writer wrote). Close it after use."""
+    ds = xr.open_dataset(path, engine="zarr", chunks=None, consolidated=True, cache=False)
+    missing = [v for v in marker.get("variables", []) if v not in ds.data_vars]
+    if missing:
+        ds.close()
+        raise KeyError(f"{path} lacks the variables {missing} its marker lists")
+    return ds
 
 
 def load_zarr(path: Path, marker: Mapping) -> xr.Dataset:
     """Verify on read of a dataset entry: it opens, holds every variable of its marker, and every
     chunk decodes; the dataset is read fully into memory (its files are closed afterwards)."""
-    return _open_zarr(path, marker, load=True)
+    with open_zarr(path, marker) as ds:
+        return ds.load()
 
 
 def check_zarr(path: Path, marker: Mapping) -> Path:
     """Cheap verify of a dataset entry (no data read): it opens and holds every variable of its marker."""
-    _open_zarr(path, marker, load=False)
+    open_zarr(path, marker).close()
     return path
 
 

@@ -2,19 +2,19 @@
 
 The store (1990-2019, 6-hourly, 1440x721) has dims ``hour`` in {0, 6, 12, 18}, ``dayofyear``
 1..366, ``level`` (level variables), ``latitude`` and ``longitude``, with ERA5 long names. One
-(day of year, hour) slice is read per request and cached on disk per variable. Production reads
-``gs://`` and needs ``gcsfs`` (``storage_options={"token": "anon"}``).
+(day of year, hour) slice of the requested variables is read per request; the pipeline keeps it in
+its data cache (``stages/scoring.py``), the source does not cache. Production reads ``gs://`` and
+needs ``gcsfs`` (``storage_options={"token": "anon"}``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import xarray as xr
 
-from gaia_dagster.resources.era5 import as_utc, cached_variables, open_store, requested, to_contract
+from gaia_dagster.resources.era5 import as_utc, open_store, requested, to_contract
 
 WB2_CLIMATOLOGY_URL = "gs://weatherbench2/datasets/era5-hourly-climatology/1990-2019_6h_1440x721.zarr"
 CLIMATOLOGY_HOURS: tuple[int, ...] = (0, 6, 12, 18)
@@ -31,10 +31,8 @@ def climatology_key(valid_time: datetime) -> tuple[int, int]:
 class WeatherBench2Climatology:
     """The 1990-2019 6-hourly climatology, sliced to the valid time's day of year and hour."""
 
-    def __init__(self, url: str = WB2_CLIMATOLOGY_URL, cache_dir: Path | str = Path("climatology-cache"),
-                 storage_options: Mapping | None = None):
+    def __init__(self, url: str = WB2_CLIMATOLOGY_URL, storage_options: Mapping | None = None):
         self.url = str(url)
-        self.cache_dir = Path(cache_dir)
         self.storage_options = storage_options
         self._store: xr.Dataset | None = None
 
@@ -44,24 +42,15 @@ class WeatherBench2Climatology:
             self._store = open_store(self.url, self.storage_options)
         return self._store
 
-    def cache_directory(self, dayofyear: int, hour: int) -> Path:
-        """Cache layout: ``{cache}/climatology/doy{DDD}-h{HH}/{variable}.zarr``."""
-        return self.cache_dir / "climatology" / f"doy{dayofyear:03d}-h{hour:02d}"
-
     def climatology(self, valid_time: datetime, variables: Sequence[str] | None = None) -> xr.Dataset:
-        """Climatology for ``valid_time`` in the contract (cache first)."""
+        """Climatology for ``valid_time`` in the contract: its (day of year, hour) slice of the store."""
         dayofyear, hour = climatology_key(valid_time)
         names = requested(variables)
         attrs = {"source": "WeatherBench2 ERA5 climatology 1990-2019",
                  "valid_time": as_utc(valid_time).isoformat(), "dayofyear": dayofyear, "hour": hour}
-        return cached_variables(self.cache_directory(dayofyear, hour), names,
-                                lambda todo: self._read(dayofyear, hour, todo), attrs)
-
-    def _read(self, dayofyear: int, hour: int, variables: list[str]) -> xr.Dataset:
-        """Read one (day of year, hour) slice from the store."""
         store = self._open()
         try:
             sliced = store.sel(dayofyear=dayofyear, hour=hour)
         except KeyError as exc:
             raise LookupError(f"climatology has no dayofyear={dayofyear} hour={hour}") from exc
-        return to_contract(sliced, variables).load()
+        return to_contract(sliced, names, attrs)

@@ -1,9 +1,10 @@
 """ERA5 from Google's ARCO-ERA5 Zarr (GAIA_SPEC section 7), behind ``core.sources.ERA5Source``.
 
 The store is opened lazily with xarray (any fsspec URL, or a local path); only the requested
-valid time and the 13 contract levels are read, and each (valid time, variable) is cached on
-disk as Zarr so a second read never touches the store (ARCO chunks are a whole 37-level globe,
-~154 MB a variable, so re-reading is expensive).
+valid time and variables are read (ARCO chunks are a whole 37-level globe, ~154 MB a variable),
+kept at the 13 contract levels. The source reads, it does not cache: the pipeline keeps what it
+read in its data cache, one entry per (valid time, variable) (``stages/scoring.py``), so a valid
+time is read once whatever reads it next.
 
 Reach: ARCO publishes it in the root attributes ``valid_time_stop`` (end of final ERA5) and
 ``valid_time_stop_era5t`` (end of the preliminary ERA5T tail); the time axis itself is padded
@@ -16,8 +17,7 @@ Production reads ``gs://`` and therefore needs ``gcsfs`` installed (anonymous ac
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,6 @@ import xarray as xr
 
 from gaia_dagster.core.contract import ALL_VARIABLES
 from gaia_dagster.core.gfs_index import contract_dataset, normalise_grid
-from gaia_dagster.resources.cache import cached_entries, load_zarr, read_entry, write_entry, zarr_entry
 
 ARCO_ERA5_URL = "gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3"
 STOP_ATTRIBUTES: tuple[str, ...] = ("valid_time_stop_era5t", "valid_time_stop")
@@ -97,38 +96,11 @@ def to_contract(dataset: xr.Dataset, variables: Sequence[str], attrs: Mapping | 
     return contract_dataset({v: picked[v] for v in variables}, attrs)
 
 
-def cache_write(path: Path, dataset: xr.Dataset) -> None:
-    """Rule: cache entries follow ``resources/cache.py`` (unique temporary, entry lock, atomic
-    rename, completeness marker), so a half-written one never looks complete."""
-    write_entry(path, zarr_entry(lambda: dataset))
-
-
-def cache_read(path: Path) -> xr.Dataset:
-    """Read a cache entry fully into memory, verified on read against its marker (IncompleteEntry
-    when it is missing, unmarked or unreadable); the files are closed afterwards."""
-    return read_entry(path, load_zarr)
-
-
-def cached_variables(directory: Path, variables: Sequence[str],
-                     produce: Callable[[list[str]], xr.Dataset], attrs: Mapping) -> xr.Dataset:
-    """Rule: one cache entry per variable under ``resources/cache.py`` (verified on read, rebuilt
-    when incomplete); only the variables missing from the cache are produced, in one call, while
-    their entry locks are held, so racing readers produce each variable once."""
-    def build(todo: list[str]) -> dict:
-        fresh = produce(todo)
-        return {v: zarr_entry(lambda v=v: fresh[[v]]) for v in todo}
-
-    parts = cached_entries({v: directory / f"{v}.zarr" for v in variables}, build, load_zarr)
-    return contract_dataset({v: parts[v][v] for v in variables}, attrs)
-
-
 class ArcoERA5Source:
     """ERA5 truth from ARCO-ERA5, readable up to the store's own published reach."""
 
-    def __init__(self, url: str = ARCO_ERA5_URL, cache_dir: Path | str = Path("era5-cache"),
-                 storage_options: Mapping | None = None, include_era5t: bool = True):
+    def __init__(self, url: str = ARCO_ERA5_URL, storage_options: Mapping | None = None, include_era5t: bool = True):
         self.url = str(url)
-        self.cache_dir = Path(cache_dir)
         self.storage_options = storage_options
         self.include_era5t = include_era5t
         self._store: xr.Dataset | None = None
@@ -145,19 +117,11 @@ class ArcoERA5Source:
         names = STOP_ATTRIBUTES if self.include_era5t else ("valid_time_stop",)
         return reach_from_attrs(self._open().attrs, names)
 
-    def cache_directory(self, valid_time: datetime) -> Path:
-        """Cache layout: ``{cache}/era5/{YYYYmmddHH}/{variable}.zarr``."""
-        return self.cache_dir / "era5" / f"{as_utc(valid_time):%Y%m%d%H}"
-
     def truth(self, valid_time: datetime, variables: Sequence[str] | None = None) -> xr.Dataset:
-        """ERA5 at ``valid_time`` (cache first); LookupError past ``available_until()``."""
+        """ERA5 at ``valid_time`` read from the store, after checking the published reach
+        (LookupError past ``available_until()``)."""
         valid = as_utc(valid_time)
         names = requested(variables)
-        attrs = {"source": "ARCO-ERA5", "valid_time": valid.isoformat()}
-        return cached_variables(self.cache_directory(valid), names, lambda todo: self._read(valid, todo), attrs)
-
-    def _read(self, valid: datetime, variables: list[str]) -> xr.Dataset:
-        """Read the valid time from the store after checking the published reach."""
         until = self.available_until()
         if until is None or valid > until:
             reach = until.isoformat() if until else "nothing"
@@ -166,5 +130,5 @@ class ArcoERA5Source:
         stamp = naive_utc(valid)
         if stamp not in store["time"].values.astype("datetime64[ns]"):
             raise LookupError(f"ERA5 store has no time {valid.isoformat()}")
-        return to_contract(store.sel(time=stamp), variables).load()
+        return to_contract(store.sel(time=stamp), names, {"source": "ARCO-ERA5", "valid_time": valid.isoformat()})
 

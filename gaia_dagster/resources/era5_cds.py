@@ -3,8 +3,10 @@
 What Gaia's validators use: the CDS serves ERA5T about five days after the valid time, so the first
 ERA5 score comes as early as theirs. Each valid time is asked for on its own, with only the
 variables and the 13 levels scoring needs (``core/cds_request.py``), as GRIB; the CDS queues the
-request, runs it and serves the file, which is decoded with cfgrib and cached per variable like
-ARCO-ERA5 (``resources/era5.py``). Reach: the catalogue's temporal extent of both datasets.
+request, runs it and serves the file, which is decoded with cfgrib. The source does not cache: the
+pipeline keeps what it read in its data cache, one entry per (valid time, variable)
+(``stages/scoring.py``), so each valid time is asked for once. Reach: the catalogue's temporal
+extent of both datasets.
 
 The key comes from ``CDSAPI_URL``/``CDSAPI_KEY`` or ``~/.cdsapirc`` (``CDSAPI_RC``), read by cdsapi
 itself; it is never a resource field (so never shown in the UI) and never logged: the client's
@@ -24,7 +26,7 @@ import xarray as xr
 
 from gaia_dagster.core.cds_request import ERA5_SHORT_NAMES, PRESSURE_LEVELS_DATASET, SINGLE_LEVELS, cds_requests, redact
 from gaia_dagster.core.gfs_index import contract_dataset, normalise_grid
-from gaia_dagster.resources.era5 import as_utc, cached_variables, requested
+from gaia_dagster.resources.era5 import as_utc, requested
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ class CdsERA5Source:
     """ERA5 (with the ERA5T tail) from the CDS, readable up to the catalogue's temporal extent."""
 
     def __init__(self, cache_dir: Path | str = Path("era5-cache"), timeout: float = 60.0, sleep_max: float = 30.0):
-        self.cache_dir = Path(cache_dir)
+        self.cache_dir = Path(cache_dir)   # downloads land in a scratch folder under it
         self.timeout = timeout
         self.sleep_max = sleep_max
         self._client = None
@@ -102,19 +104,11 @@ class CdsERA5Source:
         ends = [catalogue.get_collection(name).end_datetime for name in (SINGLE_LEVELS, PRESSURE_LEVELS_DATASET)]
         return None if any(end is None for end in ends) else as_utc(min(ends))
 
-    def cache_directory(self, valid_time: datetime) -> Path:
-        """Cache layout: ``{cache}/era5-cds/{YYYYmmddHH}/{variable}.zarr``."""
-        return self.cache_dir / "era5-cds" / f"{as_utc(valid_time):%Y%m%d%H}"
-
     def truth(self, valid_time: datetime, variables: Sequence[str] | None = None) -> xr.Dataset:
-        """ERA5 at ``valid_time`` (cache first); LookupError past ``available_until()``."""
+        """ERA5 at ``valid_time``: the reach checked (LookupError past ``available_until()``), then
+        one CDS request per dataset for this valid time and these variables."""
         valid = as_utc(valid_time)
-        names = requested(variables)
-        attrs = {"source": "Copernicus CDS ERA5", "valid_time": valid.isoformat()}
-        return cached_variables(self.cache_directory(valid), names, lambda todo: self._read(valid, todo), attrs)
-
-    def _read(self, valid: datetime, variables: list[str]) -> xr.Dataset:
-        """Check the reach, then one CDS request per dataset for this valid time and these variables."""
+        variables = requested(variables)
         until = self.available_until()
         if until is None or valid > until:
             reach = until.isoformat() if until else "nothing"
@@ -128,7 +122,8 @@ class CdsERA5Source:
         missing = [v for v in variables if v not in fields]
         if missing:
             raise LookupError(f"the CDS answer for {valid.isoformat()} lacks {missing}")
-        return contract_dataset({v: fields[v] for v in variables})
+        return contract_dataset({v: fields[v] for v in variables},
+                                {"source": "Copernicus CDS ERA5", "valid_time": valid.isoformat()})
 
     def _scratch(self) -> Path:
         """Downloads land beside the cache (same disk), in a folder of their own per read."""

@@ -10,16 +10,19 @@ only the protocols of ``core.sources``. Nothing here opens a connection until a 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Sequence
 
 import xarray as xr
 from dagster import ConfigurableResource
 
 from gaia_dagster.core.contract import CONTRACT_RESOLUTION
 from gaia_dagster.core.scoring.variables import DEFAULT_ERA5_VARIABLES, VariableEntry, parse_variables
-from gaia_dagster.resources.cache import cached_entry, check_zarr, load_zarr, read_entry, write_entry, zarr_entry
+from gaia_dagster.resources.cache import (
+    cached_entries, cached_entry, check_zarr, held_entries, load_zarr, open_zarr, zarr_entry,
+)
 from gaia_dagster.resources.cache_bound import register_bound
 from gaia_dagster.resources.settings import DecimalText, decimal_setting, gaia_home
 
@@ -134,30 +137,55 @@ class ProductionSources(WeatherSources):
             raise ValueError(f"GAIA_ERA5_PROVIDER={self.era5_provider!r} is not one of {', '.join(ERA5_PROVIDERS)}")
         from gaia_dagster.resources.era5 import ArcoERA5Source
 
-        return ArcoERA5Source(url=self.era5_url, cache_dir=self.cache_root(), storage_options=self._storage_options())
+        return ArcoERA5Source(url=self.era5_url, storage_options=self._storage_options())
 
     def climatology(self):
         from gaia_dagster.resources.climatology import WeatherBench2Climatology
 
-        return WeatherBench2Climatology(url=self.climatology_url, cache_dir=self.cache_root(),
-                                        storage_options=self._storage_options())
+        return WeatherBench2Climatology(url=self.climatology_url, storage_options=self._storage_options())
+
+
+def cache_folder(root: Path, kind: str, moment: datetime) -> Path:
+    """Cache layout: ``{root}/{kind}/{YYYYmmddHH}``, the entries of one kind at one time."""
+    return root / kind / moment.strftime("%Y%m%d%H")
 
 
 def cache_path(root: Path, kind: str, moment: datetime, name: str) -> Path:
     """Cache layout: ``{root}/{kind}/{YYYYmmddHH}/{name}.zarr``."""
-    return root / kind / moment.strftime("%Y%m%d%H") / f"{name}.zarr"
+    return cache_folder(root, kind, moment) / f"{name}.zarr"
 
 
-def write_cached(path: Path, dataset: xr.Dataset) -> Path:
-    """Write (or replace) a dataset entry under the cache rule of ``resources/cache.py``: unique
-    temporary, entry lock, atomic rename, completeness marker."""
-    return write_entry(path, zarr_entry(lambda: dataset))
+def variable_entries(directory: Path, variables: Sequence[str]) -> dict[str, Path]:
+    """Cache layout of a per-variable dataset: ``{directory}/{variable}.zarr``."""
+    return {v: directory / f"{v}.zarr" for v in variables}
 
 
-def read_cached(path: Path) -> xr.Dataset:
-    """Read a cached dataset fully into memory, verified on read (``resources/cache.py``): marker,
-    file sizes, every variable, every chunk; IncompleteEntry otherwise."""
-    return read_entry(path, load_zarr)
+def _variable_builds(produce: Callable[[list[str]], xr.Dataset]) -> Callable[[list[str]], dict]:
+    """The build of each missing variable's entry: one ``produce`` call for all of them."""
+    def builds(todo: list[str]) -> dict:
+        fresh = produce(todo)
+        return {v: zarr_entry(lambda v=v: fresh[[v]]) for v in todo}
+    return builds
+
+
+def ensure_variables(directory: Path, variables: Sequence[str], produce: Callable[[list[str]], xr.Dataset]) -> Path:
+    """Produce and write the per-variable entries of ``variables`` under ``directory`` once, under
+    the cache rule (``resources/cache.py``): complete entries (marker, sizes, digests, variables)
+    are left alone without reading their data; only the missing or incomplete ones are produced, in
+    one ``produce(missing)`` call made while their locks are held, so racing writers produce each
+    variable once."""
+    cached_entries(variable_entries(directory, variables), _variable_builds(produce), check_zarr)
+    return directory
+
+
+@contextmanager
+def held_variables(directory: Path, variables: Sequence[str],
+                   produce: Callable[[list[str]], xr.Dataset]) -> Iterator[dict[str, xr.Dataset]]:
+    """The per-variable entries of ``variables`` under ``directory``, filled as ``ensure_variables``
+    fills them, each opened lazily and held for the block (``resources.cache.held_entries``:
+    checked on open, never evicted under the reader): a selection reads only its own plane."""
+    with held_entries(variable_entries(directory, variables), _variable_builds(produce), open_zarr) as parts:
+        yield parts
 
 
 def ensure_cached(path: Path, produce: Callable[[], xr.Dataset]) -> Path:

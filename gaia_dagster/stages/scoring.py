@@ -2,16 +2,20 @@
 
 Fields are streamed one (variable, level, lead) at a time from the verified local mirror of the
 miner's store, so memory stays at a few fields whatever the forecast size. Truth, reference and
-climatology come from the source protocols, cached on disk once per run.
+climatology come from the source protocols, cached on disk: ERA5 and the climatology one entry per
+(valid time, variable), fetched once whatever reads them, and read back one plane at a time from
+the held entries (``resources.sources.held_variables``), so a lead's truth is never in memory whole.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import xarray as xr
@@ -31,7 +35,9 @@ from gaia_dagster.core.scoring.stream import (
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
 from gaia_dagster.db.scorecards import record_regional_scores
 from gaia_dagster.resources.miner_client import MinerClient
-from gaia_dagster.resources.sources import WeatherSources, cache_path, cached, ensure_cached
+from gaia_dagster.resources.sources import (
+    WeatherSources, cache_folder, cache_path, cached, ensure_cached, ensure_variables, held_variables,
+)
 from gaia_dagster.core.states import ERA5_SCORED_STATUSES, TERMINAL_RESPONSE_STATUSES, RunStatus
 from gaia_dagster.stages.lifecycle import advance_run, finish_stage
 from gaia_dagster.core.scoring.era5_leads import is_complete, leads_to_score, progressive_score
@@ -78,23 +84,37 @@ def _cache_gfs_forecast(gfs, root: Path, t0: datetime, lead: int) -> Path:  # no
     return path
 
 
+def era5_variables(sources: WeatherSources) -> list[str]:
+    """The variables of the ERA5 variable list (``GAIA_ERA5_VARIABLES``), in its order: what is
+    fetched and cached of ERA5 and the climatology (every level of each; scoring picks the levels)."""
+    return list(dict.fromkeys(e.variable for e in sources.era5_entries()))
+
+
 def seed_era5(sources: WeatherSources, t0: datetime, leads: Sequence[int] = ERA5_LEAD_HOURS) -> dict[int, Path]:
-    """Cache ERA5 at the valid time of each of ``leads`` (one entry per valid time); a time not yet
-    available raises LookupError."""
-    era5, root = sources.era5(), sources.cache_root()
-    paths = {}
-    for lead in leads:
-        valid = t0 + timedelta(hours=lead)
-        path = cache_path(root, "era5", valid, "truth")
-        ensure_cached(path, lambda valid=valid: era5.truth(valid))
-        paths[lead] = path
-    return paths
+    """Cache ERA5 at the valid time of each of ``leads``, one entry per (valid time, variable) of the
+    variable list, each fetched once (``ensure_variables``); a time not yet available raises
+    LookupError. The folder of each lead's entries, by lead."""
+    era5, root, variables = sources.era5(), sources.cache_root(), era5_variables(sources)
+    return {lead: ensure_variables(cache_folder(root, "era5", t0 + timedelta(hours=lead)), variables,
+                                   lambda todo, valid=t0 + timedelta(hours=lead): era5.truth(valid, todo))
+            for lead in leads}
 
 
-def _climatology(sources: WeatherSources, valid: datetime) -> xr.Dataset:
-    clim = sources.climatology()
-    return cached(cache_path(sources.cache_root(), "climatology", valid, "climatology"),
-                  lambda: clim.climatology(valid))
+@contextmanager
+def _held_truth(sources: WeatherSources, valid: datetime, variables: Sequence[str]) -> Iterator[dict[str, xr.Dataset]]:
+    """ERA5 at ``valid`` of ``variables``, held lazily from the cache (fetched first if missing)."""
+    with held_variables(cache_folder(sources.cache_root(), "era5", valid), variables,
+                        lambda todo: sources.era5().truth(valid, todo)) as parts:
+        yield parts
+
+
+@contextmanager
+def _held_climatology(sources: WeatherSources, valid: datetime,
+                      variables: Sequence[str]) -> Iterator[dict[str, xr.Dataset]]:
+    """The climatology at ``valid`` of ``variables``, held lazily from the cache (fetched first if missing)."""
+    with held_variables(cache_folder(sources.cache_root(), "climatology", valid), variables,
+                        lambda todo: sources.climatology().climatology(valid, todo)) as parts:
+        yield parts
 
 
 def _plane(ds: xr.Dataset, variable: str, level: int | None) -> np.ndarray:
@@ -164,16 +184,17 @@ def score_day1_dataset(ds: xr.Dataset, sources: WeatherSources, t0: datetime, la
     root = sources.cache_root()
     truth = cached(cache_path(root, "gfs", valid, "analysis"), lambda: sources.gfs().analysis(valid))
     reference = cached(cache_path(root, "gfs", t0, f"forecast_f{lead:03d}"), lambda: sources.gfs().forecast(t0, lead))
-    clim = _climatology(sources, valid)
     f_lat, f_lon = np.asarray(ds["lat"].values), np.asarray(ds["lon"].values)
-    fields = (FieldPlanes(lead, variable, level, _forecast_plane(ds, lead, variable, level), f_lat, f_lon,
-                          _plane(truth, variable, level), _plane(clim, variable, level),
-                          _plane(reference, variable, level))
-              for variable, level in DAY1_VARIABLES if variable in ds.data_vars)   # one it lacks: skipped, as Gaia
+    scored = [(v, level) for v, level in DAY1_VARIABLES if v in ds.data_vars]   # one it lacks: skipped, as Gaia
     profile = scoring_profile(sources.scoring_profile)
     grid = _truth_grid(truth)
     scorecard = _scorecard(grid)
-    result = score_day1_fields(fields, grid, profile, scorecard=scorecard)
+    with _held_climatology(sources, valid, list(dict.fromkeys(v for v, _ in scored))) as clim:
+        fields = (FieldPlanes(lead, variable, level, _forecast_plane(ds, lead, variable, level), f_lat, f_lon,
+                              _plane(truth, variable, level), _plane(clim[variable], variable, level),
+                              _plane(reference, variable, level))
+                  for variable, level in scored)
+        result = score_day1_fields(fields, grid, profile, scorecard=scorecard)
     if result.failure:
         raise ForecastRejected(f"{label}: {result.failure}")
     rows = [_day1_row(c) for c in result.components]
@@ -232,22 +253,23 @@ def score_era5_dataset(ds: xr.Dataset, sources: WeatherSources, t0: datetime, le
     path (core.scoring.stream) under the configured profile and ERA5 variable list
     (``GAIA_ERA5_VARIABLES``); a failed guard or a deployed-profile refusal rejects the forecast,
     naming ``label``."""
-    truths = seed_era5(sources, t0, leads)
-    per_lead = _LeadInputs(sources, t0, truths)
-    f_lat, f_lon = np.asarray(ds["lat"].values), np.asarray(ds["lon"].values)
-
-    def read(key: FieldKey) -> FieldPlanes:
-        truth, clim = per_lead.at(key.lead_hours)
-        return FieldPlanes(key.lead_hours, key.variable, key.level,
-                           _forecast_plane(ds, key.lead_hours, key.variable, key.level), f_lat, f_lon,
-                           _plane(truth, key.variable, key.level), _plane(clim, key.variable, key.level))
-
-    profile = scoring_profile(sources.scoring_profile)
     entries = sources.era5_entries()
-    grid = _truth_grid(per_lead.at(leads[0])[0])
-    scorecard = _scorecard(grid)
-    result = score_era5_fields(read_ahead(era5_keys(leads, entries), read), grid,
-                               profile, scored_leads=leads, entries=entries, scorecard=scorecard)
+    keys = era5_keys(leads, entries)
+    profile = scoring_profile(sources.scoring_profile)
+    f_lat, f_lon = np.asarray(ds["lat"].values), np.asarray(ds["lon"].values)
+    with _LeadInputs(sources, t0, keys) as per_lead:
+        def read(key: FieldKey) -> FieldPlanes:
+            truth, clim = per_lead.planes(key)
+            return FieldPlanes(key.lead_hours, key.variable, key.level,
+                               _forecast_plane(ds, key.lead_hours, key.variable, key.level), f_lat, f_lon, truth, clim)
+
+        grid = per_lead.grid(leads[0])
+        scorecard = _scorecard(grid)
+        stream = read_ahead(keys, read)
+        try:
+            result = score_era5_fields(stream, grid, profile, scored_leads=leads, entries=entries, scorecard=scorecard)
+        finally:
+            stream.close()   # reads still in flight finish before the entries are let go
     if result.failure:
         raise ForecastRejected(f"{label}: {result.failure}")
     rows = [_era5_row(m) for m in result.metrics]
@@ -256,21 +278,57 @@ def score_era5_dataset(ds: xr.Dataset, sources: WeatherSources, t0: datetime, le
 
 
 class _LeadInputs:
-    """ERA5 truth and climatology of the lead being read; only the current lead is held."""
+    """ERA5 truth and climatology planes of the leads being scored, read one (variable, level) at a
+    time from their cache entries. A lead's entries are held (checked, never evicted under the
+    read) from its first plane to its last: at most the two leads ``read_ahead`` straddles, and
+    what is in memory is the planes being scored, never a whole lead. Leave the block to let go."""
 
-    def __init__(self, sources: WeatherSources, t0: datetime, truths: dict[int, Path]):
-        self.sources, self.t0, self.truths = sources, t0, truths
+    def __init__(self, sources: WeatherSources, t0: datetime, keys: Sequence[FieldKey]):
+        self.sources, self.t0 = sources, t0
+        self.variables = {lead: list(dict.fromkeys(k.variable for k in keys if k.lead_hours == lead))
+                          for lead in dict.fromkeys(k.lead_hours for k in keys)}
+        self.left = Counter(key.lead_hours for key in keys)
         self.lock = threading.Lock()
-        self.held: dict[int, tuple[xr.Dataset, xr.Dataset]] = {}
+        self.held: dict[int, tuple[ExitStack, dict[str, xr.Dataset], dict[str, xr.Dataset]]] = {}
 
-    def at(self, lead: int) -> tuple[xr.Dataset, xr.Dataset]:
+    def __enter__(self) -> "_LeadInputs":
+        return self
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        with self.lock:
+            stacks = [stack for stack, _, _ in self.held.values()]
+            self.held.clear()
+        for stack in stacks:
+            stack.close()
+
+    def _hold(self, lead: int) -> tuple[dict[str, xr.Dataset], dict[str, xr.Dataset]]:
+        """The lead's truth and climatology entries, held from the first call (fetched if missing)."""
         with self.lock:
             if lead not in self.held:
-                valid = self.t0 + timedelta(hours=lead)
-                truth = cached(self.truths[lead], lambda: self.sources.era5().truth(valid))
-                self.held = {k: v for k, v in self.held.items() if k > lead}
-                self.held[lead] = (truth, _climatology(self.sources, valid))
-            return self.held[lead]
+                valid, variables = self.t0 + timedelta(hours=lead), self.variables[lead]
+                with ExitStack() as stack:
+                    truth = stack.enter_context(_held_truth(self.sources, valid, variables))
+                    clim = stack.enter_context(_held_climatology(self.sources, valid, variables))
+                    self.held[lead] = (stack.pop_all(), truth, clim)
+            _, truth, clim = self.held[lead]
+            return truth, clim
+
+    def grid(self, lead: int) -> TruthGrid:
+        """The truth grid (ERA5's latitudes and longitudes) at ``lead``."""
+        truth, _ = self._hold(lead)
+        return _truth_grid(next(iter(truth.values())))
+
+    def planes(self, key: FieldKey) -> tuple[np.ndarray, np.ndarray]:
+        """The truth and climatology planes of ``key``; the lead is let go after its last plane."""
+        truth, clim = self._hold(key.lead_hours)
+        planes = (_plane(truth[key.variable], key.variable, key.level),
+                  _plane(clim[key.variable], key.variable, key.level))
+        with self.lock:
+            self.left[key.lead_hours] -= 1
+            done = self.held.pop(key.lead_hours) if self.left[key.lead_hours] == 0 else None
+        if done is not None:
+            done[0].close()
+        return planes
 
 
 def _era5_row(m) -> dict[str, Any]:  # noqa: ANN001
