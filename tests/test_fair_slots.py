@@ -22,7 +22,7 @@ from gaia_dagster.sensors.poll import LANE_TAG, SLOW_LANE
 pytestmark = pytest.mark.e2e
 
 FAST, SLOW = 2, 6
-SLOW_INFERENCE_S = 100.0  # legal: well inside the poll budget (10 polls x 30 s at GAIA_RETRY_SCALE=0.1)
+SLOW_INFERENCE_S = 150.0  # legal: well inside the poll budget (10 polls x 30 s at GAIA_RETRY_SCALE=0.1)
 SCORED = ("day1_scored", "era5_scoring", "era5_partial", "era5_scored")
 
 
@@ -55,12 +55,12 @@ def test_fast_miners_are_scored_while_six_slow_ones_still_infer(tmp_path):
 
 
 SLOW_STORES = 5                 # more than the instance's four run slots
-SLOW_STORE_FILE_S = 0.25        # each store file's answer: ~6 s to verify, ~9 s more to read day-1
+SLOW_STORE_FILE_S = 0.3         # each store file's answer (two read at once): ~8 s to verify, ~10 s more for day-1
 
 
 def test_fast_miners_are_scored_while_five_slow_stores_read_one_at_a_time_in_the_slow_lane(tmp_path):
     day = Day(tmp_path, resolution=10.0)
-    day.env.update({"GAIA_RETRY_SCALE": "0.1", "GAIA_SLOW_STORE_GRACE_S": "3", "GAIA_SLOW_STORE_BPS": "200000"})
+    day.env.update({"GAIA_RETRY_SCALE": "0.1", "GAIA_SLOW_STORE_GRACE_S": "3", "GAIA_SLOW_STORE_BPS": "2000000"})
     extra = [[] for _ in range(FAST)] + [["--fault", "slow_store", "--fault-delay", str(SLOW_STORE_FILE_S)]
                                         for _ in range(SLOW_STORES)]
     with start_fleet(FAST + SLOW_STORES, tmp_path / "fleet", resolution=10.0,

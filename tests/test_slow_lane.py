@@ -26,6 +26,16 @@ from test_validator_faults import DAY1, fleet, repo, request_all, sources, until
 STORE_DELAY_S = 1.5                            # each of the slow miner's first SLOW_FILES store files
 SLOW_FILES = 3
 FLOOR = RateFloor(grace_s=1.0, bytes_per_s=1e9)  # a fast lane no store on a 1.5 s-per-file link can keep up with
+
+
+def test_a_file_counts_at_least_its_credit_so_many_small_chunks_are_not_slow():
+    from gaia_dagster.resources.store_reader import MIN_FILE_CREDIT, BoundedFiles, FetchLimits
+
+    files = BoundedFiles(FetchLimits(floor=RateFloor(grace_s=2.0, bytes_per_s=MIN_FILE_CREDIT)), "store")
+    files.files_asked, files.spent = 10, 100              # ten tiny chunks: ten seconds, not a tenth of a byte's
+    assert files.slow_at() == pytest.approx(files.started + 2.0 + 10.0)
+    files.spent = 20 * MIN_FILE_CREDIT                     # bytes beyond the credit count as they are
+    assert files.slow_at() == pytest.approx(files.started + 2.0 + 20.0)
 SLOW = {"fault": "slow_store", "fault_delay_s": STORE_DELAY_S, "fault_count": SLOW_FILES}
 
 
@@ -69,12 +79,15 @@ def test_a_day1_read_below_the_floor_gives_the_attempt_back_and_is_due_at_once_i
     unfloored = signed_client(read_timeout=10.0, total_timeout=60.0)
     verify_forecast(repo, unfloored, repo.response_by_id(row.id), sources.cache_root(), Grid(sources.resolution))
 
+    fast_lane_key = stage_run_request(repo.response_by_id(row.id), "day1", 1, "forecast_job").run_key
     with pytest.raises(SlowStore, match="day1 attempt 1 moved to the slow lane"):
         score_day1_stage(repo, floored(tight), sources, repo.response_by_id(row.id), retry=DAY1)
     waiting = repo.response_by_id(row.id)
     assert waiting.status == "day1_scoring" and waiting.day1_attempts == 0     # the attempt given back
     assert waiting.slow_store_at is not None and waiting.next_attempt_at is not None
-    assert stage_run_request(waiting, "day1", 1, "forecast_job", ["day1_score"]).tags[LANE_TAG] == SLOW_LANE
+    slow_lane = stage_run_request(waiting, "day1", 1, "forecast_job", ["day1_score"])
+    assert slow_lane.tags[LANE_TAG] == SLOW_LANE
+    assert slow_lane.run_key != fast_lane_key     # the attempt given back is launched again, not skipped as done
 
     assert score_day1_stage(repo, floored(tight), sources, waiting, retry=DAY1).outcome == "scored"
     assert repo.response_by_id(row.id).day1_attempts == 1

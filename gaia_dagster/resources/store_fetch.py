@@ -64,6 +64,8 @@ class _StoreReader(BoundedFiles):
         """GET one store file, refusing more than ``cap`` bytes or an answer past the deadline."""
         url = f"{self.store_url}/{rel}"
         self.check_time()
+        with self._lock:
+            self.files_asked += 1
         now = time.monotonic()
         left, slow_left = self.deadline - now, self.slow_at() - now
         wait = min(left, slow_left)

@@ -52,10 +52,15 @@ MAX_DEPTH = 8
 @dataclass(frozen=True)
 class RateFloor:
     """The fast lane's floor (issue 18, run slots shared fairly): a read may take ``grace_s`` plus one
-    second per ``bytes_per_s`` bytes it has read so far; a read that falls behind is slow."""
+    second per ``bytes_per_s`` bytes it has read so far, each file it has asked for counting as at
+    least ``MIN_FILE_CREDIT`` bytes (a store of many small chunks pays a request per file); a read
+    that falls behind is slow."""
 
     grace_s: float
     bytes_per_s: float
+
+
+MIN_FILE_CREDIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class BoundedFiles:
         self.deadline = self.started + limits.deadline_s
         self.budget = limits.max_bytes
         self.spent = 0
+        self.files_asked = 0
         self._lock = threading.Lock()
 
     def spend(self, n: int) -> None:
@@ -93,7 +99,7 @@ class BoundedFiles:
         floor = self.limits.floor
         if floor is None:
             return math.inf
-        return self.started + floor.grace_s + self.spent / floor.bytes_per_s
+        return self.started + floor.grace_s + max(self.spent, self.files_asked * MIN_FILE_CREDIT) / floor.bytes_per_s
 
     def check_time(self) -> None:
         """The read's deadline (``late``), then the fast lane's floor (``slow``)."""

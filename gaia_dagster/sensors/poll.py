@@ -49,13 +49,14 @@ def stage_run_request(row: ResponseRecord, stage: str, attempt: int, job_name: s
     a progressive ERA5 run is keyed by the number of leads due too (one run per arrival)."""
     date_key = f"{row.gfs_init_time:%Y-%m-%d}"
     arrival = f"L{leads}|" if leads is not None else ""
+    slow = row.slow_store_at is not None   # a read moved to the slow lane gave its attempt back: a key of its own
     return RunRequest(
-        run_key=f"{date_key}|{row.miner_hotkey}|{stage}|{arrival}{attempt}",
+        run_key=f"{date_key}|{row.miner_hotkey}|{stage}|{arrival}{attempt}{'|' + SLOW_LANE if slow else ''}",
         partition_key=date_miner_key(date_key, row.miner_hotkey),
         job_name=job_name,
         asset_selection=[AssetKey(a) for a in assets] if assets else None,
         tags={"gaia/stage": stage, "gaia/miner": row.miner_hotkey, "gaia/job_id": row.job_id,
-              "gaia/attempt": str(attempt), **({LANE_TAG: SLOW_LANE} if row.slow_store_at is not None else {})},
+              "gaia/attempt": str(attempt), **({LANE_TAG: SLOW_LANE} if slow else {})},
     )
 
 
