@@ -47,8 +47,10 @@ def _render_once() -> None:
     FigureCanvasAgg(figure).print_png(BytesIO())
 
 
-def warm(definitions_module: str = "gaia_dagster.definitions", instance_ref_json: str | None = None) -> None:
-    """Import and build, once, what every run needs; open (and close) the instance's storage."""
+def warm(definitions_module: str = "gaia_dagster.definitions", instance_ref_json: str | None = None):  # noqa: ANN201
+    """Import and build, once, what every run needs; open the instance and its storage (run storage,
+    the event log's index database, its schema checked once here), and return it (None without a
+    ref) for every forked run to use: a run then checks only its own event log database."""
     for name in (definitions_module, *RUN_MODULES, *validator_modules()):
         importlib.import_module(name)
     defs = getattr(importlib.import_module(definitions_module), "defs", None)
@@ -61,10 +63,13 @@ def warm(definitions_module: str = "gaia_dagster.definitions", instance_ref_json
     head_revision()
     tls_context()
     _render_once()
-    if instance_ref_json:
-        from dagster import DagsterInstance
-        from dagster._core.instance.ref import InstanceRef
-        from dagster._serdes import deserialize_value
+    if not instance_ref_json:
+        return None
+    from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+    from dagster._serdes import deserialize_value
 
-        with DagsterInstance.from_ref(deserialize_value(instance_ref_json, InstanceRef)) as instance:
-            instance.get_runs(limit=1)
+    instance = DagsterInstance.from_ref(deserialize_value(instance_ref_json, InstanceRef))
+    instance.get_runs(limit=1)
+    instance.get_asset_keys(limit=1)   # the event log's index database: opened and checked once
+    return instance

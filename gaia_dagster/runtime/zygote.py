@@ -26,6 +26,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ZYGOTE_MARKER = "gaia_dagster.runtime.zygote"
 WORKER_CPU_TAG = "gaia/worker_cpu_s"
@@ -48,6 +49,11 @@ def _reap_children(*_args) -> None:  # noqa: ANN002
             return
 
 
+_WARM: tuple[str | None, Any] = (None, None)
+"""The instance the zygote opened while warming (``runtime.warm``) and its ref: a forked run whose
+ref is the same uses it, its storage already open and checked, instead of opening its own."""
+
+
 def execute_run_in_child(run_id: str, instance_ref_json: str) -> int:
     """Execute one run in this (forked) process, exactly as ``dagster api execute_run`` does, and
     record the worker's CPU time on the run."""
@@ -59,8 +65,10 @@ def execute_run_in_child(run_id: str, instance_ref_json: str) -> int:
 
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     started = os.times()
+    warm_ref, warm_instance = _WARM
     with capture_interrupts():
-        with DagsterInstance.from_ref(deserialize_value(instance_ref_json, InstanceRef)) as instance:
+        with (warm_instance if warm_ref == instance_ref_json and warm_instance is not None
+              else DagsterInstance.from_ref(deserialize_value(instance_ref_json, InstanceRef))) as instance:
             code = _execute_run_command_body(run_id, instance, lambda _event: None, set_exit_code_on_failure=True)
             now = os.times()
             cpu = (now.user - started.user) + (now.system - started.system)
@@ -92,7 +100,9 @@ def serve(definitions_module: str) -> None:
     """Warm up once (``runtime.warm``), then fork a run worker per request until stdin closes."""
     from gaia_dagster.runtime.warm import warm
 
-    warm(definitions_module, os.environ.pop(INSTANCE_REF_ENV, None))
+    global _WARM
+    ref = os.environ.pop(INSTANCE_REF_ENV, None)
+    _WARM = (ref, warm(definitions_module, ref))
     package_dir = Path(importlib.import_module("gaia_dagster").__file__).parent
     fingerprint = code_fingerprint(package_dir)
     signal.signal(signal.SIGCHLD, _reap_children)
