@@ -13,12 +13,9 @@ import argparse
 import json
 import math
 import sys
-import threading
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
-from functools import cached_property
-from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import numpy as np
 import xarray as xr
@@ -35,10 +32,9 @@ from gaia_dagster.core.scoring.variables import (
 from gaia_dagster.core.scoring.stream import (
     FieldKey, FieldPlanes, TruthGrid, era5_keys, read_ahead, score_day1_fields, score_era5_fields,
 )
-from gaia_dagster.core.store_limits import ArraySpec, StoreRefused, decode_chunk, describe_store
-from gaia_dagster.resources.store_reader import BoundedStore, open_local_store
-
-NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
+from gaia_dagster.core.store_limits import StoreRefused
+from gaia_dagster.resources.store_reader import open_local_store
+from gaia_dagster.resources.zarr_planes import NETCDF_SUFFIXES, FieldReader
 
 
 def open_forecast(path: str, variables: Iterable[str] | None = None) -> "FieldReader":
@@ -129,108 +125,6 @@ def _on_grid(da: xr.DataArray, like: xr.DataArray) -> np.ndarray:
         return np.asarray(da.values)
     return regrid_linear(np.asarray(da.values), da["lat"].values, da["lon"].values, like["lat"].values,
                          like["lon"].values, outside="edge")
-
-
-class FieldReader:
-    """Reads (lat, lon) planes by coordinate value. For a variable that needs no decoding (no
-    scale/offset, no fill value but NaN): a plane that is one chunk of a local Zarr directory with
-    consolidated metadata is read from its chunk file and decoded directly (``core.store_limits``:
-    the codec releases the GIL, so the read-ahead threads decode in parallel); otherwise straight
-    from the Zarr array; otherwise through xarray. With ``store`` (an untrusted forecast) every
-    chunk is read through the bounded reader: a whole-plane chunk is decoded from the bytes it
-    returned (``BoundedStore.decode``), and the chunks zarr or xarray will read for any other
-    plane are read through it first (``BoundedStore.read``), each once."""
-
-    def __init__(self, ds: xr.Dataset, path: str, store: BoundedStore | None = None):
-        self.ds, self.path, self.store = ds, path, store
-        self.root = Path(path)
-        self.chunked = _plane_chunks(path) if store is None else _c_order_arrays(store.root)
-        self.checked: set[str] = set()
-        self.lock = threading.Lock()
-        self.index: dict[str, dict] = {}
-        for dim in ("time", "pressure_level", "dayofyear", "hour"):
-            if dim in ds.coords:
-                values = ds[dim].values.astype("datetime64[ns]") if dim == "time" else ds[dim].values.astype(int)
-                self.index[dim] = {v.item() if dim != "time" else v: i for i, v in enumerate(values)}
-
-    def plane(self, variable: str, **at) -> np.ndarray:  # noqa: ANN003
-        da = self.ds[variable]
-        where = tuple(self.index[d][at[d]] if d in at else slice(None) for d in da.dims)
-        raw = not _decoded(da.encoding)
-        spec = self.chunked.get(variable)
-        if raw and spec_fits(spec, da.dims) and all(isinstance(i, int) for i in where[:-2]):
-            decoded = self._whole_plane_chunk(spec, spec.chunk_key((*where[:-2], 0, 0)))
-            if decoded is not None:
-                return decoded.view(spec.dtype).reshape(spec.chunks[-2:])
-        if self.store is not None:
-            self._check_chunks(self.store.chunks_holding(variable, where))
-        group = self.group if raw else None
-        return np.asarray(group[variable][where] if group is not None else da[where].values)
-
-    def _whole_plane_chunk(self, spec: ArraySpec, rel: str) -> np.ndarray | None:
-        """The chunk's decoded bytes, None when it is not stored (zarr then gives the fill value)."""
-        if self.store is not None:
-            return self.store.decode(rel) if rel in self.store.kinds else None
-        chunk = self.root / rel
-        return decode_chunk(spec, chunk.read_bytes()) if chunk.is_file() else None
-
-    def _check_chunks(self, rels: list[str]) -> None:
-        """Read-through rule: a chunk zarr or xarray is about to read is first read through the
-        bounded reader (once, however many planes it holds, so the byte budget counts it once; under
-        the lock, so that no thread reads a chunk another is still checking)."""
-        with self.lock:
-            for rel in rels:
-                if rel not in self.checked:
-                    self.store.read(rel)
-                    self.checked.add(rel)
-
-    @cached_property
-    def group(self):  # noqa: ANN201
-        """The Zarr group (opened when a plane first needs it), None for netCDF or when zarr cannot open it."""
-        return _zarr_group(self.path)
-
-
-def _decoded(encoding: dict) -> bool:
-    """Whether xarray decodes the stored values: scale/offset, or a fill value other than NaN that it
-    turns into NaN."""
-    fills = [encoding[k] for k in ("_FillValue", "missing_value") if encoding.get(k) is not None]
-    return bool({"scale_factor", "add_offset"} & set(encoding)) or any(not np.isnan(f) for f in np.ravel(fills))
-
-
-def spec_fits(spec: ArraySpec | None, dims: tuple) -> bool:  # noqa: ANN001
-    """A chunk of ``spec`` is exactly one (lat, lon) plane of an array with ``dims``."""
-    return (spec is not None and spec.dims == tuple(dims) and spec.dims[-2:] == ("lat", "lon")
-            and all(c == 1 for c in spec.chunks[:-2]) and spec.chunks[-2:] == spec.shape[-2:])
-
-
-def _plane_chunks(path: str) -> dict[str, ArraySpec]:
-    """The arrays of a local Zarr directory with consolidated metadata whose chunks are stored in C
-    order (empty for anything else)."""
-    root = Path(path)
-    return _c_order_arrays({n: (root / n).read_bytes() for n in (".zmetadata", "zarr.json") if (root / n).is_file()})
-
-
-def _c_order_arrays(metadata: Mapping[str, bytes]) -> dict[str, ArraySpec]:
-    """The arrays a store's root metadata declares whose chunks are stored in C order."""
-    try:
-        arrays = describe_store(metadata) if metadata else {}
-    except StoreRefused:
-        return {}
-    if ".zmetadata" in metadata:   # Zarr v2 may store a chunk in Fortran order
-        declared = json.loads(metadata[".zmetadata"]).get("metadata", {})
-        arrays = {n: a for n, a in arrays.items() if declared.get(f"{n}/.zarray", {}).get("order", "C") == "C"}
-    return arrays
-
-
-def _zarr_group(path: str):  # noqa: ANN202
-    if path.endswith(NETCDF_SUFFIXES):
-        return None
-    try:
-        import zarr
-
-        return zarr.open_group(path, mode="r")
-    except Exception:  # noqa: BLE001 - fall back to xarray reads
-        return None
 
 
 def same_grid(a: xr.Dataset, b: xr.Dataset) -> bool:

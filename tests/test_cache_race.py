@@ -46,6 +46,18 @@ def expected_dataset(variables=ALL_VARIABLES) -> xr.Dataset:  # noqa: ANN001
     return contract_dataset({v: _field(v) for v in variables}, {"source": "test"})
 
 
+def planes_read(parts, variables) -> xr.Dataset:  # noqa: ANN001
+    """Held entries (``EntryPlanes``) read a plane at a time, as one dataset to compare with the source."""
+    data, levels = {}, list(PRESSURE_LEVELS)
+    for v in variables:
+        entry = parts[v]
+        data[v] = ((("pressure_level", "lat", "lon"), np.stack([entry.plane(v, level) for level in levels]))
+                   if v in LEVEL_VARIABLES else (("lat", "lon"), entry.plane(v)))
+    coords = {"lat": entry.lat, "lon": entry.lon, **({"pressure_level": levels} if set(variables) & set(LEVEL_VARIABLES)
+                                                     else {})}
+    return xr.Dataset(data, coords=coords)
+
+
 def slow_dataset(variables=ALL_VARIABLES) -> xr.Dataset:  # noqa: ANN001
     """The source read: slow, so that racers overlap."""
     time.sleep(PRODUCE_SECONDS)
@@ -63,7 +75,7 @@ def _race_worker(kind: str, path: str, variables: list[str], barrier, results) -
             ds = cached(Path(path), slow_dataset)
         else:
             with held_variables(Path(path), variables, slow_dataset) as parts:
-                ds = xr.merge([parts[v][[v]].load() for v in variables])
+                ds = planes_read(parts, variables)
         results.put(("ok", sorted(map(str, ds.data_vars)), {v: float(ds[v].sum()) for v in ds.data_vars}))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the test
         results.put(("error", repr(exc)[:300], {}))
@@ -179,14 +191,14 @@ def test_a_damaged_entry_is_rebuilt_on_read(tmp_path, damage):
 def test_per_variable_entries_rebuild_only_what_is_incomplete(tmp_path):
     produce = Producer()
     with held_variables(tmp_path, ["2t", "msl", "z"], produce) as parts:
-        first = xr.merge([parts[v][[v]].load() for v in ("2t", "msl", "z")])
+        first = planes_read(parts, ("2t", "msl", "z"))
     assert produce.calls == [["2t", "msl", "z"]]
     (tmp_path / "msl.zarr.complete").unlink()  # a writer died before its marker landed
     chunk = _chunk_files(tmp_path / "z.zarr", "z")[0]
     chunk.write_bytes(chunk.read_bytes()[:10])
     with held_variables(tmp_path, ["2t", "msl", "z", "q"], produce) as parts:
         assert produce.calls[1] == ["msl", "z", "q"]
-        again = xr.merge([parts[v][[v]].load() for v in ("2t", "msl", "z", "q")])
+        again = planes_read(parts, ("2t", "msl", "z", "q"))
     xr.testing.assert_allclose(again[["2t", "msl", "z"]], first)
     xr.testing.assert_allclose(again["q"], expected_dataset(["q"])["q"])
 
@@ -205,14 +217,58 @@ def test_held_entries_are_read_a_plane_at_a_time_and_never_evicted_under_their_r
         for chunk in planes:
             if chunk.name != f"{PRESSURE_LEVELS.index(500)}.0.0":
                 chunk.unlink()                       # only the 500 hPa plane is left to read
-        np.testing.assert_array_equal(parts["t"]["t"].sel(pressure_level=500).values, want)
+        np.testing.assert_array_equal(parts["t"].plane("t", 500), want)
         assert not evict(CachedEntry(entry, 1, 0.0))  # held: the evictor leaves it
         assert entry.exists()
     assert produce.calls == [["t"]]
     with held_variables(tmp_path, ["t"], produce) as parts:  # the damage is seen: fetched again
-        xr.testing.assert_allclose(parts["t"]["t"].load(), expected_dataset(["t"])["t"])
+        xr.testing.assert_allclose(planes_read(parts, ["t"])["t"], expected_dataset(["t"])["t"])
     assert produce.calls == [["t"], ["t"]]
     assert evict(CachedEntry(entry, 1, 0.0)) and not entry.exists()  # let go: evictable
+
+
+def test_a_held_plane_reads_as_xarray_reads_it_even_all_nan(tmp_path):
+    """A plane read straight from its chunk file equals xarray's read of it; an all-NaN plane,
+    whose chunk the writer leaves out, reads as NaN (the fill value) as xarray reads it."""
+    def produce(variables):  # noqa: ANN001, ANN202
+        ds = expected_dataset(list(variables))
+        ds["t"][PRESSURE_LEVELS.index(500)] = np.nan
+        return ds
+
+    with held_variables(tmp_path, ["t", "2t"], produce) as parts:
+        assert f"{PRESSURE_LEVELS.index(500)}.0.0" not in [p.name for p in _chunk_files(tmp_path / "t.zarr", "t")]
+        with xr.open_zarr(tmp_path / "t.zarr", consolidated=True) as on_disk:
+            for level in PRESSURE_LEVELS:
+                got = parts["t"].plane("t", level)
+                want = on_disk["t"].sel(pressure_level=level).values
+                assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True)
+            assert np.isnan(parts["t"].plane("t", 500)).all()
+            assert np.array_equal(parts["t"].lat, on_disk["lat"].values)
+        np.testing.assert_array_equal(parts["2t"].plane("2t"), expected_dataset(["2t"])["2t"].values)
+        with pytest.raises(KeyError):
+            parts["2t"].plane("2t", 500)   # a surface variable has no level
+
+
+@pytest.mark.parametrize("layout", ["levels in one chunk", "a fill value"])
+def test_an_entry_not_written_a_plane_a_chunk_is_rebuilt(tmp_path, layout):
+    """An entry whose files match its marker but that does not hold its variable as ``zarr_entry``
+    writes it (one plane a chunk, nothing xarray decodes) is unreadable: it is fetched again."""
+    from gaia_dagster.resources.cache import write_entry
+
+    foreign = expected_dataset(["t"]).drop_encoding()
+    encoding = {"t": {"chunks": (len(PRESSURE_LEVELS), LAT.size, LON.size)}} if layout == "levels in one chunk" \
+        else {"t": {"chunks": (1, LAT.size, LON.size), "_FillValue": -1.0}}
+
+    def build(tmp: Path) -> dict:
+        foreign.to_zarr(tmp, mode="w-", zarr_format=2, consolidated=True, encoding=encoding)
+        return {"variables": ["t"]}
+
+    write_entry(tmp_path / "t.zarr", build)
+    produce = Producer()
+    with held_variables(tmp_path, ["t"], produce) as parts:
+        np.testing.assert_array_equal(parts["t"].plane("t", 850),
+                                      expected_dataset(["t"])["t"].sel(pressure_level=850).values)
+    assert produce.calls == [["t"]]
 
 
 def test_a_gfs_grib_without_marker_or_truncated_is_fetched_again(tmp_path):

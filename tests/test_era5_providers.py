@@ -93,6 +93,7 @@ def test_each_era5_valid_time_is_asked_of_the_cds_once_and_cached_once(world, cd
     variable), and every ERA5 scoring after it reads those entries, with no CDS job of its own."""
     from gaia_dagster.resources.cache_bound import cache_entries
     from gaia_dagster.resources.sources import ProductionSources
+    from gaia_dagster.resources.zarr_planes import FieldReader
     from gaia_dagster.stages.scoring import score_era5_dataset, seed_era5
     from gaia_dagster.world.stores import write_forecast
 
@@ -105,7 +106,8 @@ def test_each_era5_valid_time_is_asked_of_the_cds_once_and_cached_once(world, cd
     seed_era5(sources, T0, leads)
     assert len(cds.requests) == 2 * len(leads)  # single and pressure levels, once per valid time
     seed_era5(sources, T0, leads)
-    scores = [score_era5_dataset(xr.open_zarr(forecast), sources, T0, leads, "miner x") for _ in range(2)]
+    scores = [score_era5_dataset(FieldReader(xr.open_zarr(forecast), str(forecast)), sources, T0, leads, "miner x")
+              for _ in range(2)]
     assert len(cds.requests) == 2 * len(leads)  # scoring read the cache, twice
     assert scores[0].score == scores[1].score and scores[0].rows == scores[1].rows and 0 < scores[0].score
     entries = sorted(e.path.relative_to(tmp_path / "cache").as_posix() for e in cache_entries(tmp_path / "cache"))

@@ -40,6 +40,11 @@ def stores(tmp_path_factory):
     return root
 
 
+def mirror(path, drop: tuple[str, ...] = ()) -> FieldReader:
+    """A store as the stages read a verified mirror: planes straight from its chunk files."""
+    return FieldReader(xr.open_zarr(path).drop_vars(list(drop)), str(path))
+
+
 def sources(tmp_path, profile: str, variables: str | None = None) -> WeatherSources:
     extra = {"era5_variables": variables} if variables else {}
     return EmbeddedSources(resolution=RES, cache_dir=str(tmp_path / "cache"), scoring_profile=profile,
@@ -57,7 +62,7 @@ def test_era5_cli_and_stage_agree(stores, tmp_path, store, profile, variables):
                             FieldReader(open_store(str(stores / "era5.zarr")), str(stores / "era5.zarr")),
                             FieldReader(open_store(str(stores / "clim.zarr")), str(stores / "clim.zarr")), T0,
                             profile=profile, variables=variables)
-    stage = score_era5_dataset(xr.open_zarr(stores / store), sources(tmp_path, profile, variables), T0, LEADS,
+    stage = score_era5_dataset(mirror(stores / store), sources(tmp_path, profile, variables), T0, LEADS,
                                "miner x")
     assert cli["failure"] is None and cli["profile"] == stage.profile == profile
     assert {int(k): v for k, v in cli["leads"].items()} == stage.lead_scores
@@ -72,7 +77,7 @@ def test_era5_cli_and_stage_agree(stores, tmp_path, store, profile, variables):
 
 def test_a_bad_variable_name_is_a_clear_error(tmp_path, stores):
     with pytest.raises(ValueError, match=r"GAIA_ERA5_VARIABLES.*'t851'.*allowed"):
-        score_era5_dataset(xr.open_zarr(stores / "forecast.zarr"), sources(tmp_path, "deployed", "2t,t851"), T0,
+        score_era5_dataset(mirror(stores / "forecast.zarr"), sources(tmp_path, "deployed", "2t,t851"), T0,
                            LEADS, "miner x")
 
 
@@ -90,7 +95,7 @@ def test_verification_requires_only_the_listed_variables(stores):
 def test_day1_cli_and_stage_agree(stores, tmp_path, store, profile):
     src = sources(tmp_path, profile)
     gfs = seed_gfs(src, T0)   # the CLI is given the very GFS analysis and f012 the stage reads
-    stage = score_day1_dataset(xr.open_zarr(stores / store), src, T0, "miner x")
+    stage = score_day1_dataset(mirror(stores / store), src, T0, "miner x")
     cli = score_day1_stores(open_forecast(str(stores / store)), open_store(str(gfs["analysis_012"])),
                             open_store(str(gfs["forecast_f012"])), open_store(str(stores / "clim.zarr")), T0,
                             profile=profile)
@@ -104,8 +109,8 @@ def test_aurora_store_scores_close_to_the_contract_store(stores, tmp_path):
     """Regridding the 720-row ascending store onto the truth grid loses only the pole row (sound:
     the edge row stands in for it), so its score stays near the contract store's."""
     src = sources(tmp_path, "sound")
-    full = score_era5_dataset(xr.open_zarr(stores / "forecast.zarr"), src, T0, LEADS, "miner x")
-    aurora = score_era5_dataset(xr.open_zarr(stores / "aurora.zarr"), src, T0, LEADS, "miner x")
+    full = score_era5_dataset(mirror(stores / "forecast.zarr"), src, T0, LEADS, "miner x")
+    aurora = score_era5_dataset(mirror(stores / "aurora.zarr"), src, T0, LEADS, "miner x")
     assert full.score != aurora.score and abs(full.score - aurora.score) < 0.02
 
 
@@ -124,7 +129,7 @@ def test_day1_stage_leaves_out_a_variable_the_forecast_lacks(stores, tmp_path):
     """As Gaia skips a day-1 variable it cannot read: the others are scored."""
     src = sources(tmp_path, "deployed")
     seed_gfs(src, T0)
-    full = score_day1_dataset(xr.open_zarr(stores / "forecast.zarr"), src, T0, "miner x")
-    lacking = score_day1_dataset(xr.open_zarr(stores / "forecast.zarr").drop_vars("10u"), src, T0, "miner x")
+    full = score_day1_dataset(mirror(stores / "forecast.zarr"), src, T0, "miner x")
+    lacking = score_day1_dataset(mirror(stores / "forecast.zarr", ("10u",)), src, T0, "miner x")
     assert [r["variable"] for r in lacking.rows] == [r["variable"] for r in full.rows if r["variable"] != "10u"]
     assert lacking.score > 0.3

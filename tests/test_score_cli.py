@@ -107,7 +107,8 @@ def test_field_reader_reads_each_plane_as_zarr_does(tmp_path, fmt, order):
     Zarr v2 array, through zarr: the same values either way."""
     import zarr
 
-    from gaia_dagster.score import FieldReader, _plane_chunks, open_store
+    from gaia_dagster.resources.zarr_planes import plane_arrays, root_metadata
+    from gaia_dagster.score import FieldReader, open_store
 
     values = np.random.default_rng(3).standard_normal((2, 5, 7)).astype(np.float32)
     ds = xr.Dataset({"2t": (("time", "lat", "lon"), values)},
@@ -124,7 +125,7 @@ def test_field_reader_reads_each_plane_as_zarr_does(tmp_path, fmt, order):
         array[:] = values
         array.attrs.update(attrs)
         zarr.consolidate_metadata(path)
-    assert ("2t" in _plane_chunks(path)) == (order == "C")
+    assert ("2t" in plane_arrays(root_metadata(tmp_path / "store.zarr"))) == (order == "C")
     reader = FieldReader(open_store(path), path)
     for i, t in enumerate(ds["time"].values):
         assert np.array_equal(reader.plane("2t", time=t), values[i])

@@ -23,7 +23,7 @@ ERA5 and climatology entries):
    at a time, ``held_entries``) holds that lock from the check to its last read.
 
 Dataset entries are Zarr, one (lat, lon) plane a chunk, so a reader of one (variable, level)
-decodes that plane only.
+decodes that plane only, straight from its chunk file (``EntryPlanes``).
 
 Locks are advisory and Linux-only (a local or flock-honouring filesystem). Lock files stay in
 place: removing one could let two writers each hold "the" lock.
@@ -47,7 +47,11 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable, Hashable, Iterator, Mapping, Sequence, TypeVar
 
+import numpy as np
 import xarray as xr
+
+from gaia_dagster.core.store_limits import describe_store
+from gaia_dagster.resources.zarr_planes import chunk_plane, read_chunk, spec_fits
 
 log = logging.getLogger(__name__)
 
@@ -351,28 +355,78 @@ def zarr_entry(make: Callable[[], xr.Dataset]) -> Build:
     return build
 
 
-def open_zarr(path: Path, marker: Mapping) -> xr.Dataset:
-    """Verify on read of a dataset entry read lazily (``held_entries``): it opens and holds every
-    variable of its marker; nothing is cached in memory, each selection reads its own chunks (the
-    files' digests were checked first: they are the bytes their writer wrote). Close it after use."""
-    ds = xr.open_dataset(path, engine="zarr", chunks=None, consolidated=True, cache=False)
-    missing = [v for v in marker.get("variables", []) if v not in ds.data_vars]
-    if missing:
-        ds.close()
-        raise KeyError(f"{path} lacks the variables {missing} its marker lists")
-    return ds
+DECODED_ATTRIBUTES = ("scale_factor", "add_offset", "_FillValue", "missing_value")
+"""Attributes that make xarray change the stored values (none is in an entry ``zarr_entry`` writes)."""
+
+
+class EntryPlanes:
+    """Verify on read of a dataset entry read a (lat, lon) plane at a time (``held_entries``), each
+    straight from its chunk file (``resources.zarr_planes``): no xarray per plane, nothing kept in
+    memory but the coordinates. Opening it checks that it is what ``zarr_entry`` wrote (the files'
+    digests were checked first): consolidated Zarr v2 holding every variable of its marker, each
+    on (lat, lon) or (pressure_level, lat, lon), in C order, one plane a chunk, NaN as fill value
+    and no attribute xarray would decode, with single-valued levels; anything else raises (the entry
+    is unreadable, so rebuilt). A plane whose chunk file is absent is all NaN (the fill value: the
+    writer leaves such a chunk out), as xarray reads it."""
+
+    def __init__(self, path: Path, marker: Mapping):
+        self.path = path
+        consolidated = (path / ".zmetadata").read_bytes()
+        self.arrays = describe_store({".zmetadata": consolidated})
+        declared = json.loads(consolidated)["metadata"]
+        for name in marker.get("variables", []):
+            spec = self.arrays.get(name)
+            if spec is None or spec.dims not in (("lat", "lon"), ("pressure_level", "lat", "lon")) \
+                    or not spec_fits(spec, spec.dims) or not _as_stored(declared, name, ("NaN",)):
+                raise KeyError(f"{path} does not hold {name} as a plane a chunk, as its marker lists it")
+        self.lat, self.lon = self._coordinate(declared, "lat"), self._coordinate(declared, "lon")
+        levels = self._coordinate(declared, "pressure_level") if "pressure_level" in self.arrays else ()
+        self.levels = {int(v): i for i, v in enumerate(levels)}
+        if len(self.levels) != len(levels):
+            raise KeyError(f"{path} repeats a pressure level: {list(levels)}")
+
+    def _coordinate(self, declared: Mapping, name: str) -> np.ndarray:
+        """A 1-D coordinate, its chunks decoded (``decode_chunk``) and joined."""
+        spec = self.arrays.get(name)
+        if spec is None or spec.dims != (name,) or not _as_stored(declared, name, ("NaN", None)):
+            raise KeyError(f"{self.path} has no plain coordinate {name}")
+        parts = [read_chunk(self.path, spec, (i,)) for i in range(spec.grid_counts[0])]
+        if any(part is None for part in parts):
+            raise KeyError(f"{self.path} lacks a chunk of its coordinate {name}")
+        return np.concatenate(parts)[:spec.shape[0]]
+
+    def plane(self, variable: str, level: int | None = None) -> np.ndarray:
+        """The (lat, lon) plane of ``variable`` (at pressure ``level`` for a level variable)."""
+        spec = self.arrays[variable]
+        if (level is None) != (len(spec.dims) == 2):
+            raise KeyError(f"{self.path}: {variable} is {'not ' if level is not None else ''}on pressure levels")
+        plane = chunk_plane(self.path, spec, () if level is None else (self.levels[level],))
+        return np.full(spec.chunks[-2:], np.nan, dtype=spec.dtype) if plane is None else plane
+
+
+def _as_stored(declared: Mapping, name: str, fills: tuple) -> bool:
+    """Whether xarray reads array ``name`` of a consolidated Zarr v2 store as its chunks store it:
+    chunks in C order, its fill value one of ``fills`` and no attribute it decodes by."""
+    meta = declared.get(f"{name}/.zarray") or {}
+    attrs = declared.get(f"{name}/.zattrs") or {}
+    return (meta.get("order", "C") == "C" and meta.get("fill_value") in fills
+            and not any(a in attrs for a in DECODED_ATTRIBUTES))
 
 
 def load_zarr(path: Path, marker: Mapping) -> xr.Dataset:
     """Verify on read of a dataset entry: it opens, holds every variable of its marker, and every
     chunk decodes; the dataset is read fully into memory (its files are closed afterwards)."""
-    with open_zarr(path, marker) as ds:
+    with xr.open_dataset(path, engine="zarr", chunks=None, consolidated=True, cache=False) as ds:
+        missing = [v for v in marker.get("variables", []) if v not in ds.data_vars]
+        if missing:
+            raise KeyError(f"{path} lacks the variables {missing} its marker lists")
         return ds.load()
 
 
 def check_zarr(path: Path, marker: Mapping) -> Path:
-    """Cheap verify of a dataset entry (no data read): it opens and holds every variable of its marker."""
-    open_zarr(path, marker).close()
+    """Cheap verify of a dataset entry (no plane read): it holds every variable of its marker as
+    ``zarr_entry`` writes it (``EntryPlanes``)."""
+    EntryPlanes(path, marker)
     return path
 
 

@@ -21,7 +21,7 @@ from dagster import ConfigurableResource
 from gaia_dagster.core.contract import CONTRACT_RESOLUTION
 from gaia_dagster.core.scoring.variables import DEFAULT_ERA5_VARIABLES, VariableEntry, parse_variables
 from gaia_dagster.resources.cache import (
-    cached_entries, cached_entry, check_zarr, held_entries, load_zarr, open_zarr, zarr_entry,
+    EntryPlanes, cached_entries, cached_entry, check_zarr, held_entries, load_zarr, zarr_entry,
 )
 from gaia_dagster.resources.cache_bound import register_bound
 from gaia_dagster.resources.settings import DecimalText, decimal_setting, gaia_home
@@ -180,11 +180,11 @@ def ensure_variables(directory: Path, variables: Sequence[str], produce: Callabl
 
 @contextmanager
 def held_variables(directory: Path, variables: Sequence[str],
-                   produce: Callable[[list[str]], xr.Dataset]) -> Iterator[dict[str, xr.Dataset]]:
+                   produce: Callable[[list[str]], xr.Dataset]) -> Iterator[dict[str, EntryPlanes]]:
     """The per-variable entries of ``variables`` under ``directory``, filled as ``ensure_variables``
-    fills them, each opened lazily and held for the block (``resources.cache.held_entries``:
-    checked on open, never evicted under the reader): a selection reads only its own plane."""
-    with held_entries(variable_entries(directory, variables), _variable_builds(produce), open_zarr) as parts:
+    fills them, each held for the block (``resources.cache.held_entries``: checked on open, never
+    evicted under the reader) and read a plane at a time from its chunk files (``EntryPlanes``)."""
+    with held_entries(variable_entries(directory, variables), _variable_builds(produce), EntryPlanes) as parts:
         yield parts
 
 

@@ -1,10 +1,11 @@
 """Stages ``day1`` and ``era5`` and the leaderboard: score the forecast the miner served.
 
 Fields are streamed one (variable, level, lead) at a time from the verified local mirror of the
-miner's store, so memory stays at a few fields whatever the forecast size. Truth, reference and
-climatology come from the source protocols, cached on disk: ERA5 and the climatology one entry per
-(valid time, variable), fetched once whatever reads them, and read back one plane at a time from
-the held entries (``resources.sources.held_variables``), so a lead's truth is never in memory whole.
+miner's store, each plane decoded straight from its chunk file (``resources.zarr_planes``), so
+memory stays at a few fields whatever the forecast size. Truth, reference and climatology come from
+the source protocols, cached on disk: ERA5 and the climatology one entry per (valid time, variable),
+fetched once whatever reads them, and read back one plane at a time from the held entries' chunk
+files (``resources.sources.held_variables``), so a lead's truth is never in memory whole.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from gaia_dagster.core.scoring.stream import (
 )
 from gaia_dagster.db.repository import ResponseRecord, ValidatorRepository
 from gaia_dagster.db.scorecards import record_regional_scores
+from gaia_dagster.resources.cache import EntryPlanes
 from gaia_dagster.resources.miner_client import MinerClient
+from gaia_dagster.resources.zarr_planes import FieldReader
 from gaia_dagster.resources.sources import (
     WeatherSources, cache_folder, cache_path, cached, ensure_cached, ensure_variables, held_variables,
 )
@@ -101,7 +104,7 @@ def seed_era5(sources: WeatherSources, t0: datetime, leads: Sequence[int] = ERA5
 
 
 @contextmanager
-def _held_truth(sources: WeatherSources, valid: datetime, variables: Sequence[str]) -> Iterator[dict[str, xr.Dataset]]:
+def _held_truth(sources: WeatherSources, valid: datetime, variables: Sequence[str]) -> Iterator[dict[str, EntryPlanes]]:
     """ERA5 at ``valid`` of ``variables``, held lazily from the cache (fetched first if missing)."""
     with held_variables(cache_folder(sources.cache_root(), "era5", valid), variables,
                         lambda todo: sources.era5().truth(valid, todo)) as parts:
@@ -110,7 +113,7 @@ def _held_truth(sources: WeatherSources, valid: datetime, variables: Sequence[st
 
 @contextmanager
 def _held_climatology(sources: WeatherSources, valid: datetime,
-                      variables: Sequence[str]) -> Iterator[dict[str, xr.Dataset]]:
+                      variables: Sequence[str]) -> Iterator[dict[str, EntryPlanes]]:
     """The climatology at ``valid`` of ``variables``, held lazily from the cache (fetched first if missing)."""
     with held_variables(cache_folder(sources.cache_root(), "climatology", valid), variables,
                         lambda todo: sources.climatology().climatology(valid, todo)) as parts:
@@ -125,8 +128,18 @@ def _plane(ds: xr.Dataset, variable: str, level: int | None) -> np.ndarray:
     return np.asarray(da.values)
 
 
-def _forecast_plane(ds: xr.Dataset, lead: int, variable: str, level: int | None) -> np.ndarray:
-    return _plane(ds.isel(time=time_index(lead)), variable, level)
+def _forecast_plane(forecast: FieldReader, lead: int, variable: str, level: int | None) -> np.ndarray:
+    """The plane of ``variable`` at ``lead`` (its time step) and ``level`` (by value)."""
+    at = {"time": time_index(lead)}
+    if level is not None:
+        at["pressure_level"] = forecast.index["pressure_level"][level]
+    return forecast.plane_at(variable, at)
+
+
+def _mirror_reader(ds: xr.Dataset, mirror: Path) -> FieldReader:
+    """The planes of a verified mirror, read straight from its chunk files (each verified against
+    the manifest when it was written): ``resources.zarr_planes.FieldReader``."""
+    return FieldReader(ds, str(mirror))
 
 
 # -- day-1 ------------------------------------------------------------------------------------
@@ -169,14 +182,14 @@ def score_day1_stage(repo: ValidatorRepository, client: MinerClient, sources: We
 def _day1(client: MinerClient, sources: WeatherSources, row: ResponseRecord,
           pinned: PinnedManifest | None = None) -> StageScore:
     t0 = row.gfs_init_time
-    ds, _ = fetch_fields(client, row, sources.cache_root(), "day1", [time_index(h) for h in DAY1_LEAD_HOURS],
-                         pinned=pinned, grid=Grid(sources.resolution))
+    ds, store = fetch_fields(client, row, sources.cache_root(), "day1", [time_index(h) for h in DAY1_LEAD_HOURS],
+                             pinned=pinned, grid=Grid(sources.resolution))
     seed_gfs(sources, t0)
-    return score_day1_dataset(ds, sources, t0, who(row))
+    return score_day1_dataset(_mirror_reader(ds, store.path), sources, t0, who(row))
 
 
-def score_day1_dataset(ds: xr.Dataset, sources: WeatherSources, t0: datetime, label: str) -> StageScore:
-    """Day-1 of a forecast dataset against the cached GFS analysis and f012 reference, through the
+def score_day1_dataset(forecast: FieldReader, sources: WeatherSources, t0: datetime, label: str) -> StageScore:
+    """Day-1 of a forecast against the cached GFS analysis and f012 reference, through the
     one scoring path (core.scoring.stream) under the configured profile, over Gaia's day-1 list
     (a listed variable the forecast lacks is left out, as Gaia skips it)."""
     lead = DAY1_LEAD_HOURS[0]
@@ -184,14 +197,14 @@ def score_day1_dataset(ds: xr.Dataset, sources: WeatherSources, t0: datetime, la
     root = sources.cache_root()
     truth = cached(cache_path(root, "gfs", valid, "analysis"), lambda: sources.gfs().analysis(valid))
     reference = cached(cache_path(root, "gfs", t0, f"forecast_f{lead:03d}"), lambda: sources.gfs().forecast(t0, lead))
-    f_lat, f_lon = np.asarray(ds["lat"].values), np.asarray(ds["lon"].values)
-    scored = [(v, level) for v, level in DAY1_VARIABLES if v in ds.data_vars]   # one it lacks: skipped, as Gaia
+    f_lat, f_lon = _lat_lon(forecast.ds)
+    scored = [(v, level) for v, level in DAY1_VARIABLES if v in forecast.ds.data_vars]   # one it lacks: skipped, as Gaia
     profile = scoring_profile(sources.scoring_profile)
-    grid = _truth_grid(truth)
+    grid = TruthGrid(*_lat_lon(truth))
     scorecard = _scorecard(grid)
     with _held_climatology(sources, valid, list(dict.fromkeys(v for v, _ in scored))) as clim:
-        fields = (FieldPlanes(lead, variable, level, _forecast_plane(ds, lead, variable, level), f_lat, f_lon,
-                              _plane(truth, variable, level), _plane(clim[variable], variable, level),
+        fields = (FieldPlanes(lead, variable, level, _forecast_plane(forecast, lead, variable, level), f_lat, f_lon,
+                              _plane(truth, variable, level), clim[variable].plane(variable, level),
                               _plane(reference, variable, level))
                   for variable, level in scored)
         result = score_day1_fields(fields, grid, profile, scorecard=scorecard)
@@ -202,8 +215,8 @@ def score_day1_dataset(ds: xr.Dataset, sources: WeatherSources, t0: datetime, la
                       profile=profile.name, regional=[m.as_row() for m in scorecard.rows])
 
 
-def _truth_grid(truth: xr.Dataset) -> TruthGrid:
-    return TruthGrid(np.asarray(truth["lat"].values), np.asarray(truth["lon"].values))
+def _lat_lon(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(ds["lat"].values), np.asarray(ds["lon"].values)
 
 
 def _scorecard(grid: TruthGrid) -> Scorecard:
@@ -242,26 +255,27 @@ def score_era5_stage(repo: ValidatorRepository, client: MinerClient, sources: We
 def _era5(client: MinerClient, sources: WeatherSources, row: ResponseRecord,
           pinned: PinnedManifest | None = None, leads: Sequence[int] = ERA5_LEAD_HOURS) -> StageScore:
     """Score ``leads`` of the miner's forecast against ERA5 (the fields of those leads only)."""
-    ds, _ = fetch_fields(client, row, sources.cache_root(), "era5", [time_index(h) for h in leads],
-                         pinned=pinned, grid=Grid(sources.resolution))
-    return score_era5_dataset(ds, sources, row.gfs_init_time, leads, who(row))
+    ds, store = fetch_fields(client, row, sources.cache_root(), "era5", [time_index(h) for h in leads],
+                             pinned=pinned, grid=Grid(sources.resolution))
+    return score_era5_dataset(_mirror_reader(ds, store.path), sources, row.gfs_init_time, leads, who(row))
 
 
-def score_era5_dataset(ds: xr.Dataset, sources: WeatherSources, t0: datetime, leads: Sequence[int],
+def score_era5_dataset(forecast: FieldReader, sources: WeatherSources, t0: datetime, leads: Sequence[int],
                        label: str) -> StageScore:
-    """ERA5 of ``leads`` of a forecast dataset against the cached ERA5, through the one scoring
+    """ERA5 of ``leads`` of a forecast against the cached ERA5, through the one scoring
     path (core.scoring.stream) under the configured profile and ERA5 variable list
     (``GAIA_ERA5_VARIABLES``); a failed guard or a deployed-profile refusal rejects the forecast,
     naming ``label``."""
     entries = sources.era5_entries()
     keys = era5_keys(leads, entries)
     profile = scoring_profile(sources.scoring_profile)
-    f_lat, f_lon = np.asarray(ds["lat"].values), np.asarray(ds["lon"].values)
+    f_lat, f_lon = _lat_lon(forecast.ds)
     with _LeadInputs(sources, t0, keys) as per_lead:
         def read(key: FieldKey) -> FieldPlanes:
             truth, clim = per_lead.planes(key)
             return FieldPlanes(key.lead_hours, key.variable, key.level,
-                               _forecast_plane(ds, key.lead_hours, key.variable, key.level), f_lat, f_lon, truth, clim)
+                               _forecast_plane(forecast, key.lead_hours, key.variable, key.level), f_lat, f_lon,
+                               truth, clim)
 
         grid = per_lead.grid(leads[0])
         scorecard = _scorecard(grid)
@@ -289,7 +303,7 @@ class _LeadInputs:
                           for lead in dict.fromkeys(k.lead_hours for k in keys)}
         self.left = Counter(key.lead_hours for key in keys)
         self.lock = threading.Lock()
-        self.held: dict[int, tuple[ExitStack, dict[str, xr.Dataset], dict[str, xr.Dataset]]] = {}
+        self.held: dict[int, tuple[ExitStack, dict[str, EntryPlanes], dict[str, EntryPlanes]]] = {}
 
     def __enter__(self) -> "_LeadInputs":
         return self
@@ -301,7 +315,7 @@ class _LeadInputs:
         for stack in stacks:
             stack.close()
 
-    def _hold(self, lead: int) -> tuple[dict[str, xr.Dataset], dict[str, xr.Dataset]]:
+    def _hold(self, lead: int) -> tuple[dict[str, EntryPlanes], dict[str, EntryPlanes]]:
         """The lead's truth and climatology entries, held from the first call (fetched if missing)."""
         with self.lock:
             if lead not in self.held:
@@ -316,13 +330,14 @@ class _LeadInputs:
     def grid(self, lead: int) -> TruthGrid:
         """The truth grid (ERA5's latitudes and longitudes) at ``lead``."""
         truth, _ = self._hold(lead)
-        return _truth_grid(next(iter(truth.values())))
+        entry = next(iter(truth.values()))
+        return TruthGrid(entry.lat, entry.lon)
 
     def planes(self, key: FieldKey) -> tuple[np.ndarray, np.ndarray]:
         """The truth and climatology planes of ``key``; the lead is let go after its last plane."""
         truth, clim = self._hold(key.lead_hours)
-        planes = (_plane(truth[key.variable], key.variable, key.level),
-                  _plane(clim[key.variable], key.variable, key.level))
+        planes = (truth[key.variable].plane(key.variable, key.level),
+                  clim[key.variable].plane(key.variable, key.level))
         with self.lock:
             self.left[key.lead_hours] -= 1
             done = self.held.pop(key.lead_hours) if self.left[key.lead_hours] == 0 else None
