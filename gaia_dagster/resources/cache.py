@@ -110,19 +110,34 @@ def entry_locks(paths: Sequence[Path]) -> Iterator[None]:
         yield
 
 
+def entry_files(path: Path) -> list[tuple[str, str]]:
+    """Every regular file of an entry (symbolic links to directories not followed) as (name
+    relative to it, path), by name; a single file is ``"."``, a missing entry has none."""
+    if path.is_file():
+        return [(".", str(path))]
+    if not path.is_dir():
+        return []
+    found, pending = [], [(str(path), "")]
+    while pending:
+        folder, prefix = pending.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, f"{prefix}{entry.name}/"))
+                elif entry.is_file():
+                    found.append((prefix + entry.name, entry.path))
+    return sorted(found)
+
+
 def fingerprint(path: Path) -> dict[str, int]:
     """Rule: an entry's fingerprint is the size of each of its files (a single file is ``"."``)."""
-    if path.is_file():
-        return {".": path.stat().st_size}
-    return {p.relative_to(path).as_posix(): p.stat().st_size for p in sorted(path.rglob("*")) if p.is_file()}
+    return {name: os.stat(file).st_size for name, file in entry_files(path)}
 
 
 def digests(path: Path) -> dict[str, str]:
     """Rule: an entry's digests are the SHA-256 of each of its files (a single file is ``"."``)."""
-    files = [(".", path)] if path.is_file() else [(p.relative_to(path).as_posix(), p)
-                                                  for p in sorted(path.rglob("*")) if p.is_file()]
     out = {}
-    for name, file in files:
+    for name, file in entry_files(path):
         digest = hashlib.sha256()
         with open(file, "rb") as handle:
             while chunk := handle.read(1 << 20):

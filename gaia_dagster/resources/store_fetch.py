@@ -228,11 +228,12 @@ def select_chunks(kinds: Mapping[str, ArraySpec | None], time_indices: Sequence[
         if wanted is None or spec.name == "time" or "time" not in spec.dims:
             selected.append(rel)
             continue
-        if (spec.name, _chunk_index(spec, rel)[:-2]) in named:
+        index = _chunk_index(spec, rel)
+        if (spec.name, index[:-2]) in named:
             selected.append(rel)
             continue
         axis = spec.dims.index("time")
-        start = _chunk_index(spec, rel)[axis] * spec.chunks[axis]
+        start = index[axis] * spec.chunks[axis]
         if any(start <= t < start + spec.chunks[axis] for t in wanted):
             selected.append(rel)
     return selected

@@ -30,7 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import product
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
@@ -255,8 +255,7 @@ class BoundedStore:
 
 def is_safe_relpath(rel: str) -> bool:
     """A store path must stay inside the store: relative, no ``..``, no backslashes."""
-    path = PurePosixPath(rel)
-    return bool(rel) and not path.is_absolute() and ".." not in path.parts and "\\" not in rel
+    return bool(rel) and not rel.startswith("/") and ".." not in rel.split("/") and "\\" not in rel
 
 
 def open_local_store(path: str, variables: Iterable[str] | None = None, limits: FetchLimits | None = None,
