@@ -26,6 +26,7 @@ from gaia_dagster.core.contract import PREVIOUS_STEP
 from gaia_dagster.core.manifest import PinnedManifest
 from gaia_dagster.core.fiber import NO_KEY_MESSAGE
 from gaia_dagster.core.urls import same_origin  # noqa: F401 - the SSRF guard, where callers look for it
+from gaia_dagster.resources.miner_errors import MinerClientError, SlowStore  # noqa: F401 - imported from here
 from gaia_dagster.resources.fiber_session import FiberHandshakeError, FiberSession, HandshakeStep, run_steps
 
 if TYPE_CHECKING:
@@ -44,13 +45,6 @@ MAX_FIELD_CHARS = 4096
 """Longest string field (status, job id, store URL, hash, token) accepted in a miner's answer."""
 
 
-class MinerClientError(Exception):
-    """A miner could not be reached or answered something unusable."""
-
-
-class SlowStore(MinerClientError):
-    """A store read fell below the fast lane's floor (``store_reader.RateFloor``): not the miner's
-    fault, and no attempt spent; the job is read again in the slow lane."""
 
 
 @dataclass(frozen=True)

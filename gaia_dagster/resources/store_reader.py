@@ -41,7 +41,7 @@ from gaia_dagster.core.store_limits import (
     MAX_METADATA_BYTES, ROOT_METADATA, ArraySpec, StoreRefused, check_arrays, check_bounds, check_manifest_size,
     check_chunk, classify_files, compressed_cap, decode_chunk, describe_store, max_store_files,
 )
-from gaia_dagster.resources.miner_client import SlowStore
+from gaia_dagster.resources.miner_errors import SlowStore
 
 STORE_DEADLINE_S = 600.0
 """Default wall time one read of one store may take (metadata and chunks)."""
