@@ -5,7 +5,8 @@ process; a fresh instance with the project's ``dagster.yaml`` (forking run launc
 once, run monitoring) and the daemon run the day exactly as an operator's would: ``gfs_seed``
 launched onto the run queue, then the schedule's sensors do the rest. Printed:
 
-- CPU-s of the daemon's whole process tree (daemon, code server, run-worker zygote, every run),
+- CPU-s of the whole process tree (the daemon, the code server it shares with the webserver, the
+  run-worker zygote, every run),
   and per miner-stage (three per-miner stages: request, verify + day-1, ERA5), and split by role
   (``cpu_s_by_role``: the daemon, the code server that evaluates the sensors, the runs with their
   zygote, their helpers such as the compute-log tails);
@@ -48,18 +49,20 @@ ROOT = Path(__file__).resolve().parent.parent
 PER_MINER_STAGES = 3
 
 
-def cpu_by_role(pid: int) -> dict[str, float]:
-    """CPU-s of the daemon's process tree by role, from each process's command line."""
+def cpu_by_role(roots: list[int]) -> dict[str, float]:
+    """CPU-s of the daemon's and the code server's process trees by role, from each process's
+    command line."""
     from gaia_dagster.runtime.daemon import process_cpu_seconds, process_tree
 
     roles: dict[str, float] = Counter()
-    for p in process_tree(pid):
+    for p in (p for root in roots for p in process_tree(root)):
         try:
             command = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             cpu = process_cpu_seconds(p)
         except OSError:
             continue
-        role = ("code_server" if "dagster api grpc" in command else "runs" if "runtime.zygote" in command
+        role = ("code_server" if "dagster api grpc" in command or "code-server start" in command
+                else "runs" if "runtime.zygote" in command
                 else "daemon" if "dagster-daemon" in command else "run_helpers")
         roles[role] += cpu
     return roles
@@ -93,7 +96,7 @@ def run_day(miners: int, date: str, resolution: float, timeout_s: float, retry_s
             with DagsterProcesses(home, env) as dagster:
                 time.sleep(3.0)  # the daemon and its code server come up before the clock starts
                 cpu_start = dagster.cpu_seconds()
-                roles_start = cpu_by_role(dagster.daemon.pid)
+                roles_start = cpu_by_role(dagster.roots())
                 peak = {"rss": 0}
                 sampling = threading.Event()
 
@@ -121,7 +124,7 @@ def run_day(miners: int, date: str, resolution: float, timeout_s: float, retry_s
                 _wait_runs_ended(instance, 60)
                 cpu_total = dagster.cpu_seconds() - cpu_start
                 roles = {role: round(cpu - roles_start.get(role, 0.0), 1)
-                         for role, cpu in cpu_by_role(dagster.daemon.pid).items()}
+                         for role, cpu in cpu_by_role(dagster.roots()).items()}
                 sampling.set()
                 sampler.join()
                 runs = instance.get_runs()

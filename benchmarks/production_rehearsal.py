@@ -94,7 +94,7 @@ class PeakSampler:
         while not self.stop.is_set():
             if self.dagster.alive():
                 self.tree_peak = max(self.tree_peak, self.dagster.rss_bytes())
-                for pid in process_tree(self.dagster.daemon.pid):
+                for pid in (p for root in self.dagster.roots() for p in process_tree(root)):
                     try:
                         status = Path(f"/proc/{pid}/status").read_text()
                     except OSError:

@@ -19,6 +19,7 @@ from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.registry import MinerRegistry
 from gaia_dagster.resources.validator_db import ValidatorDB
 from gaia_dagster.jobs import ALL_JOBS
+from gaia_dagster.runtime.schema_heads import keep_dagster_schema_heads
 from gaia_dagster.schedules import daily_forecast_schedule
 from gaia_dagster.sensors.day_view import day_view_sensor
 from gaia_dagster.sensors.era5 import era5_availability_sensor
@@ -82,4 +83,7 @@ def build_definitions(resources: dict[str, object] | None = None) -> Definitions
     )
 
 
+# The code server opens an instance for every sensor tick, and a run worker checks its run's event
+# log: each reads Dagster's schema head from disk once per process, not every time.
+keep_dagster_schema_heads()
 defs = build_definitions()

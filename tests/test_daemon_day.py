@@ -23,7 +23,7 @@ from test_ui_metadata import PNG_MAGIC, png_of, ui_records
 from gaia_dagster.db.repository import ValidatorRepository
 from gaia_dagster.fleet import start_fleet
 from gaia_dagster.resources.registry import write_registry
-from gaia_dagster.runtime.daemon import DagsterProcesses
+from gaia_dagster.runtime.daemon import DagsterProcesses, process_tree
 
 pytestmark = pytest.mark.e2e
 
@@ -73,6 +73,13 @@ class Day:
         return all(r.status in ENDED for r in self.instance.get_runs())
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def max_runs_at_once(instance: DagsterInstance, **tags: str) -> int:
     """The most runs (with ``tags``, when given) that were executing at the same moment, from their
     start and end times."""
@@ -92,8 +99,16 @@ def test_a_day_under_the_daemon_scores_rerunning_it_duplicates_nothing(tmp_path)
     profiles = ["good", "persistence", "clone", "nan", "offline"]
     with start_fleet(len(profiles), tmp_path / "fleet", resolution=10.0, profiles=profiles) as fleet, day.processes:
         write_registry(day.registry, fleet.registry_entries())
+        code_server = day.processes.code_server.pid
+        started = time.monotonic()
         day.processes.launch("daily_seed_job", DATE)
         day.wait("the day's leaderboard", lambda: day.run_status() == "completed")
+        # The daemon loaded the code location from the one shared code server the whole day: it
+        # started none of its own, and the shared one was never replaced (a daemon managing its own
+        # replaces it every 60 s).
+        assert time.monotonic() - started > 60
+        assert day.processes.code_server.pid == code_server and day.processes.code_server.poll() is None
+        assert not [p for p in process_tree(day.processes.daemon.pid) if b"api\0grpc" in _cmdline(p)]
         repo = day.repo
         run = repo.run_for_init_time(T0)
         by_profile = {m.profile: repo.response_for(run.id, m.hotkey) for m in fleet.miners}

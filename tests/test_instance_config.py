@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 from dagster import DagsterInstance, asset, materialize
 
+from gaia_dagster.runtime.daemon import dagster_command
 from gaia_dagster.sensors.poll import LANE_TAG, SLOW_LANE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,3 +55,27 @@ def test_production_instance_runs_on_postgresql(tmp_path, monkeypatch, pg_url):
         result = materialize([probe], instance=instance)
         assert result.success
         assert instance.get_run_by_id(result.run_id) is not None
+
+
+def test_the_production_workspace_loads_the_code_location_from_one_code_server(tmp_path):
+    """deploy/README.md's commands: a code server on port 4266, and deploy/workspace.yaml pointing
+    the webserver and the daemon at it (the sensors are listed through it)."""
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "DAGSTER_DISABLE_TELEMETRY": "1"}
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    server = subprocess.Popen([dagster_command("dagster"), "code-server", "start", "-m", "gaia_dagster.definitions",
+                               "-a", "defs", "-p", "4266", "--location-name", "gaia_dagster"],
+                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300   # a loaded machine imports slowly
+        while True:
+            listed = subprocess.run([dagster_command("dagster"), "sensor", "list", "-w", str(ROOT / "deploy" / "workspace.yaml")],
+                                    env=env, cwd=ROOT, capture_output=True, text=True)
+            if listed.returncode == 0 or time.monotonic() > deadline or server.poll() is not None:
+                break
+            time.sleep(1)
+        assert listed.returncode == 0, listed.stderr[-2000:]
+        assert "forecast_poll_sensor" in listed.stdout and "era5_availability_sensor" in listed.stdout
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

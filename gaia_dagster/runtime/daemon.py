@@ -1,5 +1,11 @@
-"""The real Dagster processes on an instance: ``dagster-daemon`` (and optionally the webserver),
-and launching a partition the way an operator does (``dagster job launch`` onto the run queue).
+"""The real Dagster processes on an instance: one code server, ``dagster-daemon`` (and optionally the
+webserver) sharing it, and launching a partition the way an operator does (``dagster job launch``
+onto the run queue).
+
+The code server is started once (``dagster api grpc``) and the daemon and webserver load the code
+location from it through a workspace that points at its socket, as ``dagster dev`` does. A daemon
+given ``workspace.yaml``'s module itself restarts its own code server every minute (~4 CPU-s of
+imports each time, over an hour of CPU a day); a daemon restarted after a crash reuses the server.
 
 The demo, the day benchmark and the end-to-end tests run a day through these, so a day is only
 ever orchestrated by Dagster's own daemon: its schedule and sensor ticks, its run queue, and the
@@ -12,7 +18,9 @@ import json
 import os
 import signal
 import subprocess
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +34,40 @@ NO_TELEMETRY = {"DAGSTER_DISABLE_TELEMETRY": "1"}
 the project starts runs without it (and the instance config turns it off too)."""
 
 
+CODE_LOCATION = "gaia_dagster"
+CODE_SERVER_START_TIMEOUT_S = 120.0
+
+
 def dagster_command(name: str) -> str:
     """A Dagster console script of this interpreter's environment (``dagster``, ``dagster-daemon``)."""
     beside = Path(sys.executable).parent / name
     return str(beside) if beside.exists() else name
+
+
+def code_server_workspace(path: Path, socket_path: Path) -> Path:
+    """A workspace whose one code location is the code server listening on ``socket_path``."""
+    path.write_text(json.dumps({"load_from": [{"grpc_server": {"socket": str(socket_path),
+                                                               "location_name": CODE_LOCATION}}]}))
+    return path
+
+
+def wait_for_code_server(server: subprocess.Popen, socket_path: Path, timeout_s: float) -> None:
+    """Return once the code server at ``socket_path`` answers with the code location loaded; raise
+    if it exits or does not answer within ``timeout_s`` (its log says why)."""
+    from dagster._grpc.client import DagsterGrpcClient
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the code server exited with code {server.returncode}; see its log")
+        if socket_path.exists():
+            try:
+                DagsterGrpcClient(socket=str(socket_path)).list_repositories()
+                return
+            except Exception:  # noqa: BLE001 - not serving yet, or still loading the code location
+                pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the code server did not answer on {socket_path} within {timeout_s:.0f} s")
 
 
 def process_cpu_seconds(pid: int, include_children: bool = True) -> float:
@@ -96,14 +134,14 @@ def prepare_storage(home: Path) -> None:
         instance.get_latest_materialization_event(AssetKey("gfs_seed"))
 
 
-def stop_schedule(home: Path, env: Mapping[str, str], name: str = DAILY_SCHEDULE) -> None:
+def stop_schedule(home: Path, env: Mapping[str, str], name: str = DAILY_SCHEDULE, workspace: Path = WORKSPACE) -> None:
     """Stop ``name`` on the instance at ``home`` as an operator does (``dagster schedule stop``),
     and check the instance holds it stopped. The demo, the tests and the benchmarks launch their day
     themselves: a daemon they start must never fire the 18:00 UTC schedule whatever the clock says."""
     from dagster import DagsterInstance
     from dagster._core.scheduler.instigation import InstigatorStatus
 
-    subprocess.run([dagster_command("dagster"), "schedule", "stop", name, "-w", str(WORKSPACE)], env=dict(env),
+    subprocess.run([dagster_command("dagster"), "schedule", "stop", name, "-w", str(workspace)], env=dict(env),
                    cwd=PROJECT_ROOT, check=True, capture_output=True)
     with DagsterInstance.from_config(str(home)) as instance:
         states = [s for s in instance.all_instigator_state() if s.name == name]
@@ -113,9 +151,9 @@ def stop_schedule(home: Path, env: Mapping[str, str], name: str = DAILY_SCHEDULE
 
 @dataclass
 class DagsterProcesses:
-    """``dagster-daemon`` (and the webserver when ``ui_port`` is set) on the instance at ``home``;
-    the daily schedule is stopped first unless ``schedule`` is True (operators run their own daemon,
-    with the schedule: this class serves the demo, the tests and the benchmarks)."""
+    """One code server, ``dagster-daemon`` (and the webserver when ``ui_port`` is set) on the instance
+    at ``home``; the daily schedule is stopped first unless ``schedule`` is True (operators run their
+    own daemon, with the schedule: this class serves the demo, the tests and the benchmarks)."""
 
     home: Path
     env: Mapping[str, str] = field(default_factory=dict)
@@ -124,6 +162,8 @@ class DagsterProcesses:
     schedule: bool = False
     daemon: subprocess.Popen | None = None
     webserver: subprocess.Popen | None = None
+    code_server: subprocess.Popen | None = None
+    _socket_dir: Path | None = None
 
     def environment(self) -> dict[str, str]:
         return {**os.environ, **self.env, **NO_TELEMETRY, "DAGSTER_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
@@ -133,20 +173,43 @@ class DagsterProcesses:
         directory.mkdir(parents=True, exist_ok=True)
         return open(directory / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
 
+    @property
+    def workspace(self) -> Path:
+        """The workspace the daemon and webserver load: the shared code server once it runs."""
+        return self.home / "code-server-workspace.yaml" if self._socket_dir else WORKSPACE
+
+    def _start_code_server(self) -> None:
+        """Start the code server (unless one is serving already) and wait until it has loaded."""
+        if self.code_server is not None and self.code_server.poll() is None:
+            return
+        self._socket_dir = self._socket_dir or Path(tempfile.mkdtemp(prefix="gaia-code-"))  # short: a UDS path
+        socket_path = self._socket_dir / "server.sock"
+        socket_path.unlink(missing_ok=True)
+        log = self._log("code-server")
+        self.code_server = subprocess.Popen(
+            [dagster_command("dagster"), "api", "grpc", "-m", "gaia_dagster.definitions", "-a", "defs",
+             "--socket", str(socket_path), "--location-name", CODE_LOCATION, "--log-level", "warning"],
+            env=self.environment(), stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True)
+        log.close()
+        wait_for_code_server(self.code_server, socket_path, CODE_SERVER_START_TIMEOUT_S)
+        code_server_workspace(self.workspace, socket_path)
+
     def start(self) -> "DagsterProcesses":
-        """Start the daemon (and the webserver); both load the code location from workspace.yaml."""
+        """Start the code server, then the daemon (and the webserver) loading the code location from it."""
         prepare_storage(self.home)
+        self._start_code_server()
         if not self.schedule:
-            stop_schedule(self.home, self.environment())
+            stop_schedule(self.home, self.environment(), workspace=self.workspace)
         log = self._log("dagster-daemon")
-        self.daemon = subprocess.Popen([dagster_command("dagster-daemon"), "run", "-w", str(WORKSPACE)],
+        self.daemon = subprocess.Popen([dagster_command("dagster-daemon"), "run", "-w", str(self.workspace)],
                                        env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
                                        cwd=PROJECT_ROOT, start_new_session=True)
         log.close()
         if self.ui_port:
             log = self._log("dagster-webserver")
             self.webserver = subprocess.Popen(
-                [dagster_command("dagster-webserver"), "-w", str(WORKSPACE), "-h", "127.0.0.1", "-p", str(self.ui_port)],
+                [dagster_command("dagster-webserver"), "-w", str(self.workspace), "-h", "127.0.0.1", "-p",
+                 str(self.ui_port)],
                 env=self.environment(), stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
                 start_new_session=True)
             log.close()
@@ -156,37 +219,45 @@ class DagsterProcesses:
         """Submit one partition's run to the instance's run queue, as ``dagster job launch`` does;
         the daemon dequeues it and the instance's run launcher starts it."""
         all_tags = {"dagster/partition": partition, **(tags or {})}
-        subprocess.run([dagster_command("dagster"), "job", "launch", "-w", str(WORKSPACE), "-j", job,
+        subprocess.run([dagster_command("dagster"), "job", "launch", "-w", str(self.workspace), "-j", job,
                         "--tags", json.dumps(all_tags)],
                        env=self.environment(), cwd=PROJECT_ROOT, check=True, capture_output=True)
 
     def alive(self) -> bool:
         return self.daemon is not None and self.daemon.poll() is None
 
+    def roots(self) -> list[int]:
+        """The live processes whose trees this class started: the daemon and the code server."""
+        return [p.pid for p in (self.daemon, self.code_server) if p is not None and p.poll() is None]
+
     def cpu_seconds(self) -> float:
-        """CPU used so far by the daemon, its code server, the run-worker zygote and every run."""
-        return tree_cpu_seconds(self.daemon.pid) if self.alive() else 0.0
+        """CPU used so far by the daemon, the code server, the run-worker zygote and every run."""
+        return sum(tree_cpu_seconds(pid) for pid in self.roots()) if self.alive() else 0.0
 
     def rss_bytes(self) -> int:
-        return tree_rss_bytes(self.daemon.pid) if self.alive() else 0
+        return sum(tree_rss_bytes(pid) for pid in self.roots()) if self.alive() else 0
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop the webserver and the daemon (SIGTERM to their process groups, then SIGKILL)."""
-        for proc in (self.webserver, self.daemon):
-            if proc is not None and proc.poll() is None:
+        """Stop the webserver, the daemon and the code server (SIGTERM to their process groups, then
+        SIGKILL)."""
+        processes = [p for p in (self.webserver, self.daemon, self.code_server) if p is not None]
+        for proc in processes:
+            if proc.poll() is None:
                 try:
                     os.killpg(proc.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + timeout_s
-        for proc in (self.webserver, self.daemon):
-            if proc is None:
-                continue
+        for proc in processes:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self.workspace.unlink(missing_ok=True)
+            self._socket_dir = None
 
     def __enter__(self) -> "DagsterProcesses":
         return self.start()
