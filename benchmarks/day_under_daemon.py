@@ -23,10 +23,11 @@ The miners' own inference (~7 CPU-s each at 30 degrees, all on this process's on
 counted, but it sets the pace: polls are spaced by ``--retry-scale`` so that slow miners are not
 given up on, and the times to the first day-1 score and to the leaderboard include that wait.
 
-The day's clock is compressed by ``--retry-scale`` (0.3: a poll every 90 s instead of 300 s) and
-every sensor ticks every ``--sensor-interval`` seconds (``GAIA_SENSOR_INTERVAL_S``, 5 by default):
-still 6 to 60 times as often as in production against that clock (production: the poll sensor every
-30 s, ERA5 every 300 s), so the sensors' idle cost is counted generously, not hidden.
+The day's clock is compressed by ``--retry-scale`` (0.3: a poll every 90 s instead of 300 s), and
+so are the sensors: every sensor ticks every ``--sensor-interval`` seconds (``GAIA_SENSOR_INTERVAL_S``;
+by default the forecast poll sensor's production 30 s times the retry scale, 9 s). The poll sensor
+then ticks as often against the day's clock as in production, and the others (60 to 300 s in
+production) 2 to 10 times as often, so the sensors' idle cost is counted generously, not hidden.
 
     python benchmarks/day_under_daemon.py --miners 64 [--json]
 """
@@ -47,6 +48,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PER_MINER_STAGES = 3
+POLL_SENSOR_S = 30   # the forecast poll sensor's production interval (sensors/poll.py)
 
 
 def cpu_by_role(roots: list[int]) -> dict[str, float]:
@@ -69,7 +71,7 @@ def cpu_by_role(roots: list[int]) -> dict[str, float]:
 
 
 def run_day(miners: int, date: str, resolution: float, timeout_s: float, retry_scale: str = "0.3",
-            sensor_interval_s: str = "5") -> dict:
+            sensor_interval_s: str = "9") -> dict:
     from dagster import DagsterInstance
 
     from gaia_dagster.core.registry import RegistryEntry
@@ -191,12 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--retry-scale", default="0.3",
                         help="GAIA_RETRY_SCALE: 0.3 polls every 90 s, 10 polls per job (the loopback miners share one core: 64 forecasts take minutes)")
-    parser.add_argument("--sensor-interval", default="5",
-                        help="GAIA_SENSOR_INTERVAL_S: every sensor's interval in seconds (see the module's doc)")
+    parser.add_argument("--sensor-interval", default=None,
+                        help="GAIA_SENSOR_INTERVAL_S: every sensor's interval in seconds (default: the forecast "
+                             "poll's production 30 s compressed by --retry-scale; see the module's doc)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the daemon and miners on the way out
-    result = run_day(args.miners, args.date, args.resolution, args.timeout, args.retry_scale, args.sensor_interval)
+    sensor_interval = args.sensor_interval or str(max(1, round(POLL_SENSOR_S * float(args.retry_scale))))
+    result = run_day(args.miners, args.date, args.resolution, args.timeout, args.retry_scale, sensor_interval)
     if args.json:
         print(json.dumps(result))
     else:

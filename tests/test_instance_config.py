@@ -79,3 +79,14 @@ def test_the_production_workspace_loads_the_code_location_from_one_code_server(t
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_embedded_pool_is_held_per_run_and_can_never_wait_on_a_step(tmp_path):
+    """Embedded: the miner_io pool is enforced by the run queue (run granularity), which is only
+    equivalent to per-step claims while the pool has a slot for every run that can run at once."""
+    from dagster._core.instance.config import PoolGranularity
+
+    with _instance_from(ROOT / "dagster.yaml", tmp_path / "home") as instance:
+        config = instance.get_concurrency_config()
+        assert config.pool_config.pool_granularity == PoolGranularity.RUN
+        assert config.pool_config.default_pool_limit >= config.run_queue_config.max_concurrent_runs
