@@ -56,12 +56,15 @@ def warm(definitions_module: str = "gaia_dagster.definitions", instance_ref_json
     defs = getattr(importlib.import_module(definitions_module), "defs", None)
     if defs is not None:
         defs.get_repository_def()
+    from sqlalchemy.orm import configure_mappers
+
     from gaia_dagster.db.migrate import head_revision
 
     from gaia_dagster.resources.miner_client import tls_context
 
     head_revision()
     tls_context()
+    configure_mappers()   # the validator DB's ORM mappings, built on first query (~0.1 CPU-s a run otherwise)
     _render_once()
     if not instance_ref_json:
         return None
