@@ -145,16 +145,17 @@ class ScorecardFigure:
 
     def _reaches_a_panel(self, renderer) -> bool:  # noqa: ANN001
         """Whether any text, the colour bar or another panel's tick marks overlap a panel."""
-        texts = [t for axes in self.figure.axes for t in (axes.title, axes.xaxis.label, axes.yaxis.label,
-                                                          *axes.get_xticklabels(), *axes.get_yticklabels())
+        texts = [t.get_window_extent(renderer) for axes in self.figure.axes
+                 for t in (axes.title, axes.xaxis.label, axes.yaxis.label, *axes.get_xticklabels(),
+                           *axes.get_yticklabels())
                  if t.get_visible() and t.get_text()]
-        colourbar = [a.get_tightbbox(renderer) for a in self.figure.axes if a not in [p[0] for p in self.panels]]
-        for axes, *_ in self.panels:
-            others = [line for other, _, marks, _ in self.panels if other is not axes for line in marks]
-            boxes = [*(t.get_window_extent(renderer) for t in texts), *colourbar,
-                     *(line.get_window_extent(renderer) for line in others)]
+        panels = [p[0] for p in self.panels]
+        colourbar = [a.get_tightbbox(renderer) for a in self.figure.axes if a not in panels]
+        marks = [[line.get_window_extent(renderer) for line in p[2]] for p in self.panels]
+        for i, axes in enumerate(panels):
             panel = axes.bbox.padded(1.0)
-            if any(box.overlaps(panel) for box in boxes):
+            others = [box for j, boxes in enumerate(marks) if j != i for box in boxes]
+            if any(box.overlaps(panel) for box in (*texts, *colourbar, *others)):
                 return True
         return False
 
