@@ -138,6 +138,25 @@ def test_regional_rows_are_stored_once_per_key(repo):
     assert run_regional_scores(repo, run.id, "day1") == {}
 
 
+def test_a_scorecard_reads_only_its_shown_fields(repo):
+    """The fields each miner holds come from one query; the rows read are those miners' fields only."""
+    from gaia_dagster.db.scorecards import record_regional_scores, run_regional_fields, run_regional_scores
+
+    run, _ = repo.get_or_create_run(datetime(2026, 10, 20, tzinfo=timezone.utc))
+    held = {"hk-a": [("t", 850), ("u", 100), ("z", 500)], "hk-b": [("2t", 0), ("t", 850)]}
+    for hotkey, fields in held.items():
+        response, _ = repo.create_response(run.id, hotkey, "v", f"job-{hotkey}", "http://127.0.0.1:1")
+        record_regional_scores(repo, response.id, "era5", [
+            {"region": region, "lead_hours": lead, "variable": v, "level": lev, "rmse": 1.0, "reference_rmse": 2.0}
+            for region in ("global", "europe") for v, lev in fields for lead in (24, 48)])
+    assert run_regional_fields(repo, run.id) == held
+    every = run_regional_scores(repo, run.id)
+    shown = {"hk-a": [("z", 500)], "hk-b": [("t", 850)]}
+    some = run_regional_scores(repo, run.id, fields=shown)
+    assert some == {h: [r for r in rows if (r["variable"], r["level"]) in shown[h]] for h, rows in every.items()}
+    assert {len(rows) for rows in some.values()} == {4}
+
+
 # -- ranks --------------------------------------------------------------------------------------
 def test_circular_blocks_are_consecutive_days_that_wrap():
     draws = circular_block_draws(5, 3, 200, np.random.default_rng(0))
@@ -238,3 +257,45 @@ def test_fewer_than_three_days_give_a_rank_but_no_interval_or_test():
     board = ranked_with_intervals([{"a": 0.9, "b": 0.1}, {"a": 0.8, "b": 0.2}], "run")
     assert [(m.hotkey, m.rank) for m in board] == [("a", 1), ("b", 2)]
     assert all(m.rank_low is None and m.rank_high is None and m.next_p_value is None for m in board)
+
+
+def _scorecard_rows(rng, regions, fields, leads=(24, 72, 120)):
+    """A miner's scorecard rows with some cells lacking a value (NaN change)."""
+    rows = []
+    for region in regions:
+        for variable, level in fields:
+            for lead in leads:
+                rmse = float(rng.uniform(0.5, 1.5)) if rng.random() > 0.1 else None
+                rows.append({"region": region, "variable": variable, "level": level, "lead_hours": lead,
+                             "rmse": rmse, "reference_rmse": 1.0})
+    return rows
+
+
+def test_scorecard_pictures_drawn_over_the_shared_background_are_the_full_draws_pixels():
+    """Miners of one layout share a figure drawn once; each picture has exactly the pixels of a
+    full draw of that miner's scorecard, and a miner of another layout gets its own figure."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from gaia_dagster.assets.scorecard_plots import ScorecardFigure, scorecard_charts, scorecard_layout
+    from gaia_dagster.core.scoring.regions import WB2_REGIONS
+
+    def pixels(value):
+        png = base64.b64decode(value.value.split("base64,")[1].rstrip(")"))
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+
+    rng = np.random.default_rng(3)
+    regions = [r.name for r in WB2_REGIONS]
+    by_miner = {f"hk{i}": _scorecard_rows(rng, regions, [("z", 500), ("t", 850), ("2t", 0)]) for i in range(3)}
+    by_miner["hk-small"] = _scorecard_rows(rng, regions[:3], [("q", 700)], leads=(24, 48))
+    assert ScorecardFigure(*scorecard_layout(by_miner["hk0"])).blit    # the shared figure is drawn over
+    charts = scorecard_charts(by_miner, {h: f"label {h}" for h in by_miner})
+    assert set(charts) == set(by_miner)
+    for hotkey, rows in by_miner.items():
+        full = ScorecardFigure(*scorecard_layout(rows))
+        full.blit = False
+        expected = full.picture(rows, f"label {hotkey}")
+        assert np.array_equal(pixels(charts[hotkey]), pixels(expected)), hotkey
+        assert charts[hotkey].value.split("](")[0] == f"![scorecard label {hotkey}"

@@ -3,11 +3,11 @@
 from dagster import AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from gaia_dagster.assets.partitions import daily_partitions, to_date
-from gaia_dagster.assets.plots import miner_label
-from gaia_dagster.assets.scorecard_plots import scorecard_chart, scorecard_table
+from gaia_dagster.assets.plots import uid_label
+from gaia_dagster.assets.scorecard_plots import scorecard_charts, scorecard_table, shown_fields
 from gaia_dagster.assets.stage_runs import run_for_partition
 from gaia_dagster.core.scoring.regions import WB2_REGIONS
-from gaia_dagster.db.scorecards import run_regional_scores
+from gaia_dagster.db.scorecards import run_regional_fields, run_regional_scores
 from gaia_dagster.resources.validator_db import ValidatorDB
 
 
@@ -19,10 +19,11 @@ from gaia_dagster.resources.validator_db import ValidatorDB
                    "They inform people; no score or weight reads them.")
 def regional_scorecards(context: AssetExecutionContext, validator_db: ValidatorDB) -> MaterializeResult:
     repo, run = run_for_partition(validator_db, context.partition_key)
-    by_miner = run_regional_scores(repo, run.id)
+    shown = {hotkey: shown_fields(held) for hotkey, held in run_regional_fields(repo, run.id).items()}
+    by_miner = run_regional_scores(repo, run.id, fields=shown)
     uids = {m.hotkey: m.uid for m in repo.miners()}
-    pictures = {f"scorecard_{uids.get(h) if uids.get(h) is not None else h[:8]}":
-                scorecard_chart(rows, miner_label(repo, h)) for h, rows in by_miner.items()}
+    charts = scorecard_charts(by_miner, {h: uid_label(h, uids.get(h)) for h in by_miner})
+    pictures = {f"scorecard_{uids.get(h) if uids.get(h) is not None else h[:8]}": chart for h, chart in charts.items()}
     return MaterializeResult(metadata={
         "miners_with_scorecards": len(by_miner),
         "regions": MetadataValue.json([r.name for r in WB2_REGIONS]),

@@ -495,6 +495,16 @@ class ValidatorRepository:
                 MinerScore.response_id == response_id, MinerScore.score_type == score_type,
                 MinerScore.variable == "*", MinerScore.lead_hours == 0, MinerScore.level == 0)))
 
+    def total_scores(self, run_id: int, score_type: str) -> dict[int, float | None]:
+        """``total_score`` of every response of a run that has one, by response id, in one query."""
+        with self.session() as s:
+            rows = s.execute(select(MinerScore.response_id, MinerScore.score)
+                             .join(MinerResponse, MinerScore.response_id == MinerResponse.id)
+                             .where(and_(MinerResponse.run_id == run_id, MinerScore.score_type == score_type,
+                                         MinerScore.variable == "*", MinerScore.lead_hours == 0,
+                                         MinerScore.level == 0)))
+            return {response_id: score for response_id, score in rows}
+
     def lead_scores(self, run_id: int, score_type: str) -> dict[int, dict[int, float]]:
         """Per response of a run, its per-lead totals of one type (variable '*', lead > 0): the
         leads a progressive stage has scored so far, in one query for the whole run."""

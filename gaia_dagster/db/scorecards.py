@@ -4,9 +4,9 @@ here."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 
 from gaia_dagster.db.models import MinerResponse, RegionalScore
 from gaia_dagster.db.repository import ValidatorRepository, _finite_or_none, now_utc
@@ -39,18 +39,38 @@ def record_regional_scores(repo: ValidatorRepository, response_id: int, score_ty
     return len(values)
 
 
-def run_regional_scores(repo: ValidatorRepository, run_id: int, score_type: str = "era5") -> dict[str, list[dict]]:
+def run_regional_fields(repo: ValidatorRepository, run_id: int, score_type: str = "era5") -> dict[str, list[tuple[str, int]]]:
+    """The (variable, level) fields each miner of a run holds regional rows of, sorted: what a
+    scorecard picks its fields from, without reading the rows."""
+    query = (select(MinerResponse.miner_hotkey, RegionalScore.variable, RegionalScore.level).distinct()
+             .join(RegionalScore, RegionalScore.response_id == MinerResponse.id)
+             .where(MinerResponse.run_id == run_id, RegionalScore.score_type == score_type))
+    out: dict[str, list[tuple[str, int]]] = {}
+    with repo.session() as s:
+        for hotkey, variable, level in s.execute(query):
+            out.setdefault(hotkey, []).append((variable, level))
+    return {hotkey: sorted(fields) for hotkey, fields in out.items()}
+
+
+_ROW_COLUMNS = ("region", "lead_hours", "variable", "level", *REGIONAL_METRICS)
+
+
+def run_regional_scores(repo: ValidatorRepository, run_id: int, score_type: str = "era5",
+                        fields: Mapping[str, Collection[tuple[str, int]]] | None = None) -> dict[str, list[dict]]:
     """Every regional row of a run's responses of ``score_type``, by miner hotkey, ordered by
-    region, variable, level and lead."""
-    query = (select(MinerResponse.miner_hotkey, RegionalScore)
+    region, variable, level and lead; with ``fields`` (hotkey: its (variable, level) fields), only
+    those miners' rows of those fields."""
+    query = (select(MinerResponse.miner_hotkey, *(getattr(RegionalScore, c) for c in _ROW_COLUMNS))
              .join(RegionalScore, RegionalScore.response_id == MinerResponse.id)
              .where(MinerResponse.run_id == run_id, RegionalScore.score_type == score_type)
              .order_by(MinerResponse.miner_hotkey, RegionalScore.region, RegionalScore.variable, RegionalScore.level,
                        RegionalScore.lead_hours))
+    if fields is not None:
+        wanted = {hotkey: set(held) for hotkey, held in fields.items()}
+        query = query.where(tuple_(RegionalScore.variable, RegionalScore.level).in_(sorted(set().union(*wanted.values()))))
     out: dict[str, list[dict]] = {}
     with repo.session() as s:
-        for hotkey, row in s.execute(query):
-            out.setdefault(hotkey, []).append(
-                {"region": row.region, "lead_hours": row.lead_hours, "variable": row.variable, "level": row.level,
-                 **{m: getattr(row, m) for m in REGIONAL_METRICS}})
+        for hotkey, *values in s.execute(query):
+            if fields is None or (values[2], values[3]) in wanted.get(hotkey, ()):
+                out.setdefault(hotkey, []).append(dict(zip(_ROW_COLUMNS, values)))
     return out

@@ -13,6 +13,7 @@ def window_ranks(repo: ValidatorRepository, run: RunRecord) -> list[RankedMiner]
     overall score with its 90% rank interval and the test against the next miner down; the
     bootstrap is seeded by the run's key, so a rerun gives the same intervals. Needs the run's
     overall scores (``miner_scores`` writes them)."""
-    today = {r.miner_hotkey: repo.total_score(r.id, "overall") or 0.0 for r in repo.responses(run_id=run.id)}
+    totals = repo.total_scores(run.id, "overall")
+    today = {r.miner_hotkey: totals.get(r.id) or 0.0 for r in repo.responses(run_id=run.id)}
     days = [*repo.overall_scores_before(run.gfs_init_time, LOOKBACK_DAYS - 1), today]
     return ranked_with_intervals(days, run.run_key)

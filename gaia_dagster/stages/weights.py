@@ -40,8 +40,9 @@ def day_weights(repo: ValidatorRepository, run: RunRecord) -> dict[str, float]:
     """Each miner's leaderboard weight for the day (GAIA_SPEC 5): ``miner_weights`` of the run's
     overall scores (written by ``miner_scores``) with the runs of the 14 days before it."""
     latest = {}
+    totals = repo.total_scores(run.id, "overall")
     for response in repo.responses(run_id=run.id):
-        overall = repo.total_score(response.id, "overall")
+        overall = totals.get(response.id)
         if overall is None:
             raise WeightsNotReady(f"run {run.gfs_init_time:%Y-%m-%d}: miner {response.miner_hotkey} has no overall "
                                   f"score yet; materialize miner_scores for this date first")
