@@ -53,12 +53,17 @@ class _StoreReader(BoundedFiles):
     """The GETs of one stage fetch (``store_reader.BoundedFiles``): bearer token, uncompressed
     answers, a cap per file, the stage's byte budget and deadline. A file over its cap or the budget
     is the miner's fault (``StoreRefused``); a transport error or the deadline passing is a
-    ``MinerClientError`` (retried)."""
+    ``MinerClientError`` (retried). Each GET goes straight to the transport the client would pick
+    for the store's URL (its TLS, proxy and pool settings): no cookies, no auth, never a redirect
+    followed, the client's per-request machinery (a few hundred GETs a stage) skipped."""
 
     def __init__(self, client: "MinerClient", http: httpx.Client, store_url: str, token: str, who: str,
                  limits: FetchLimits):
         super().__init__(limits, who)
         self.client, self.http, self.store_url, self.token = client, http, store_url, token
+        self.transport = http._transport_for_url(httpx.URL(store_url))
+        self.headers = http.headers.copy()   # the client's own, as its requests carry them
+        self.headers.update({"Authorization": f"Bearer {token}", **IDENTITY})
 
     def get(self, rel: str, cap: int) -> bytes:
         """GET one store file, refusing more than ``cap`` bytes or an answer past the deadline."""
@@ -72,12 +77,16 @@ class _StoreReader(BoundedFiles):
         timeout = httpx.Timeout(min(self.client.timeout.read or wait, wait),
                                 connect=min(self.client.timeout.connect or wait, wait))
         try:
-            with self.http.stream("GET", url, timeout=timeout,
-                                  headers={"Authorization": f"Bearer {self.token}", **IDENTITY}) as response:
+            request = httpx.Request("GET", url, headers=self.headers, extensions={"timeout": timeout.as_dict()})
+            response = self.transport.handle_request(request)
+            response.request = request
+            try:
                 if response.status_code != 200:
                     raise MinerClientError(f"{self.who}: GET {url}: HTTP {response.status_code}")
                 _refuse_compressed(response, f"{self.who}: GET {url}")
                 return self._read(response, rel, cap)
+            finally:
+                response.close()
         except httpx.TimeoutException as exc:
             if slow_left < left and slow_left <= (self.client.timeout.read or slow_left):
                 raise self.slow() from exc   # the fast lane's floor timed the wait out, not the miner's deadline
