@@ -29,11 +29,17 @@ def same_axis(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and bool(np.allclose(a, b, atol=1e-6))
 
 
+def same_grid(src_lat: np.ndarray, src_lon: np.ndarray, dst_lat: np.ndarray, dst_lon: np.ndarray) -> bool:
+    """True when a forecast's grid is the truth grid (both axes, see ``same_axis``)."""
+    return same_axis(src_lat, dst_lat) and same_axis(src_lon, dst_lon)
+
+
 def needs_regrid(values: np.ndarray, src_lat: np.ndarray, src_lon: np.ndarray, dst_lat: np.ndarray,
-                 dst_lon: np.ndarray, spread_nans: bool) -> bool:
+                 dst_lon: np.ndarray, spread_nans: bool, on_grid: bool | None = None) -> bool:
     """Whether a plane must go through ``regrid_linear``: its grid differs from the truth's, or it
-    holds NaNs that the deployed interpolation would spread (``spread_nans``)."""
-    if not (same_axis(src_lat, dst_lat) and same_axis(src_lon, dst_lon)):
+    holds NaNs that the deployed interpolation would spread (``spread_nans``). ``on_grid``: whether
+    the grids are the same, when the caller already knows (``same_grid``)."""
+    if not (same_grid(src_lat, src_lon, dst_lat, dst_lon) if on_grid is None else on_grid):
         return True
     if not spread_nans:
         return False
@@ -93,9 +99,9 @@ def salvage_edges(values: np.ndarray) -> np.ndarray:
 
 
 def on_truth_grid(values: np.ndarray, src_lat: np.ndarray, src_lon: np.ndarray, dst_lat: np.ndarray,
-                  dst_lon: np.ndarray, spread_nans: bool, outside: str = "nan") -> np.ndarray:
+                  dst_lon: np.ndarray, spread_nans: bool, outside: str = "nan", on_grid: bool | None = None) -> np.ndarray:
     """The plane on the truth grid: as it is when nothing needs doing (see ``needs_regrid``),
     else through ``regrid_linear``."""
-    if not needs_regrid(values, src_lat, src_lon, dst_lat, dst_lon, spread_nans):
+    if not needs_regrid(values, src_lat, src_lon, dst_lat, dst_lon, spread_nans, on_grid):
         return np.asarray(values)
     return regrid_linear(values, src_lat, src_lon, dst_lat, dst_lon, outside)

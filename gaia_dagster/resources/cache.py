@@ -50,8 +50,8 @@ from typing import Callable, Hashable, Iterator, Mapping, Sequence, TypeVar
 import numpy as np
 import xarray as xr
 
-from gaia_dagster.core.store_limits import describe_store
-from gaia_dagster.resources.zarr_planes import chunk_plane, read_chunk, spec_fits
+from gaia_dagster.core.store_limits import ArraySpec, decode_chunk, describe_store
+from gaia_dagster.resources.zarr_planes import read_chunk, spec_fits
 
 log = logging.getLogger(__name__)
 
@@ -129,42 +129,56 @@ def entry_files(path: Path) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def fingerprint(path: Path) -> dict[str, int]:
-    """Rule: an entry's fingerprint is the size of each of its files (a single file is ``"."``)."""
-    return {name: os.stat(file).st_size for name, file in entry_files(path)}
+KEPT_FILE_BYTES = 64 * 1024
+"""A file of an entry up to this size is kept as the digest check read it, for the loader (``read_entry``)."""
 
 
-def digests(path: Path) -> dict[str, str]:
-    """Rule: an entry's digests are the SHA-256 of each of its files (a single file is ``"."``)."""
+def fingerprint(path: Path, files: Sequence[tuple[str, str]] | None = None) -> dict[str, int]:
+    """Rule: an entry's fingerprint is the size of each of its files (a single file is ``"."``);
+    ``files``: its ``entry_files`` when already listed."""
+    return {name: os.stat(file).st_size for name, file in (entry_files(path) if files is None else files)}
+
+
+def digests(path: Path, files: Sequence[tuple[str, str]] | None = None,
+            kept: dict[str, bytes] | None = None) -> dict[str, str]:
+    """Rule: an entry's digests are the SHA-256 of each of its files (a single file is ``"."``);
+    ``files``: its ``entry_files`` when already listed; ``kept`` receives the bytes of every file of
+    at most ``KEPT_FILE_BYTES``, exactly those the digest was taken of."""
     out = {}
-    for name, file in entry_files(path):
+    for name, file in entry_files(path) if files is None else files:
         digest = hashlib.sha256()
         with open(file, "rb") as handle:
+            head = handle.read(KEPT_FILE_BYTES + 1)
+            digest.update(head)
+            if kept is not None and len(head) <= KEPT_FILE_BYTES:
+                kept[name] = head
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
         out[name] = digest.hexdigest()
     return out
 
 
-def digest_problem(path: Path, marker: Mapping) -> str | None:
+def digest_problem(path: Path, marker: Mapping, files: Sequence[tuple[str, str]] | None = None,
+                   kept: dict[str, bytes] | None = None) -> str | None:
     """Rule (digest check on every read): every file's SHA-256 equals its marker's; the first that
-    does not is named (a marker without digests is never trusted)."""
+    does not is named (a marker without digests is never trusted). ``files``, ``kept``: see ``digests``."""
     want = marker.get("sha256")
     if not isinstance(want, dict):
         return "its marker records no digests"
-    got = digests(path)
+    got = digests(path, files, kept)
     for name in sorted(set(want) | set(got)):
         if want.get(name) != got.get(name):
             return f"file {name} fails its sha256 check"
     return None
 
 
-def complete_marker(path: Path) -> dict | None:
+def complete_marker(path: Path, files: Sequence[tuple[str, str]] | None = None) -> dict | None:
     """Rule: an entry is complete when its marker is readable and every file has the size it records
-    (no file missing, truncated or added); its marker then, else None."""
+    (no file missing, truncated or added); its marker then, else None. ``files``: its
+    ``entry_files`` when already listed."""
     try:
         marker = json.loads(marker_path(path).read_text())
-        return marker if path.exists() and fingerprint(path) == marker.get("files") else None
+        return marker if path.exists() and fingerprint(path, files) == marker.get("files") else None
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -186,17 +200,21 @@ def reading(path: Path, locked: bool = False) -> Iterator[None]:
 def read_entry(path: Path, load: Load[T], locked: bool = False) -> T:
     """Rule (verify on read): under the entry's shared lock, check it against its marker (sizes,
     then every file's digest) and load it; IncompleteEntry when it is missing, unmarked, corrupt or
-    unreadable as marked. A good read marks the entry as just used (the marker's mtime)."""
+    unreadable as marked. A good read marks the entry as just used (the marker's mtime). A loader
+    that takes ``kept_files`` is handed the small files' bytes the digest check read (see
+    ``digests``), so it reads them from what was checked instead of from disk again."""
     with reading(path, locked):
-        marker = complete_marker(path)
+        files = entry_files(path)
+        marker = complete_marker(path, files)
         if marker is None:
             raise IncompleteEntry(f"cache entry {path} is missing or incomplete "
                                   f"(no matching {marker_path(path).name})")
-        problem = digest_problem(path, marker)
+        kept: dict[str, bytes] | None = {} if getattr(load, "takes_kept_files", False) else None
+        problem = digest_problem(path, marker, files, kept)
         if problem:
             raise IncompleteEntry(f"cache entry {path} is corrupt: {problem}")
         try:
-            value = load(path, marker)
+            value = load(path, marker) if kept is None else load(path, marker, kept_files=kept)
         except Exception as exc:  # noqa: BLE001 - anything unreadable is incomplete, never trusted
             raise IncompleteEntry(f"cache entry {path} is unreadable: {exc!r}") from exc
         touch(path)
@@ -377,16 +395,23 @@ DECODED_ATTRIBUTES = ("scale_factor", "add_offset", "_FillValue", "missing_value
 class EntryPlanes:
     """Verify on read of a dataset entry read a (lat, lon) plane at a time (``held_entries``), each
     straight from its chunk file (``resources.zarr_planes``): no xarray per plane, nothing kept in
-    memory but the coordinates. Opening it checks that it is what ``zarr_entry`` wrote (the files'
+    memory but the coordinates and the small files the digest check read (``kept_files``: the
+    metadata, the coordinates, and on a coarse grid the planes, decoded from the checked bytes
+    rather than read again). Opening it checks that it is what ``zarr_entry`` wrote (the files'
     digests were checked first): consolidated Zarr v2 holding every variable of its marker, each
     on (lat, lon) or (pressure_level, lat, lon), in C order, one plane a chunk, NaN as fill value
     and no attribute xarray would decode, with single-valued levels; anything else raises (the entry
     is unreadable, so rebuilt). A plane whose chunk file is absent is all NaN (the fill value: the
     writer leaves such a chunk out), as xarray reads it."""
 
-    def __init__(self, path: Path, marker: Mapping):
+    takes_kept_files = True
+
+    def __init__(self, path: Path, marker: Mapping, kept_files: Mapping[str, bytes] | None = None):
         self.path = path
-        consolidated = (path / ".zmetadata").read_bytes()
+        self.kept = kept_files or {}
+        consolidated = self.kept.get(".zmetadata")
+        if consolidated is None:
+            consolidated = (path / ".zmetadata").read_bytes()
         self.arrays = describe_store({".zmetadata": consolidated})
         declared = json.loads(consolidated)["metadata"]
         for name in marker.get("variables", []):
@@ -400,12 +425,19 @@ class EntryPlanes:
         if len(self.levels) != len(levels):
             raise KeyError(f"{path} repeats a pressure level: {list(levels)}")
 
+    def _chunk(self, spec: ArraySpec, index: tuple[int, ...]) -> np.ndarray | None:
+        """The chunk at grid ``index`` (``read_chunk``), from the checked bytes when they were kept."""
+        data = self.kept.get(spec.chunk_key(index))
+        if data is None:
+            return read_chunk(self.path, spec, index)
+        return decode_chunk(spec, data).view(spec.dtype).reshape(spec.chunks)
+
     def _coordinate(self, declared: Mapping, name: str) -> np.ndarray:
         """A 1-D coordinate, its chunks decoded (``decode_chunk``) and joined."""
         spec = self.arrays.get(name)
         if spec is None or spec.dims != (name,) or not _as_stored(declared, name, ("NaN", None)):
             raise KeyError(f"{self.path} has no plain coordinate {name}")
-        parts = [read_chunk(self.path, spec, (i,)) for i in range(spec.grid_counts[0])]
+        parts = [self._chunk(spec, (i,)) for i in range(spec.grid_counts[0])]
         if any(part is None for part in parts):
             raise KeyError(f"{self.path} lacks a chunk of its coordinate {name}")
         return np.concatenate(parts)[:spec.shape[0]]
@@ -415,8 +447,8 @@ class EntryPlanes:
         spec = self.arrays[variable]
         if (level is None) != (len(spec.dims) == 2):
             raise KeyError(f"{self.path}: {variable} is {'not ' if level is not None else ''}on pressure levels")
-        plane = chunk_plane(self.path, spec, () if level is None else (self.levels[level],))
-        return np.full(spec.chunks[-2:], np.nan, dtype=spec.dtype) if plane is None else plane
+        chunk = self._chunk(spec, (*(() if level is None else (self.levels[level],)), 0, 0))
+        return np.full(spec.chunks[-2:], np.nan, dtype=spec.dtype) if chunk is None else chunk.reshape(spec.chunks[-2:])
 
 
 def _as_stored(declared: Mapping, name: str, fills: tuple) -> bool:

@@ -13,7 +13,7 @@ import json
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Hashable, Iterator, Mapping, Sequence, TypeVar
 
 import xarray as xr
 from dagster import ConfigurableResource
@@ -27,6 +27,7 @@ from gaia_dagster.resources.cache_bound import register_bound
 from gaia_dagster.resources.settings import DecimalText, decimal_setting, gaia_home
 
 DEFAULT_CACHE_MAX_GB = "50"
+K = TypeVar("K", bound=Hashable)
 ERA5_PROVIDERS: tuple[str, ...] = ("arco", "cds")
 
 
@@ -199,3 +200,12 @@ def cached(path: Path, produce: Callable[[], xr.Dataset]) -> xr.Dataset:
     """The cached dataset at ``path``, produced and written on first use, verified on every read and
     rebuilt when incomplete (the cache rule of ``resources/cache.py``)."""
     return cached_entry(path, zarr_entry(produce), load_zarr)
+
+
+@contextmanager
+def held_datasets(paths: Mapping[K, Path], produce: Mapping[K, Callable[[], xr.Dataset]]) -> Iterator[dict[K, EntryPlanes]]:
+    """The dataset entries at ``paths``, each produced and written on first use (``produce[key]``)
+    as ``ensure_cached`` writes it, held for the block (``resources.cache.held_entries``: checked on
+    open, never evicted under the reader) and read a plane at a time from its chunk files."""
+    with held_entries(paths, lambda todo: {key: zarr_entry(produce[key]) for key in todo}, EntryPlanes) as parts:
+        yield parts

@@ -8,6 +8,7 @@ fault) or ``MinerClientError`` (transport), naming the miner and the job.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -53,12 +54,17 @@ class _StoreReader(BoundedFiles):
     """The GETs of one stage fetch (``store_reader.BoundedFiles``): bearer token, uncompressed
     answers, a cap per file, the stage's byte budget and deadline. A file over its cap or the budget
     is the miner's fault (``StoreRefused``); a transport error or the deadline passing is a
-    ``MinerClientError`` (retried)."""
+    ``MinerClientError`` (retried). Each GET goes straight to the transport the client would pick
+    for the store's URL (its TLS, proxy and pool settings): no cookies, no auth, never a redirect
+    followed, the client's per-request machinery (a few hundred GETs a stage) skipped."""
 
     def __init__(self, client: "MinerClient", http: httpx.Client, store_url: str, token: str, who: str,
                  limits: FetchLimits):
         super().__init__(limits, who)
         self.client, self.http, self.store_url, self.token = client, http, store_url, token
+        self.transport = http._transport_for_url(httpx.URL(store_url))
+        self.headers = http.headers.copy()   # the client's own, as its requests carry them
+        self.headers.update({"Authorization": f"Bearer {token}", **IDENTITY})
 
     def get(self, rel: str, cap: int) -> bytes:
         """GET one store file, refusing more than ``cap`` bytes or an answer past the deadline."""
@@ -72,12 +78,16 @@ class _StoreReader(BoundedFiles):
         timeout = httpx.Timeout(min(self.client.timeout.read or wait, wait),
                                 connect=min(self.client.timeout.connect or wait, wait))
         try:
-            with self.http.stream("GET", url, timeout=timeout,
-                                  headers={"Authorization": f"Bearer {self.token}", **IDENTITY}) as response:
+            request = httpx.Request("GET", url, headers=self.headers, extensions={"timeout": timeout.as_dict()})
+            response = self.transport.handle_request(request)
+            response.request = request
+            try:
                 if response.status_code != 200:
                     raise MinerClientError(f"{self.who}: GET {url}: HTTP {response.status_code}")
                 _refuse_compressed(response, f"{self.who}: GET {url}")
                 return self._read(response, rel, cap)
+            finally:
+                response.close()
         except httpx.TimeoutException as exc:
             if slow_left < left and slow_left <= (self.client.timeout.read or slow_left):
                 raise self.slow() from exc   # the fast lane's floor timed the wait out, not the miner's deadline
@@ -186,6 +196,7 @@ def _fetch(reader: _StoreReader, answer: KerchunkResult, miner_hotkey: str, dest
         metadata, chunks = store.metadata_files(), select_chunks(store.kinds, time_indices, planes)
         store.plan(metadata + chunks)
         total = sum(len(d) for d in store.root.values())
+        _make_folders(dest, metadata + chunks)
         total += store.read_all(metadata + chunks, reader.client.fetch_workers, lambda rel, data: _write(dest, rel, data))
     except ManifestError as exc:
         if pinned is None or isinstance(exc, StoreChanged):
@@ -206,11 +217,16 @@ def _check_freeze_window(client: "MinerClient", run_start: datetime | None) -> N
                             f"that closed at {(start + client.freeze_window).isoformat()}")
 
 
+def _make_folders(dest: Path, rels: Sequence[str]) -> None:
+    """The folders the mirror's files go in, each made once before any file is written."""
+    for folder in sorted({os.path.dirname(rel) for rel in rels} - {""}):
+        (dest / folder).mkdir(parents=True, exist_ok=True)
+
+
 def _write(dest: Path, rel: str, data: bytes) -> None:
-    """Write one verified file of the mirror."""
-    target = dest / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+    """Write one verified file of the mirror (its folder made by ``_make_folders``)."""
+    with open(os.path.join(dest, rel), "wb") as handle:
+        handle.write(data)
 
 
 def select_chunks(kinds: Mapping[str, ArraySpec | None], time_indices: Sequence[int] | None,
@@ -222,19 +238,19 @@ def select_chunks(kinds: Mapping[str, ArraySpec | None], time_indices: Sequence[
     wanted = None if time_indices is None else {int(t) for t in time_indices}
     named = set(planes)
     selected = []
+    covering: dict[str, tuple[int, set[int]]] = {}   # per array: its time axis, the chunks along it that cover ``wanted``
     for rel, spec in sorted(kinds.items()):
         if spec is None:
             continue
         if wanted is None or spec.name == "time" or "time" not in spec.dims:
             selected.append(rel)
             continue
+        if spec.name not in covering:
+            axis = spec.dims.index("time")
+            covering[spec.name] = (axis, {t // spec.chunks[axis] for t in wanted if t >= 0})
+        axis, chunks = covering[spec.name]
         index = _chunk_index(spec, rel)
-        if (spec.name, index[:-2]) in named:
-            selected.append(rel)
-            continue
-        axis = spec.dims.index("time")
-        start = index[axis] * spec.chunks[axis]
-        if any(start <= t < start + spec.chunks[axis] for t in wanted):
+        if (spec.name, index[:-2]) in named or index[axis] in chunks:
             selected.append(rel)
     return selected
 

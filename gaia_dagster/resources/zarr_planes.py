@@ -12,6 +12,7 @@ read through zarr or xarray (``FieldReader``). Nothing here imports Dagster.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from functools import cached_property
 from pathlib import Path
@@ -58,7 +59,8 @@ def read_chunk(root: Path, spec: ArraySpec, index: tuple[int, ...]) -> np.ndarra
     declared size (``decode_chunk``), in the chunk's shape; None when that chunk is not stored
     (zarr reads the fill value then)."""
     try:
-        data = (root / spec.chunk_key(index)).read_bytes()
+        with open(os.path.join(root, spec.chunk_key(index)), "rb") as handle:
+            data = handle.read()
     except (FileNotFoundError, IsADirectoryError):
         return None
     return decode_chunk(spec, data).view(spec.dtype).reshape(spec.chunks)
@@ -90,6 +92,7 @@ class FieldReader:
         self.checked: set[str] = set()
         self.lock = threading.Lock()
         self.index: dict[str, dict] = {}
+        self.layouts: dict[str, tuple[tuple, bool, ArraySpec | None]] = {}
         for dim in ("time", "pressure_level", "dayofyear", "hour"):
             if dim in ds.coords:
                 values = ds[dim].values.astype("datetime64[ns]") if dim == "time" else ds[dim].values.astype(int)
@@ -101,18 +104,27 @@ class FieldReader:
 
     def plane_at(self, variable: str, positions: Mapping[str, int]) -> np.ndarray:
         """The plane of ``variable`` at ``positions`` (an index along each dimension but lat, lon)."""
-        da = self.ds[variable]
-        where = tuple(positions[d] if d in positions else slice(None) for d in da.dims)
-        raw = not _decoded(da.encoding)
-        spec = self.chunked.get(variable)
-        if raw and spec_fits(spec, da.dims) and all(isinstance(i, int) for i in where[:-2]):
+        dims, raw, spec = self._layout(variable)
+        where = tuple(positions[d] if d in positions else slice(None) for d in dims)
+        if spec is not None and all(isinstance(i, int) for i in where[:-2]):
             decoded = self._whole_plane_chunk(spec, where[:-2])
             if decoded is not None:
                 return decoded
         if self.store is not None:
             self._check_chunks(self.store.chunks_holding(variable, where))
         group = self.group if raw else None
-        return np.asarray(group[variable][where] if group is not None else da[where].values)
+        return np.asarray(group[variable][where] if group is not None else self.ds[variable][where].values)
+
+    def _layout(self, variable: str) -> tuple[tuple, bool, ArraySpec | None]:
+        """A variable's dimensions, whether its stored values are what xarray gives (nothing to
+        decode), and its chunk layout when a chunk is a whole plane (``spec_fits``) and needs no
+        decoding, else None: worked out once per variable, not per plane."""
+        layout = self.layouts.get(variable)
+        if layout is None:
+            da = self.ds[variable]
+            raw, spec = not _decoded(da.encoding), self.chunked.get(variable)
+            layout = self.layouts[variable] = (tuple(da.dims), raw, spec if raw and spec_fits(spec, da.dims) else None)
+        return layout
 
     def _whole_plane_chunk(self, spec: ArraySpec, leading: tuple[int, ...]) -> np.ndarray | None:
         """The chunk's plane, None when it is not stored (zarr then gives the fill value)."""

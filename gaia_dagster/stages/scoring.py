@@ -39,7 +39,7 @@ from gaia_dagster.resources.cache import EntryPlanes
 from gaia_dagster.resources.miner_client import MinerClient
 from gaia_dagster.resources.zarr_planes import FieldReader
 from gaia_dagster.resources.sources import (
-    WeatherSources, cache_folder, cache_path, cached, ensure_cached, ensure_variables, held_variables,
+    WeatherSources, cache_folder, cache_path, ensure_cached, ensure_variables, held_datasets, held_variables,
 )
 from gaia_dagster.core.states import ERA5_SCORED_STATUSES, TERMINAL_RESPONSE_STATUSES, RunStatus
 from gaia_dagster.stages.lifecycle import advance_run, finish_stage
@@ -120,14 +120,6 @@ def _held_climatology(sources: WeatherSources, valid: datetime,
         yield parts
 
 
-def _plane(ds: xr.Dataset, variable: str, level: int | None) -> np.ndarray:
-    """One (lat, lon) plane of a variable, at a level for pressure-level variables."""
-    da = ds[variable]
-    if level is not None:
-        da = da.sel(pressure_level=level)
-    return np.asarray(da.values)
-
-
 def _forecast_plane(forecast: FieldReader, lead: int, variable: str, level: int | None) -> np.ndarray:
     """The plane of ``variable`` at ``lead`` (its time step) and ``level`` (by value)."""
     at = {"time": time_index(lead)}
@@ -184,8 +176,19 @@ def _day1(client: MinerClient, sources: WeatherSources, row: ResponseRecord,
     t0 = row.gfs_init_time
     ds, store = fetch_fields(client, row, sources.cache_root(), "day1", [time_index(h) for h in DAY1_LEAD_HOURS],
                              pinned=pinned, grid=Grid(sources.resolution))
-    seed_gfs(sources, t0)
     return score_day1_dataset(_mirror_reader(ds, store.path), sources, t0, who(row))
+
+
+@contextmanager
+def _held_gfs(sources: WeatherSources, t0: datetime, lead: int) -> Iterator[tuple[EntryPlanes, EntryPlanes]]:
+    """The cached GFS analysis at T0 + ``lead`` and the T0 forecast at ``lead`` (``seed_gfs``'s
+    entries, fetched first if missing), held lazily from the cache: (analysis, forecast)."""
+    valid, root = t0 + timedelta(hours=lead), sources.cache_root()
+    paths = {"analysis": cache_path(root, "gfs", valid, "analysis"),
+             "forecast": cache_path(root, "gfs", t0, f"forecast_f{lead:03d}")}
+    produce = {"analysis": lambda: sources.gfs().analysis(valid), "forecast": lambda: sources.gfs().forecast(t0, lead)}
+    with held_datasets(paths, produce) as parts:
+        yield parts["analysis"], parts["forecast"]
 
 
 def score_day1_dataset(forecast: FieldReader, sources: WeatherSources, t0: datetime, label: str) -> StageScore:
@@ -194,18 +197,16 @@ def score_day1_dataset(forecast: FieldReader, sources: WeatherSources, t0: datet
     (a listed variable the forecast lacks is left out, as Gaia skips it)."""
     lead = DAY1_LEAD_HOURS[0]
     valid = t0 + timedelta(hours=lead)
-    root = sources.cache_root()
-    truth = cached(cache_path(root, "gfs", valid, "analysis"), lambda: sources.gfs().analysis(valid))
-    reference = cached(cache_path(root, "gfs", t0, f"forecast_f{lead:03d}"), lambda: sources.gfs().forecast(t0, lead))
     f_lat, f_lon = _lat_lon(forecast.ds)
     scored = [(v, level) for v, level in DAY1_VARIABLES if v in forecast.ds.data_vars]   # one it lacks: skipped, as Gaia
     profile = scoring_profile(sources.scoring_profile)
-    grid = TruthGrid(*_lat_lon(truth))
-    scorecard = _scorecard(grid)
-    with _held_climatology(sources, valid, list(dict.fromkeys(v for v, _ in scored))) as clim:
+    with _held_gfs(sources, t0, lead) as (truth, reference), \
+            _held_climatology(sources, valid, list(dict.fromkeys(v for v, _ in scored))) as clim:
+        grid = TruthGrid(truth.lat, truth.lon)
+        scorecard = _scorecard(grid)
         fields = (FieldPlanes(lead, variable, level, _forecast_plane(forecast, lead, variable, level), f_lat, f_lon,
-                              _plane(truth, variable, level), clim[variable].plane(variable, level),
-                              _plane(reference, variable, level))
+                              truth.plane(variable, level), clim[variable].plane(variable, level),
+                              reference.plane(variable, level))
                   for variable, level in scored)
         result = score_day1_fields(fields, grid, profile, scorecard=scorecard)
     if result.failure:

@@ -91,29 +91,29 @@ class Scorecard:
 
     def __post_init__(self) -> None:
         w = np.asarray(self.weights, dtype=np.float64)
-        self._boxes = [box_of(r, self.lat, self.lon) for r in self.regions]
-        self._row_weight = [w * r.rows(self.lat) for r in self.regions]
-        self._total = [float(rw.sum()) * (len(self.lon) if box is None else sum(s.stop - s.start for s in box[1]))
-                       for rw, box in zip(self._row_weight, self._boxes)]
+        self._plan = []   # (name, box, latitude weights of its rows, total weight) of each region with a cell
+        for region in self.regions:
+            box, row_weight = box_of(region, self.lat, self.lon), w * region.rows(self.lat)
+            total = float(row_weight.sum()) * (len(self.lon) if box is None else sum(s.stop - s.start for s in box[1]))
+            if total > 0:
+                self._plan.append((region.name, box, row_weight if box is None else row_weight[box[0]], total))
 
     def add(self, lead_hours: int, variable: str, level: int | None, forecast: np.ndarray, truth: np.ndarray,
             climatology: np.ndarray, reference: np.ndarray | None = None, row_sums: np.ndarray | None = None) -> None:
         """Score one field over every region that holds a cell of the grid. A latitude band sums
         whole rows: ``row_sums`` when the ERA5 pass took them (``fused_metrics``), else its own;
         a box sums its own cells only. Non-finite forecast values take the climatology's."""
+        planes = [None if a is None else np.asarray(a) for a in (forecast, truth, climatology, reference)]
         if row_sums is None:
-            row_sums = plane_row_sums(forecast, truth, climatology, reference)
-        for region, box, row_weight, total in zip(self.regions, self._boxes, self._row_weight, self._total):
-            if total <= 0:
-                continue
+            row_sums = plane_row_sums(*planes)
+        for name, box, row_weight, total in self._plan:
             if box is None:
                 sums = row_sums @ row_weight
             else:
                 rows, spans = box
-                sums = sum(plane_row_sums(*(None if a is None else np.asarray(a)[rows, span]
-                                            for a in (forecast, truth, climatology, reference)))
-                           for span in spans) @ row_weight[rows]
-            self.rows.append(regional_metric(region.name, lead_hours, variable, level, sums / total, self.acc))
+                sums = sum(plane_row_sums(*(None if a is None else a[rows, span] for a in planes))
+                           for span in spans) @ row_weight
+            self.rows.append(regional_metric(name, lead_hours, variable, level, sums / total, self.acc))
 
 
 def box_of(region: Region, lat: np.ndarray, lon: np.ndarray) -> tuple[slice, list[slice]] | None:
@@ -142,16 +142,21 @@ def plane_row_sums(forecast: np.ndarray, truth: np.ndarray, climatology: np.ndar
         f = np.where(np.isfinite(f), f, c)
     d = f - o64
     oa = o64 - c
-    sums = [d.sum(axis=-1), _dot(d, d), _dot(d, oa), oa.sum(axis=-1), _dot(oa, oa)]
+    sums = np.empty((5 if reference is None else 6, o64.shape[0]))
+    np.add.reduce(d, axis=-1, out=sums[0])
+    _dot(d, d, sums[1])
+    _dot(d, oa, sums[2])
+    np.add.reduce(oa, axis=-1, out=sums[3])
+    _dot(oa, oa, sums[4])
     if reference is not None:
         g = np.asarray(reference) - o64
-        sums.append(_dot(g, g))
-    return np.stack(sums)
+        _dot(g, g, sums[5])
+    return sums
 
 
-def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row sums of a * b without the product's temporary."""
-    return np.einsum("ij,ij->i", a, b)
+def _dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Row sums of a * b without the product's temporary (into ``out`` when given)."""
+    return np.einsum("ij,ij->i", a, b, out=out)
 
 
 def regional_metric(region: str, lead_hours: int, variable: str, level: int | None, means: np.ndarray,
@@ -159,7 +164,7 @@ def regional_metric(region: str, lead_hours: int, variable: str, level: int | No
     """The metrics of a region from its weighted means <D>, <D^2>, <D O'>, <O'>, <O'^2> (and <G^2>,
     G = R - O): RMSE = sqrt<D^2>, bias = <D>, skill = 1 - <D^2> / <O'^2>, ACC from
     <F'O'> = <D O'> + <O'^2> and <F'^2> = <D^2> + 2<D O'> + <O'^2> (centred: covariances)."""
-    s1, s2, s3, mean, power = (float(x) for x in means[:5])
+    s1, s2, s3, mean, power = np.asarray(means[:5], dtype=np.float64).tolist()
     fo, ff, fm = s3 + power, s2 + 2.0 * s3 + power, s1 + mean
     if acc == "centred":
         correlation = _ratio(fo - fm * mean, ff - fm * fm, power - mean * mean)

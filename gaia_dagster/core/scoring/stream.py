@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from gaia_dagster.core.contract import ERA5_LEAD_HOURS
-from gaia_dagster.core.regrid import on_truth_grid, salvage_edges
+from gaia_dagster.core.regrid import on_truth_grid, salvage_edges, same_grid
 from gaia_dagster.core.scoring.day1 import Day1Field, Day1Result, day1_score_from_components, score_component
 from gaia_dagster.core.scoring.day1_deployed import score_component_deployed
 from gaia_dagster.core.scoring.era5 import (
@@ -102,10 +102,27 @@ class FieldPlanes:
         return field_name(self.variable, self.level)
 
 
-def forecast_on_grid(fld: FieldPlanes, grid: TruthGrid, profile: ScoringProfile) -> np.ndarray:
+class GridMatch:
+    """Whether a forecast grid is the truth grid, decided once per run of fields sharing their
+    coordinate arrays (a stream's fields share them), not once per field."""
+
+    def __init__(self, grid: TruthGrid):
+        self.grid = grid
+        self.last: tuple[np.ndarray, np.ndarray, bool] | None = None
+
+    def __call__(self, fld: "FieldPlanes") -> bool:
+        last = self.last
+        if last is None or last[0] is not fld.forecast_lat or last[1] is not fld.forecast_lon:
+            last = self.last = (fld.forecast_lat, fld.forecast_lon,
+                                same_grid(fld.forecast_lat, fld.forecast_lon, self.grid.lat, self.grid.lon))
+        return last[2]
+
+
+def forecast_on_grid(fld: FieldPlanes, grid: TruthGrid, profile: ScoringProfile,
+                     on_grid: GridMatch | None = None) -> np.ndarray:
     """Rule 1: the forecast plane on the truth grid under the profile's regridding choices."""
     return on_truth_grid(fld.forecast, fld.forecast_lat, fld.forecast_lon, grid.lat, grid.lon,
-                         profile.spread_nans, profile.regrid_outside)
+                         profile.spread_nans, profile.regrid_outside, None if on_grid is None else on_grid(fld))
 
 
 def _nan_mask(values: np.ndarray) -> np.ndarray | None:
@@ -200,8 +217,9 @@ def score_era5_fields(fields: Iterable[FieldPlanes], grid: TruthGrid, profile: s
     w = lat_weights(grid.lat, weights)
     metrics = []
     spread = [e.variable for e in entries if e.all_levels]
+    on_grid = GridMatch(grid)
     for fld in (spread_across_levels(fields, spread) if profile.spread_nans else fields):
-        forecast = forecast_on_grid(fld, grid, profile)
+        forecast = forecast_on_grid(fld, grid, profile, on_grid)
         if profile.edge_salvage:
             forecast = salvage_edges(forecast)
         problem = era5_guards_failure(forecast, fld.name)
@@ -224,8 +242,9 @@ def score_day1_fields(fields: Iterable[FieldPlanes], grid: TruthGrid, profile: s
     profile = scoring_profile(profile)
     w = lat_weights(grid.lat, weights)
     components = []
+    on_grid = GridMatch(grid)
     for fld in fields:
-        forecast = forecast_on_grid(fld, grid, profile)
+        forecast = forecast_on_grid(fld, grid, profile, on_grid)
         problem = verification_failure(forecast, fld.name) if profile.day1_coverage_guard \
             else magnitude_failure(forecast, fld.name)
         if problem:
