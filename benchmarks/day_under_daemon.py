@@ -10,6 +10,8 @@ launched onto the run queue, then the schedule's sensors do the rest. Printed:
   and per miner-stage (three per-miner stages: request, verify + day-1, ERA5), and split by role
   (``cpu_s_by_role``: the daemon, the code server that evaluates the sensors, the runs with their
   zygote, their helpers such as the compute-log tails);
+- CPU-s a minute of the same tree idle (``idle_cpu_s_per_min``: every sensor ticking with nothing
+  to do, watched for 30 s once the day is done and its runs ended, not counted in the day's figures);
 - CPU-s of the run workers alone (each run records its own on the run as ``gaia/worker_cpu_s``),
   and per run of each stage (query and integrity runs are pure orchestration; forecast and ERA5
   runs include verifying and scoring: their ``orchestration`` figure is the run's CPU less the
@@ -49,6 +51,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PER_MINER_STAGES = 3
 POLL_SENSOR_S = 30   # the forecast poll sensor's production interval (sensors/poll.py)
+IDLE_S = 30.0        # how long the tree is watched idle before the day starts
 
 
 def cpu_by_role(roots: list[int]) -> dict[str, float]:
@@ -130,6 +133,11 @@ def run_day(miners: int, date: str, resolution: float, timeout_s: float, retry_s
                 sampling.set()
                 sampler.join()
                 runs = instance.get_runs()
+                # The day is done: every sensor now ticks and finds nothing to do. What waiting costs:
+                idle_start = dagster.cpu_seconds()
+                time.sleep(IDLE_S)
+                idle_cpu_s_per_min = (dagster.cpu_seconds() - idle_start) * 60.0 / IDLE_S
+                idle_runs = len(instance.get_runs()) - len(runs)
                 worker_cpu = sum(float(r.tags.get("gaia/worker_cpu_s", 0)) for r in runs)
                 by_stage: dict[str, list[float]] = {}
                 overhead: dict[str, list[float]] = {}
@@ -152,6 +160,7 @@ def run_day(miners: int, date: str, resolution: float, timeout_s: float, retry_s
             "runs_launched": len(runs),
             "cpu_s_total": round(cpu_total, 1), "cpu_s_per_miner_stage": round(cpu_total / miner_stages, 3),
             "cpu_s_by_role": roles, "sensor_interval_s": float(sensor_interval_s),
+            "idle_cpu_s_per_min": round(idle_cpu_s_per_min, 2), "idle_runs_launched": idle_runs,
             "worker_cpu_s": round(worker_cpu, 1), "worker_cpu_s_per_miner_stage": round(worker_cpu / miner_stages, 3),
             "s_to_first_day1": None if first_day1 is None else round(first_day1, 1),
             "s_to_leaderboard": None if leaderboard is None else round(leaderboard, 1),
