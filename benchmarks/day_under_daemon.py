@@ -66,8 +66,7 @@ def cpu_by_role(roots: list[int]) -> dict[str, float]:
             cpu = process_cpu_seconds(p)
         except OSError:
             continue
-        role = ("code_server" if "dagster api grpc" in command or "code-server start" in command
-                else "runs" if "runtime.zygote" in command
+        role = ("code_server" if "dagster api grpc" in command else "runs" if "runtime.zygote" in command
                 else "daemon" if "dagster-daemon" in command else "run_helpers")
         roles[role] += cpu
     return roles
