@@ -20,6 +20,7 @@ from gaia_dagster.resources.registry import MinerRegistry
 from gaia_dagster.resources.validator_db import ValidatorDB
 from gaia_dagster.jobs import ALL_JOBS
 from gaia_dagster.runtime.schema_heads import keep_dagster_schema_heads
+from gaia_dagster.runtime.sqlite_engines import keep_sqlite_engines
 from gaia_dagster.schedules import daily_forecast_schedule
 from gaia_dagster.sensors.day_view import day_view_sensor
 from gaia_dagster.sensors.era5 import era5_availability_sensor
@@ -84,6 +85,8 @@ def build_definitions(resources: dict[str, object] | None = None) -> Definitions
 
 
 # The code server opens an instance for every sensor tick, and a run worker checks its run's event
-# log: each reads Dagster's schema head from disk once per process, not every time.
+# log: each reads Dagster's schema head from disk once per process, not every time, and builds one
+# SQLAlchemy engine per SQLite database, not one per statement.
 keep_dagster_schema_heads()
+keep_sqlite_engines()
 defs = build_definitions()

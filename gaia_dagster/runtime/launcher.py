@@ -33,6 +33,7 @@ from dagster._core.launcher.base import (
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
 from gaia_dagster.runtime.schema_heads import keep_dagster_schema_heads
+from gaia_dagster.runtime.sqlite_engines import keep_sqlite_engines
 from gaia_dagster.runtime.zygote import INSTANCE_REF_ENV, ZYGOTE_MARKER
 
 WORKER_PID_TAG = "gaia/worker_pid"
@@ -56,6 +57,7 @@ class ForkingRunLauncher(RunLauncher, ConfigurableClass):
     def __init__(self, definitions_module: str = "gaia_dagster.definitions", log_path: str | None = None,
                  inst_data: ConfigurableClassData | None = None):
         keep_dagster_schema_heads()   # the daemon checks every new run's event log database
+        keep_sqlite_engines()         # and writes the runs, ticks and events of every sensor and run
         self._inst_data = inst_data
         self.definitions_module = definitions_module
         self.log_path = log_path
