@@ -15,7 +15,8 @@ import pkgutil
 RUN_MODULES: tuple[str, ...] = (
     "dagster._cli.api", "dagster._grpc.impl", "dagster._core.executor.in_process",
     "alembic.command", "alembic.script", "alembic.runtime.migration",
-    "httpx", "zarr", "numcodecs", "fsspec", "bittensor_wallet",
+    # httpx imports its transport layer (httpcore) only when the first client is built: ~70 ms a run.
+    "httpx", "httpcore", "zarr", "numcodecs", "fsspec", "bittensor_wallet",
     "matplotlib.figure", "matplotlib.backends.backend_agg", "PIL.PngImagePlugin",
 )
 # The validator's own packages (the reference miner and the demo are not part of a run).
@@ -65,6 +66,7 @@ def warm(definitions_module: str = "gaia_dagster.definitions", instance_ref_json
 
     head_revision()
     tls_context()
+    "warm".encode("idna")  # the codec httpx uses for every host name, imported on first use
     configure_mappers()   # the validator DB's ORM mappings, built on first query (~20 ms CPU a run otherwise)
     list_chunkmanagers()  # xarray's entry-point scan on a run's first open_zarr (~8 ms a run otherwise)
     _render_once()
