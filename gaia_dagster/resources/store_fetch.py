@@ -38,6 +38,11 @@ from gaia_dagster.resources.miner_client import (
 if TYPE_CHECKING:
     from gaia_dagster.resources.miner_client import MinerClient
 
+# A keep-alive connection can break under a GET: closed by the miner between two requests, or by the
+# client's own pool under load (it can close an idle connection just handed to another thread, and
+# the read then fails with EBADF). The file is asked for again, once, on another connection.
+RECONNECT_ERRORS = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+
 @dataclass(frozen=True)
 class VerifiedStore:
     """A local mirror of (part of) a miner's store whose every file matched the signed manifest."""
@@ -58,20 +63,32 @@ class _StoreReader(BoundedFiles):
     for the store's URL (its TLS, proxy and pool settings): no cookies, no auth, never a redirect
     followed, the client's per-request machinery (a few hundred GETs a stage) skipped."""
 
-    def __init__(self, client: "MinerClient", http: httpx.Client, store_url: str, token: str, who: str,
-                 limits: FetchLimits):
+    def __init__(self, client: "MinerClient", http: httpx.Client, base_url: str, store_url: str, token: str,
+                 who: str, limits: FetchLimits):
         super().__init__(limits, who)
-        self.client, self.http, self.store_url, self.token = client, http, store_url, token
+        self.client, self.http, self.base_url, self.store_url, self.token = client, http, base_url, store_url, token
         self.transport = http._transport_for_url(httpx.URL(store_url))
         self.headers = http.headers.copy()   # the client's own, as its requests carry them
         self.headers.update({"Authorization": f"Bearer {token}", **IDENTITY})
 
     def get(self, rel: str, cap: int) -> bytes:
-        """GET one store file, refusing more than ``cap`` bytes or an answer past the deadline."""
+        """GET one store file, refusing more than ``cap`` bytes or an answer past the deadline. A
+        GET whose connection broke under it (``RECONNECT_ERRORS``) is asked once more on a new
+        connection of its own (the pool's other kept-alive connections may be as stale) before it
+        counts against the miner."""
         url = f"{self.store_url}/{rel}"
-        self.check_time()
         with self._lock:
             self.files_asked += 1
+        try:
+            return self._ask(self.transport, url, rel, cap, again=False)
+        except RECONNECT_ERRORS:
+            with self.client._client(self.base_url) as fresh:
+                return self._ask(fresh._transport_for_url(httpx.URL(url)), url, rel, cap, again=True)
+
+    def _ask(self, transport: httpx.BaseTransport, url: str, rel: str, cap: int, again: bool) -> bytes:
+        """One GET of a store file through ``transport``; a broken connection is raised as is the
+        first time (``again`` False), as the miner's transport error the second."""
+        self.check_time()
         now = time.monotonic()
         left, slow_left = self.deadline - now, self.slow_at() - now
         wait = min(left, slow_left)
@@ -79,7 +96,7 @@ class _StoreReader(BoundedFiles):
                                 connect=min(self.client.timeout.connect or wait, wait))
         try:
             request = httpx.Request("GET", url, headers=self.headers, extensions={"timeout": timeout.as_dict()})
-            response = self.transport.handle_request(request)
+            response = transport.handle_request(request)
             response.request = request
             try:
                 if response.status_code != 200:
@@ -88,6 +105,10 @@ class _StoreReader(BoundedFiles):
                 return self._read(response, rel, cap)
             finally:
                 response.close()
+        except RECONNECT_ERRORS as exc:
+            if not again:
+                raise
+            raise _transport_error(f"{self.who}: GET {url} (asked twice)", exc) from exc
         except httpx.TimeoutException as exc:
             if slow_left < left and slow_left <= (self.client.timeout.read or slow_left):
                 raise self.slow() from exc   # the fast lane's floor timed the wait out, not the miner's deadline
@@ -165,7 +186,7 @@ def fetch_verified_store(client: "MinerClient", base_url: str, miner_hotkey: str
     store_url = store_url_of(answer.zarr_store_url, base_url)
     try:
         with client._client(base_url) as http:
-            reader = _StoreReader(client, http, store_url, answer.access_token, who, limits or FetchLimits())
+            reader = _StoreReader(client, http, base_url, store_url, answer.access_token, who, limits or FetchLimits())
             return _fetch(reader, answer, miner_hotkey, dest, time_indices, run_start, pinned, grid, planes)
     except MinerClientError:
         raise
