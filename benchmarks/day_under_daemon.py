@@ -18,6 +18,10 @@ launched onto the run queue, then the schedule's sensors do the rest. Printed:
   stage's own, which the assets record as ``gaia/stage_cpu_s``);
 - runs launched, seconds from launch to the first day-1 score and to the leaderboard;
 - peak RSS of the daemon's process tree (sampled every 0.5 s);
+- what the machine charges (``machine``, measured before the day): CPU-s of a fixed pure-Python
+  loop and CPU microseconds per page a forked child first writes. CPU-s figures are only
+  comparable between runs whose ``machine`` figures are close (nearly the same code measured 1.36
+  CPU-s per miner-stage on one machine and 3.2 to 3.6 on another);
 - what the validator keeps on disk after the day: forecast mirrors (should be nothing once
   scored) and the shared GFS, ERA5 and climatology caches.
 
@@ -72,6 +76,39 @@ def cpu_by_role(roots: list[int]) -> dict[str, float]:
     return roles
 
 
+def machine_reference() -> dict[str, float]:
+    """What this machine charges for the two things a day is made of, measured before it starts, so
+    figures from different machines can be told apart: CPU-s of a fixed pure-Python loop, and
+    microseconds of CPU per page a forked child first writes (copy-on-write and zero-fill faults:
+    every run is a fork)."""
+    import os
+
+    started = time.process_time()
+    total = 0
+    for k in range(3_000_000):
+        total += k & 7
+    python_s = time.process_time() - started
+    pages = 16384   # 64 MiB
+    inherited = bytearray(pages * 4096)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        before = os.times()
+        for offset in range(0, len(inherited), 4096):
+            inherited[offset] = 1
+        fresh = bytearray(pages * 4096)
+        for offset in range(0, len(fresh), 4096):
+            fresh[offset] = 1
+        after = os.times()
+        os.write(write_end, f"{(after.user + after.system) - (before.user + before.system)}".encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    os.close(write_end)
+    child_s = float(os.read(read_end, 64))
+    os.close(read_end)
+    return {"python_loop_cpu_s": round(python_s, 3), "page_fault_cpu_us": round(child_s / (2 * pages) * 1e6, 2)}
+
+
 def run_day(miners: int, date: str, resolution: float, timeout_s: float, retry_scale: str = "0.3",
             sensor_interval_s: str = "9") -> dict:
     from dagster import DagsterInstance
@@ -82,6 +119,7 @@ def run_day(miners: int, date: str, resolution: float, timeout_s: float, retry_s
     from gaia_dagster.resources.registry import write_registry
     from gaia_dagster.runtime.daemon import DagsterProcesses
 
+    machine = machine_reference()
     t0 = datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=timezone.utc)
     work = Path(tempfile.mkdtemp(prefix="gaia-day-bench-"))
     home = work / "dagster_home"
@@ -154,6 +192,7 @@ def run_day(miners: int, date: str, resolution: float, timeout_s: float, retry_s
         miner_stages = miners * PER_MINER_STAGES
         return {
             "miners": miners, "resolution": resolution, "completed": leaderboard is not None,
+            "machine": machine,
             "jobs_scored": statuses.count("era5_scored"), "jobs_failed": statuses.count("failed"),
             "failure_reasons": dict(reasons.most_common(3)),
             "runs_launched": len(runs),
