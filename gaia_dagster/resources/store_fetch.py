@@ -66,7 +66,7 @@ class _StoreReader(BoundedFiles):
     def __init__(self, client: "MinerClient", http: httpx.Client, base_url: str, store_url: str, token: str,
                  who: str, limits: FetchLimits):
         super().__init__(limits, who)
-        self.client, self.http, self.base_url, self.store_url, self.token = client, http, base_url, store_url, token
+        self.client, self.base_url, self.store_url = client, base_url, store_url
         self.transport = http._transport_for_url(httpx.URL(store_url))
         self.headers = http.headers.copy()   # the client's own, as its requests carry them
         self.headers.update({"Authorization": f"Bearer {token}", **IDENTITY})
