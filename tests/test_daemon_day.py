@@ -18,7 +18,7 @@ from dagster import (
     RunsFilter,
 )
 
-from test_ui_metadata import PNG_MAGIC, png_of, ui_records
+from test_ui_metadata import PNG_MAGIC, SVG, png_of, svg_of, ui_records
 
 from gaia_dagster.db.repository import ValidatorRepository
 from gaia_dagster.fleet import start_fleet
@@ -190,7 +190,7 @@ def assert_asset_pages_show_uids_tables_and_charts(day: Day, good: str) -> None:
         assert metadata["miner_hotkey"] == MetadataValue.text(good), key
         assert metadata["miner_uid"] == MetadataValue.int(uid_of[good]), key
     era5 = latest("era5_score", f"{DATE}|{good}")
-    assert png_of(era5["score_by_lead"]).startswith(PNG_MAGIC)
+    assert len(list(svg_of(era5["score_by_lead"]).iter(f"{SVG}circle"))) == 10
     assert [r["lead_hours"] for r in ui_records(era5["lead_scores"])] == list(range(24, 241, 24))
     assert ui_records(era5["metrics"])
     scores = latest("miner_scores", DATE)

@@ -1,4 +1,4 @@
-"""What an operator sees in the Dagster UI: typed tables that survive None/NaN, PNG charts, the
+"""What an operator sees in the Dagster UI: typed tables that survive None/NaN, PNG and SVG charts, the
 miner's UID and full hotkey on every per-miner asset, a configurable first partition date, and a
 code location that loads without matplotlib."""
 
@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from types import SimpleNamespace
 
 import numpy as np
@@ -49,6 +50,18 @@ def png_of(markdown: MetadataValue) -> bytes:
     text = markdown.value
     assert text.startswith("![") and "](data:image/png;base64," in text and text.endswith(")")
     return base64.b64decode(text.split("base64,", 1)[1][:-1], validate=True)
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def svg_of(markdown: MetadataValue) -> ET.Element:
+    """The SVG document of a chart in markdown (a data URL), parsed: malformed XML fails here."""
+    text = markdown.value
+    assert text.startswith("![") and "](data:image/svg+xml;base64," in text and text.endswith(")")
+    root = ET.fromstring(base64.b64decode(text.split("base64,", 1)[1][:-1], validate=True))
+    assert root.tag == f"{SVG}svg"
+    return root
 
 
 LEADERBOARD_ROWS = [
@@ -113,17 +126,37 @@ def test_miner_identity_metadata_has_the_uid_and_the_full_hotkey():
 # -- charts -----------------------------------------------------------------------------------------
 
 def test_charts_are_small_pngs_in_markdown():
-    lead = score_by_lead_chart({lead: 0.8 - lead / 400 for lead in range(24, 241, 24)} | {72: float("nan")},
-                               "uid 7 (5FHneW46…)")
     board = leaderboard_chart(LEADERBOARD_ROWS + [{"uid": i, "overall_score": i / 50} for i in range(2, 40)])
-    for chart in (lead, board):
-        png = png_of(chart)
-        assert png.startswith(PNG_MAGIC)
-        width, height = struct.unpack(">II", png[16:24])              # the IHDR chunk
-        assert (width, height) == (480, 240)                          # 6 x 3 in at 80 dpi
-        assert len(png) < 60_000
-    assert "data:image" not in score_by_lead_chart({24: float("nan")}, "hk").value
+    png = png_of(board)
+    assert png.startswith(PNG_MAGIC)
+    width, height = struct.unpack(">II", png[16:24])              # the IHDR chunk
+    assert (width, height) == (480, 240)                          # 6 x 3 in at 80 dpi
+    assert len(png) < 60_000
     assert "data:image" not in leaderboard_chart([]).value
+
+
+def test_the_score_by_lead_chart_is_an_svg_of_the_finite_leads():
+    leads = {lead: 0.8 - lead / 400 for lead in range(24, 241, 24)} | {72: float("nan")}
+    root = svg_of(score_by_lead_chart(leads, "uid 7 (5FHneW46…)"))
+    assert (root.get("width"), root.get("height")) == ("480", "240")
+    (line,) = root.iter(f"{SVG}polyline")
+    xy = [tuple(map(float, p.split(","))) for p in line.get("points").split()]
+    assert len(xy) == 9 == len(list(root.iter(f"{SVG}circle")))      # the NaN lead is left out
+    assert [a for a, _ in xy] == sorted(a for a, _ in xy)             # in lead order, left to right
+    assert all(b2 > b1 for (_, b1), (_, b2) in zip(xy, xy[1:]))       # falling scores go down the page
+    assert all(0 <= a <= 480 and 0 <= b <= 240 for a, b in xy)
+    texts = ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
+    assert "ERA5 score against lead: uid 7 (5FHneW46…)" in texts
+    assert {"24", "240", "lead (hours)", "lead score"} <= set(texts)
+    assert len(score_by_lead_chart(leads, "x").value) < 8_000
+
+
+def test_the_score_by_lead_chart_escapes_its_label_and_draws_one_lead():
+    root = svg_of(score_by_lead_chart({24: -0.25}, 'hk<"&>'))
+    assert 'ERA5 score against lead: hk<"&>' in ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
+    ((x, y),) = [tuple(map(float, p.split(","))) for p in next(root.iter(f"{SVG}polyline")).get("points").split()]
+    assert 0 < x < 480 and 0 < y < 240
+    assert "data:image" not in score_by_lead_chart({24: float("nan")}, "hk").value
 
 
 # -- the first partition date -----------------------------------------------------------------------
