@@ -153,3 +153,44 @@ def test_the_file_listing_is_bounded(tmp_path):
         (store / "2t" / f"9{i}.0.0").write_bytes(b"")
     with pytest.raises(StoreRefused, match="more than 3016 files"):
         LocalStoreFiles(store).listing()
+
+
+def many_chunk_store(path: Path, steps: int = 40) -> Path:
+    """A 30 degree ``2t`` forecast of ``steps`` 6-hourly planes, one chunk per plane."""
+    grid = Grid(30.0)
+    times = [np.datetime64((T0 + timedelta(hours=6 * k)).replace(tzinfo=None), "ns") for k in range(steps)]
+    values = np.arange(steps * grid.lat.size * grid.lon.size, dtype=np.float32).reshape(steps, grid.lat.size, -1)
+    xr.Dataset({"2t": (("time", "lat", "lon"), values)}, coords={"time": times, "lat": grid.lat, "lon": grid.lon}
+               ).to_zarr(path, mode="w", zarr_format=2, consolidated=True,
+                         encoding={"2t": {"chunks": (1, grid.lat.size, grid.lon.size)}})
+    return path
+
+
+def test_read_all_hands_every_file_over_once_and_counts_its_bytes(tmp_path):
+    store = open_local_store(str(many_chunk_store(tmp_path / "s.zarr")))
+    chunks = [rel for rel, spec in store.kinds.items() if spec is not None and spec.name == "2t"]
+    assert len(chunks) == 40
+    handed: list[str] = []
+    total = store.read_all(chunks, 3, lambda rel, data: handed.append(rel))
+    assert sorted(handed) == sorted(chunks)
+    assert total == sum((tmp_path / "s.zarr" / rel).stat().st_size for rel in chunks)
+    assert store.read_all(chunks[:2], 8, lambda rel, data: None) == sum(
+        (tmp_path / "s.zarr" / rel).stat().st_size for rel in chunks[:2])   # more workers than files
+
+
+def test_read_all_stops_at_the_first_failure_and_raises_it(tmp_path):
+    """Rule: the first file that fails ends the read; the other workers finish the file each holds
+    and take no other (a refused store is not read to its end), and that failure is raised."""
+    store = open_local_store(str(many_chunk_store(tmp_path / "s.zarr")))
+    chunks = sorted(rel for rel, spec in store.kinds.items() if spec is not None and spec.name == "2t")
+    handed: list[str] = []
+
+    def sink(rel: str, data: bytes) -> None:
+        if rel == chunks[4]:
+            raise StoreRefused(f"{rel} refused by the test")
+        handed.append(rel)
+
+    with pytest.raises(StoreRefused, match=f"{chunks[4]} refused by the test"):
+        store.read_all(chunks, 3, sink)
+    assert chunks[4] not in handed
+    assert len(handed) <= 4 + 2   # the files before it, and at most one more per other worker

@@ -27,7 +27,6 @@ import os
 import stat
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
@@ -243,14 +242,36 @@ class BoundedStore:
             raise StoreRefused(f"chunk {rel}: {exc}") from None
 
     def read_all(self, rels: list[str], workers: int, sink: Callable[[str, bytes], None]) -> int:
-        """``read`` every one of ``rels`` (``workers`` at once), handing each to ``sink``; the bytes read."""
-        def one(rel: str) -> int:
-            data = self.read(rel)
-            sink(rel, data)
-            return len(data)
+        """``read`` every one of ``rels`` (``workers`` at once), handing each to ``sink``; the bytes read.
 
-        with ThreadPoolExecutor(workers) as pool:
-            return sum(pool.map(one, rels))
+        Each worker takes the next file until none is left; the first failure stops the others
+        after the file each is reading and is raised (no file is read after it)."""
+        pending, lock = iter(rels), threading.Lock()
+        totals, failures = [0] * workers, []
+
+        def work(slot: int) -> None:
+            while not failures:
+                with lock:
+                    rel = next(pending, None)
+                if rel is None:
+                    return
+                try:
+                    data = self.read(rel)
+                    sink(rel, data)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                    failures.append(exc)
+                    return
+                totals[slot] += len(data)
+
+        threads = [threading.Thread(target=work, args=(slot,), daemon=True) for slot in range(1, workers)]
+        for thread in threads:
+            thread.start()
+        work(0)
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise failures[0]
+        return sum(totals)
 
 
 def is_safe_relpath(rel: str) -> bool:
