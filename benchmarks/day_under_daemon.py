@@ -19,9 +19,12 @@ launched onto the run queue, then the schedule's sensors do the rest. Printed:
 - runs launched, seconds from launch to the first day-1 score and to the leaderboard;
 - peak RSS of the daemon's process tree (sampled every 0.5 s);
 - what the machine charges (``machine``, measured before the day): CPU-s of a fixed pure-Python
-  loop and CPU microseconds per page a forked child first writes. CPU-s figures are only
-  comparable between runs whose ``machine`` figures are close (nearly the same code measured 1.36
-  CPU-s per miner-stage on one machine and 3.2 to 3.6 on another);
+  loop, CPU microseconds per page a forked child first writes, and CPU microseconds to create a
+  file in the work directory (every forecast chunk a run mirrors is a file, and so is every
+  SQLite journal). CPU-s figures are only comparable between runs whose ``machine`` figures are
+  close (nearly the same code measured 1.36 CPU-s per miner-stage on one machine and 3.2 to 3.6
+  on another; one machine charged 220 to 290 us to create a file under /tmp and 7 to 33 us
+  elsewhere on the same disk);
 - what the validator keeps on disk after the day: forecast mirrors (should be nothing once
   scored) and the shared GFS, ERA5 and climatology caches.
 
@@ -35,7 +38,11 @@ by default the forecast poll sensor's production 30 s times the retry scale, 9 s
 then ticks as often against the day's clock as in production, and the others (60 to 300 s in
 production) 2 to 10 times as often, so the sensors' idle cost is counted generously, not hidden.
 
-    python benchmarks/day_under_daemon.py --miners 64 [--json]
+The validator's files (Dagster's home, the validator DB, its caches and mirrors) go in a fresh
+folder under ``--work-dir`` (by default the system's temporary directory): put it where an
+operator's ``DAGSTER_HOME`` and ``GAIA_HOME`` would be.
+
+    python benchmarks/day_under_daemon.py --miners 64 [--work-dir DIR] [--json]
 """
 
 from __future__ import annotations
@@ -76,7 +83,7 @@ def cpu_by_role(roots: list[int]) -> dict[str, float]:
     return roles
 
 
-def machine_reference() -> dict[str, float]:
+def machine_reference(work: Path) -> dict[str, float]:
     """What this machine charges for the two things a day is made of, measured before it starts, so
     figures from different machines can be told apart: CPU-s of a fixed pure-Python loop, and
     microseconds of CPU per page a forked child first writes (copy-on-write and zero-fill faults:
@@ -106,11 +113,25 @@ def machine_reference() -> dict[str, float]:
     os.close(write_end)
     child_s = float(os.read(read_end, 64))
     os.close(read_end)
-    return {"python_loop_cpu_s": round(python_s, 3), "page_fault_cpu_us": round(child_s / (2 * pages) * 1e6, 2)}
+    return {"python_loop_cpu_s": round(python_s, 3), "page_fault_cpu_us": round(child_s / (2 * pages) * 1e6, 2),
+            "file_create_cpu_us": round(file_create_cpu_us(work), 1)}
+
+
+def file_create_cpu_us(work: Path, files: int = 500) -> float:
+    """CPU microseconds to create, write and close one small file in a new folder under ``work``."""
+    folder = Path(tempfile.mkdtemp(dir=work))
+    try:
+        started = time.process_time()
+        for k in range(files):
+            with open(folder / f"{k}.0.0", "wb") as handle:
+                handle.write(b"chunk" * 80)
+        return (time.process_time() - started) / files * 1e6
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_day(miners: int, date: str, resolution: float, timeout_s: float, retry_scale: str = "0.3",
-            sensor_interval_s: str = "9") -> dict:
+            sensor_interval_s: str = "9", work_dir: str | None = None) -> dict:
     from dagster import DagsterInstance
 
     from gaia_dagster.core.registry import RegistryEntry
@@ -119,9 +140,9 @@ def run_day(miners: int, date: str, resolution: float, timeout_s: float, retry_s
     from gaia_dagster.resources.registry import write_registry
     from gaia_dagster.runtime.daemon import DagsterProcesses
 
-    machine = machine_reference()
     t0 = datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=timezone.utc)
-    work = Path(tempfile.mkdtemp(prefix="gaia-day-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="gaia-day-bench-", dir=work_dir))
+    machine = machine_reference(work)
     home = work / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
@@ -192,7 +213,7 @@ def run_day(miners: int, date: str, resolution: float, timeout_s: float, retry_s
         miner_stages = miners * PER_MINER_STAGES
         return {
             "miners": miners, "resolution": resolution, "completed": leaderboard is not None,
-            "machine": machine,
+            "machine": machine, "work_dir": str(work.parent),
             "jobs_scored": statuses.count("era5_scored"), "jobs_failed": statuses.count("failed"),
             "failure_reasons": dict(reasons.most_common(3)),
             "runs_launched": len(runs),
@@ -243,11 +264,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sensor-interval", default=None,
                         help="GAIA_SENSOR_INTERVAL_S: every sensor's interval in seconds (default: the forecast "
                              "poll's production 30 s compressed by --retry-scale; see the module's doc)")
+    parser.add_argument("--work-dir", default=None,
+                        help="where the day's files go (a fresh folder in it; default: the system's temporary directory)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the daemon and miners on the way out
     sensor_interval = args.sensor_interval or str(max(1, round(POLL_SENSOR_S * float(args.retry_scale))))
-    result = run_day(args.miners, args.date, args.resolution, args.timeout, args.retry_scale, sensor_interval)
+    result = run_day(args.miners, args.date, args.resolution, args.timeout, args.retry_scale, sensor_interval,
+                     args.work_dir)
     if args.json:
         print(json.dumps(result))
     else:
