@@ -19,6 +19,7 @@ from gaia_dagster.resources.miner import MinerAccess
 from gaia_dagster.resources.registry import MinerRegistry
 from gaia_dagster.resources.validator_db import ValidatorDB
 from gaia_dagster.jobs import ALL_JOBS
+from gaia_dagster.runtime.compute_logs import keep_compute_logs_in_files
 from gaia_dagster.runtime.schema_heads import keep_dagster_schema_heads
 from gaia_dagster.runtime.sqlite_engines import keep_sqlite_engines
 from gaia_dagster.schedules import daily_forecast_schedule
@@ -86,7 +87,9 @@ def build_definitions(resources: dict[str, object] | None = None) -> Definitions
 
 # The code server opens an instance for every sensor tick, and a run worker checks its run's event
 # log: each reads Dagster's schema head from disk once per process, not every time, and builds one
-# SQLAlchemy engine per SQLite database, not one per statement.
+# SQLAlchemy engine per SQLite database, not one per statement. A run's stdout and stderr are
+# captured into its compute log files without two tails and two interpreters a run.
 keep_dagster_schema_heads()
 keep_sqlite_engines()
+keep_compute_logs_in_files()
 defs = build_definitions()
