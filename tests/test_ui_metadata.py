@@ -90,6 +90,15 @@ def test_leaderboard_table_is_typed_and_nulls_missing_cells():
     assert ui_records(table) == [first, second]
 
 
+def test_table_floats_are_shown_to_4_significant_digits_and_ints_exactly():
+    table = lead_scores_table({24: 0.9368572770633862, 48: 1234.56789, 72: -0.000123456789, 96: 0.0,
+                               120: float("nan")})
+    assert [(r.data["lead_hours"], r.data["score"]) for r in table.records] == [
+        (24, 0.9369), (48, 1235.0), (72, -0.0001235), (96, 0.0), (120, None)]
+    board = leaderboard_table([{**LEADERBOARD_ROWS[0], "rank": 2 ** 53 + 1, "weight": 2 / 3}])
+    assert board.records[0].data["rank"] == 2 ** 53 + 1 and board.records[0].data["weight"] == 0.6667
+
+
 def test_metrics_selection_and_lead_tables_survive_nan_and_drop_absent_columns():
     era5_rows = [{"variable": "2t", "level": 0, "lead_hours": 24, "rmse": 1.2, "bias": float("nan"),
                   "acc": np.float32(0.9), "skill": None},

@@ -15,6 +15,8 @@ from typing import Any, Mapping, Sequence
 
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 
+from gaia_dagster.core.day_view import sig4
+
 Cell = str | int | float | bool
 
 # -- the miner behind a per-miner partition -----------------------------------------------------
@@ -66,11 +68,18 @@ def table_cell(value: Any, column_type: str) -> Cell | None:
     return _CASTS.get(column_type, str)(value)
 
 
+def shown_cell(value: Any, column_type: str) -> Cell | None:
+    """``table_cell``, a float rounded to 4 significant digits."""
+    cell = table_cell(value, column_type)
+    return sig4(cell) if column_type == "float" and cell is not None else cell
+
+
 def records_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[TableColumn]) -> MetadataValue:
     """A typed Dagster table of ``rows`` restricted to ``columns``. Every record has every column
     (``TableMetadataValue`` requires the same fields in all records); a cell without a value (see
-    ``table_cell``) is None and shows empty in the UI."""
-    records = [TableRecord({c.name: table_cell(row.get(c.name), c.type) for c in columns}) for row in rows]
+    ``table_cell``) is None and shows empty in the UI. Floats are shown to 4 significant digits
+    (``core.day_view.sig4``): the table is for people; the validator DB keeps every digit."""
+    records = [TableRecord({c.name: shown_cell(row.get(c.name), c.type) for c in columns}) for row in rows]
     return MetadataValue.table(records=records, schema=TableSchema(columns=list(columns)))
 
 
@@ -246,7 +255,7 @@ class SvgChart:
         parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.WIDTH}" height="{self.HEIGHT}" '
                  f'viewBox="0 0 {self.WIDTH} {self.HEIGHT}" font-family="DejaVu Sans, sans-serif" font-size="10">',
                  f'<rect width="{self.WIDTH}" height="{self.HEIGHT}" fill="white"/>']
-        for value in nice_ticks(*self.y_range, most=5):
+        for value in nice_ticks(*self.y_range):
             y = self.y(value)
             parts.append(f'<line x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
                          f'<text x="{left - 4}" y="{y + 3.5:.1f}" text-anchor="end">{value:g}</text>')
