@@ -53,6 +53,16 @@ def test_a_row_says_stage_cause_and_reason_on_one_line():
     assert view_row(job(S.ERA5_PARTIAL.value, leads=4, day1=0.7512345))["era5_leads"] == "4/10"
 
 
+def test_a_reason_has_no_word_too_long_to_wrap():
+    """A word cannot wrap: a full hotkey or URL in a reason widened its column past 1600 px."""
+    error = (f"miner {HOTKEY}, run T0=2026-10-20T00Z: initiate-fetch failed 3 times; last: miner {HOTKEY}, "
+             "at http://127.0.0.1:47135/forecast/initiate-fetch: ConnectError")
+    reason = view_row(job(S.FAILED.value, S.CREATED.value, error=error))["reason"]
+    assert max(map(len, reason.split())) <= 24
+    assert reason.startswith(f"initiate-fetch failed 3 times; last: miner {HOTKEY[:6]}…{HOTKEY[-4:]}, at http")
+    assert reason.endswith("ConnectError")
+
+
 def walk(repo, run_id: int, hotkey: str, path: list[str], error: str | None = None) -> int:  # noqa: ANN001
     repo.upsert_miner(hotkey, f"http://10.0.0.{len(path)}:80{len(hotkey)}", uid=len(path))
     response, _ = repo.create_response(run_id, hotkey, "validator", f"job-{hotkey}", "http://x")

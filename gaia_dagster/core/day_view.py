@@ -8,7 +8,8 @@ Rules:
   ``failed`` left: request (created), inference (in flight, failed by polling: no run behind it),
   verification (in flight, failed by the verifying run), day-1 or ERA5.
 - Numbers are shown to 4 significant digits; hotkeys as their first 6 and last 4 characters; a
-  reason on one line, without the miner and run its row already names.
+  reason on one line, without the miner and run its row already names, no word in it longer than
+  24 characters (a word cannot wrap: the table must fit 1600 px).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ CAUSE_OF: dict[str, str] = {
     S.ERA5_SCORING.value: "ERA5", S.ERA5_PARTIAL.value: "ERA5",
 }
 REASON_CHARS = 120
+WORD_CHARS = 24     # a longer word cannot wrap and would widen the reason column past 1600 px
 WHO_PREFIX = re.compile(r"^miner \S+?(, (run|job) [^,:]+)*: ")
+SS58_HOTKEY = re.compile(r"^5[1-9A-HJ-NP-Za-km-z]{45,47}$")
 
 
 @dataclass(frozen=True)
@@ -80,10 +83,19 @@ def cause(job: DayJob) -> str | None:
 
 
 def one_line(text: str | None, limit: int = REASON_CHARS) -> str:
-    """A reason on one line, without the "miner X, run T0, job J: " its row already says, cut to
-    ``limit`` characters."""
-    line = WHO_PREFIX.sub("", " ".join((text or "").split()), count=1)
+    """A reason on one line, without the "miner X, run T0, job J: " its row already says, each
+    word short enough to wrap (``short_word``), cut to ``limit`` characters."""
+    line = " ".join(map(short_word, WHO_PREFIX.sub("", " ".join((text or "").split()), count=1).split()))
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def short_word(word: str) -> str:
+    """A hotkey as ``short_hotkey``; any other word longer than ``WORD_CHARS`` cut to it (the full
+    reason is in the job's run and the validator DB)."""
+    if SS58_HOTKEY.match(word.rstrip(",.;:")):
+        bare = word.rstrip(",.;:")
+        return short_hotkey(bare) + word[len(bare):]
+    return word if len(word) <= WORD_CHARS else word[: WORD_CHARS - 1] + "…"
 
 
 def view_row(job: DayJob) -> dict:
