@@ -19,7 +19,8 @@ import xarray as xr
 
 from gaia_dagster.resources.cache import marker_path, reading
 from gaia_dagster.resources.cache_bound import cache_bytes, cache_entries, register_bound
-from gaia_dagster.resources.sources import cached
+
+from zarr_entries import cached  # noqa: E402
 
 LAT = np.linspace(90.0, -90.0, 73)
 LON = np.arange(144) * 2.5

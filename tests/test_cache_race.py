@@ -22,7 +22,9 @@ import xarray as xr
 
 from gaia_dagster.core.contract import ALL_VARIABLES, LEVEL_VARIABLES, PRESSURE_LEVELS
 from gaia_dagster.core.gfs_index import contract_dataset
-from gaia_dagster.resources.sources import cached, ensure_cached, held_variables
+from gaia_dagster.resources.sources import ensure_cached, held_variables
+
+from zarr_entries import cached  # noqa: E402
 
 PROCESSES = 6
 PRODUCE_SECONDS = 0.2  # a source read takes a while: every racer sees the entry missing first

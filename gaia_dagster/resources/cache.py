@@ -460,16 +460,6 @@ def _as_stored(declared: Mapping, name: str, fills: tuple) -> bool:
             and not any(a in attrs for a in DECODED_ATTRIBUTES))
 
 
-def load_zarr(path: Path, marker: Mapping) -> xr.Dataset:
-    """Verify on read of a dataset entry: it opens, holds every variable of its marker, and every
-    chunk decodes; the dataset is read fully into memory (its files are closed afterwards)."""
-    with xr.open_dataset(path, engine="zarr", chunks=None, consolidated=True, cache=False) as ds:
-        missing = [v for v in marker.get("variables", []) if v not in ds.data_vars]
-        if missing:
-            raise KeyError(f"{path} lacks the variables {missing} its marker lists")
-        return ds.load()
-
-
 def check_zarr(path: Path, marker: Mapping) -> Path:
     """Cheap verify of a dataset entry (no plane read): it holds every variable of its marker as
     ``zarr_entry`` writes it (``EntryPlanes``)."""

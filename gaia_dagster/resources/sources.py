@@ -21,7 +21,7 @@ from dagster import ConfigurableResource
 from gaia_dagster.core.contract import CONTRACT_RESOLUTION
 from gaia_dagster.core.scoring.variables import DEFAULT_ERA5_VARIABLES, VariableEntry, parse_variables
 from gaia_dagster.resources.cache import (
-    EntryPlanes, cached_entries, cached_entry, check_zarr, held_entries, load_zarr, zarr_entry,
+    EntryPlanes, cached_entries, cached_entry, check_zarr, held_entries, zarr_entry,
 )
 from gaia_dagster.resources.cache_bound import register_bound
 from gaia_dagster.resources.settings import DecimalText, decimal_setting, gaia_home
@@ -194,12 +194,6 @@ def ensure_cached(path: Path, produce: Callable[[], xr.Dataset]) -> Path:
     a complete entry (marker, sizes, variables) is left alone without reading its data, an incomplete
     one is rebuilt."""
     return cached_entry(path, zarr_entry(produce), check_zarr)
-
-
-def cached(path: Path, produce: Callable[[], xr.Dataset]) -> xr.Dataset:
-    """The cached dataset at ``path``, produced and written on first use, verified on every read and
-    rebuilt when incomplete (the cache rule of ``resources/cache.py``)."""
-    return cached_entry(path, zarr_entry(produce), load_zarr)
 
 
 @contextmanager
