@@ -179,9 +179,11 @@ def test_read_all_hands_every_file_over_once_and_counts_its_bytes(tmp_path):
 
 
 def test_read_all_stops_at_the_first_failure_and_raises_it(tmp_path):
-    """Rule: the first file that fails ends the read; the other workers finish the file each holds
-    and take no other (a refused store is not read to its end), and that failure is raised."""
-    store = open_local_store(str(many_chunk_store(tmp_path / "s.zarr")))
+    """Rule: the first file that fails ends the read: once it is recorded, no worker takes another
+    file (a refused store is not read to its end), and that failure is raised. Files other workers
+    took before it was recorded are finished, so how many depends on scheduling; far fewer than the
+    rest of the store."""
+    store = open_local_store(str(many_chunk_store(tmp_path / "s.zarr", steps=200)))
     chunks = sorted(rel for rel, spec in store.kinds.items() if spec is not None and spec.name == "2t")
     handed: list[str] = []
 
@@ -193,4 +195,4 @@ def test_read_all_stops_at_the_first_failure_and_raises_it(tmp_path):
     with pytest.raises(StoreRefused, match=f"{chunks[4]} refused by the test"):
         store.read_all(chunks, 3, sink)
     assert chunks[4] not in handed
-    assert len(handed) <= 4 + 2   # the files before it, and at most one more per other worker
+    assert len(handed) < len(chunks) // 2   # a reader that went on after a failure would hand over 199

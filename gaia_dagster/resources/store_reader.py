@@ -244,8 +244,9 @@ class BoundedStore:
     def read_all(self, rels: list[str], workers: int, sink: Callable[[str, bytes], None]) -> int:
         """``read`` every one of ``rels`` (``workers`` at once), handing each to ``sink``; the bytes read.
 
-        Each worker takes the next file until none is left; the first failure stops the others
-        after the file each is reading and is raised (no file is read after it)."""
+        Each worker takes the next file until none is left (no future per file, the caller reads
+        too); once a failure is recorded no worker takes another file, the files being read are
+        finished, and the first failure is raised."""
         pending, lock = iter(rels), threading.Lock()
         totals, failures = [0] * workers, []
 
