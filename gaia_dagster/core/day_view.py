@@ -92,8 +92,8 @@ def one_line(text: str | None, limit: int = REASON_CHARS) -> str:
 def short_word(word: str) -> str:
     """A hotkey as ``short_hotkey``; any other word longer than ``WORD_CHARS`` cut to it (the full
     reason is in the job's run and the validator DB)."""
-    if SS58_HOTKEY.match(word.rstrip(",.;:")):
-        bare = word.rstrip(",.;:")
+    bare = word.rstrip(",.;:")
+    if SS58_HOTKEY.match(bare):
         return short_hotkey(bare) + word[len(bare):]
     return word if len(word) <= WORD_CHARS else word[: WORD_CHARS - 1] + "…"
 
